@@ -1,0 +1,44 @@
+# The two commands of the README. Each creates .venv and installs what it needs on the way.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+RUN_STAMP  := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+TYPECHECK  := .build/typecheck
+
+.PHONY: publish test lint typecheck pytest clean
+
+publish: $(RUN_STAMP)
+	$(BIN)/clinicpress publish
+
+test: $(TEST_STAMP) lint typecheck pytest
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "clinicpress needs Python 3.11 or newer (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@ $(RUN_STAMP)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The top-level pipeline folders are subpackages of clinicpress (see pyproject.toml);
+# mypy cannot follow that mapping, so it checks a tree of symlinks laid out as installed.
+typecheck: $(TEST_STAMP)
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/clinicpress
+	@for f in clinicpress/*.py; do ln -s ../../../$$f $(TYPECHECK)/clinicpress/; done
+	@for d in sources checks renderers outputs flows; do ln -s ../../../$$d $(TYPECHECK)/clinicpress/$$d; done
+	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache -p clinicpress
+
+pytest: $(TEST_STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache published

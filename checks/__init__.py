@@ -1,0 +1,1 @@
+"""Verification before publishing and during monitoring."""

@@ -1,0 +1,86 @@
+"""Turn check results into one report per article: problems and a verdict.
+
+This is the whole of ``clinicpress check``; the publish flow calls the same
+functions as Prefect tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from clinicpress.checks.collect import article_urls
+from clinicpress.checks.dates import check_licenses, check_review
+from clinicpress.checks.links import LinkReport, check_urls
+from clinicpress.checks.model import ArticleReport, LinkResult, LinkStatus, Problem, Severity, verdict_of
+from clinicpress.site import SiteConfig
+from clinicpress.sources.article import Article
+
+
+def _describe_link(article: Article, result: LinkResult) -> str:
+    numbers = [str(i) for i, s in enumerate(article.sources, start=1) if s.url == result.url]
+    where = f"source {', '.join(numbers)}" if numbers else "link in body"
+    text = f"{where} {result.url}: {result.status.value} — {result.reason}"
+    if result.status is LinkStatus.REDIRECTED and result.final_url:
+        text += f"; cite {result.final_url} instead"
+    return text
+
+
+def link_problems(
+    article: Article, results: Sequence[LinkResult], network_summary: str | None
+) -> list[Problem]:
+    """One problem per link that is not ok, or one line when the network is down."""
+    problems: list[Problem] = []
+    if network_summary:
+        problems.append(Problem(check="network", severity=Severity.WARNING, message=network_summary))
+    for result in results:
+        if result.status.blocks:
+            problems.append(
+                Problem(check="links", severity=Severity.BLOCKED, message=_describe_link(article, result))
+            )
+        elif result.status.warns and not (network_summary and result.status is LinkStatus.UNVERIFIED):
+            problems.append(
+                Problem(check="links", severity=Severity.WARNING, message=_describe_link(article, result))
+            )
+    return problems
+
+
+def verify_article(
+    article: Article,
+    site: SiteConfig,
+    links: LinkReport,
+    *,
+    on: date,
+    strict: bool = False,
+) -> ArticleReport:
+    """The verdict of one article on day ``on``, from already-checked links."""
+    results = [links.results[url] for url in article_urls(article) if url in links.results]
+    problems = [
+        *check_licenses(site.licenses, on, site.checks.license_warn_days),
+        *check_review(article, on),
+        *link_problems(article, results, links.summary if links.network_down else None),
+    ]
+    return ArticleReport(
+        path=str(article.path),
+        slug=article.key,
+        verdict=verdict_of(problems, strict=strict),
+        problems=problems,
+        links=results,
+    )
+
+
+def all_urls(articles: Sequence[Article]) -> list[str]:
+    """Every URL of every article, once: the same source cited twice is fetched once."""
+    return list(dict.fromkeys(url for article in articles for url in article_urls(article)))
+
+
+def check_articles(
+    articles: Sequence[Article],
+    site: SiteConfig,
+    *,
+    on: date,
+    strict: bool = False,
+) -> list[ArticleReport]:
+    """Verify articles directly (no Prefect): what ``clinicpress check`` runs."""
+    report = check_urls(all_urls(articles), site.checks.links)
+    return [verify_article(a, site, report, on=on, strict=strict) for a in articles]

@@ -1,0 +1,3 @@
+from clinicpress.cli import main
+
+main()

@@ -1,0 +1,189 @@
+"""The ``clinicpress`` command line (see README, "The CLI").
+
+Exit codes: 0 success (warnings allowed), 1 blocked by a check (nothing of
+that article published), 2 bad input or usage (one clear line, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from clinicpress.checks.model import ArticleReport, Verdict
+from clinicpress.console import report_lines
+from clinicpress.errors import ClinicpressError
+from clinicpress.prefect_env import configure_prefect
+from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
+from clinicpress.sources.article import Article
+from clinicpress.sources.loader import discover_articles, load_articles
+
+EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
+DEFAULT_OUT = Path("published")
+
+app = typer.Typer(
+    name="clinicpress",
+    help="Verify a canonical health article and publish it to web, a PDF handout and a newsletter.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+PathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Article files or folders (default: every article in content/)", show_default=False),
+]
+SiteOpt = Annotated[Path, typer.Option("--site", help="The site config", metavar="PATH")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Where published files go", metavar="DIR")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings block too")]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show Prefect's logs and full tracebacks")]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _errors(verbose: bool) -> Iterator[None]:
+    """Our errors become one line and an exit code; anything else too, unless -v."""
+    try:
+        yield
+    except ClinicpressError as exc:
+        if verbose:
+            traceback.print_exc()
+        raise _fail(str(exc), exc.exit_code) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        raise _fail(
+            f"unexpected {type(exc).__name__}: {exc} (run again with -v for the traceback)", EXIT_BLOCKED
+        ) from None
+
+
+def _load(paths: list[Path] | None, site_path: Path) -> tuple[SiteConfig, list[Article]]:
+    site = load_site(site_path)
+    return site, load_articles(discover_articles(paths or []))
+
+
+def _status(message: str) -> Callable[[], None]:
+    """A spinner on stderr while something slow runs (only on a terminal)."""
+    if not err_console.is_terminal:
+        return lambda: None
+    status = err_console.status(message)
+    status.start()
+    return status.stop
+
+
+@app.command()
+def check(
+    paths: PathsArg = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    strict: StrictOpt = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or json", metavar="FORMAT", case_sensitive=False)
+    ] = "text",
+    verbose: VerboseOpt = False,
+) -> None:
+    """Verify articles (sources, license, review dates) and publish nothing."""
+    fmt = output_format.lower()
+    if fmt not in ("text", "json"):
+        raise _fail(f"--format: {output_format!r} is not a format; expected text or json", EXIT_USAGE)
+    with _errors(verbose):
+        site_config, articles = _load(paths, site)
+        from clinicpress.checks.verify import check_articles  # keeps --help fast
+
+        stop = _status(f"Checking {len(articles)} article(s)…")
+        try:
+            reports = check_articles(articles, site_config, on=date.today(), strict=strict)
+        finally:
+            stop()
+    if fmt == "json":
+        out_console.print_json(json.dumps({"articles": [r.as_json() for r in reports]}))
+    else:
+        for report in reports:
+            for line in report_lines(report):
+                out_console.print(line, markup=False)
+    raise typer.Exit(_exit_code(reports))
+
+
+def _exit_code(reports: list[ArticleReport]) -> int:
+    return EXIT_BLOCKED if any(r.verdict is Verdict.BLOCKED for r in reports) else EXIT_OK
+
+
+@app.command()
+def publish(
+    paths: PathsArg = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    strict: StrictOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Verify articles and publish those that pass into --out (all channels or none)."""
+    configure_prefect(verbose)
+    with _errors(verbose):
+        # Validate before starting Prefect: bad input fails in milliseconds, not seconds.
+        _, articles = _load(paths, site)
+        from clinicpress.flows.publish import publish_flow  # Prefect is slow to import
+
+        stop = _status(f"Publishing {len(articles)} article(s) (starting Prefect)…")
+        try:
+            result = publish_flow(
+                paths=[str(a.path) for a in articles], site_path=str(site), out_dir=str(out), strict=strict
+            )
+        finally:
+            stop()
+    for outcome in result.outcomes:
+        action = "published" if outcome.published else "nothing published"
+        for line in report_lines(outcome.report, action=action):
+            out_console.print(line, markup=False)
+        for relpath in outcome.files:
+            out_console.print(f"  → {Path(result.out_dir) / relpath}", markup=False)
+    raise typer.Exit(_exit_code([o.report for o in result.outcomes]))
+
+
+def _not_yet(command: str, issue: str) -> None:
+    raise _fail(f"'clinicpress {command}' is not available in this version yet ({issue})", EXIT_USAGE)
+
+
+@app.command()
+def monitor(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT) -> None:
+    """Re-check everything published and alert on changes (not built yet)."""
+    _not_yet("monitor", "see the issue on monitoring")
+
+
+@app.command(name="import")
+def import_(
+    file_or_url: Annotated[str, typer.Argument(metavar="FILE_OR_URL")],
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+) -> None:
+    """Turn a legacy HTML page into a canonical Markdown article (not built yet)."""
+    _not_yet("import", "see the issue on importing")
+
+
+@app.command()
+def serve(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT) -> None:
+    """Serve the Prefect deployments (not built yet)."""
+    _not_yet("serve", "see the issue on monitoring")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

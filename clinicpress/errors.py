@@ -1,0 +1,65 @@
+"""The one exception tree of clinicpress.
+
+ClinicpressError
+├── InputError            bad input from the user: exit code 2
+│   ├── ArticleError      an article file (names file, field, what was expected)
+│   └── SiteConfigError   the site config (names file, field, what was expected)
+├── RenderError           a renderer could not make its artifact
+└── PublishError          writing to --out failed (nothing half-published)
+
+A broken link is never an exception: checks return results with a status.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ClinicpressError(Exception):
+    """Base of every error clinicpress raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(ClinicpressError):
+    """The user's input is wrong: a file, a field, a command-line option.
+
+    The message always reads ``<file>: <field>: <problem>; expected <what>``
+    so the user can go straight to the fix.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        path: Path | str | None,
+        field: str | None,
+        problem: str,
+        expected: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.field = field
+        self.problem = problem
+        self.expected = expected
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = [p for p in (self.path, self.field) if p]
+        text = self.problem if not self.expected else f"{self.problem}; expected {self.expected}"
+        return ": ".join([*parts, text])
+
+
+class ArticleError(InputError):
+    """An article file is malformed."""
+
+
+class SiteConfigError(InputError):
+    """The site configuration is malformed."""
+
+
+class RenderError(ClinicpressError):
+    """A renderer failed to produce its artifact."""
+
+
+class PublishError(ClinicpressError):
+    """Writing a release to the output folder failed; nothing was switched live."""

@@ -1,0 +1,198 @@
+"""The site configuration (``content/site.toml``): what every article shares.
+
+Values come from the TOML file and may be overridden by environment
+variables named ``CLINICPRESS_<SECTION>__<KEY>`` (for example
+``CLINICPRESS_NEWSLETTER__FROM_ADDRESS``); the environment wins.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from clinicpress.errors import SiteConfigError
+from clinicpress.validation import input_error_from
+
+DEFAULT_SITE_PATH = Path("content/site.toml")
+MAX_SITE_BYTES = 256 * 1024
+
+_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _single_line(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must be a single line (no line breaks)")
+    return value.strip()
+
+
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+class Organization(_Strict):
+    name: str = Field(min_length=1)
+    base_url: str = Field(description="Where the web channel is served, e.g. https://example.org")
+    postal_address: str = Field(min_length=1, description="Printed in every newsletter (CAN-SPAM)")
+    phone: str | None = None
+    language: str = "en"
+
+    _one_line = field_validator("name", "postal_address", "phone")(
+        lambda v: _single_line(v) if v is not None else v
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        return _https_url(value).rstrip("/")
+
+
+class License(_Strict):
+    """A state license or certification printed on every channel."""
+
+    kind: Literal["licensed", "certified"] = "licensed"
+    issuer: str = Field(min_length=1)
+    program_id: str = Field(min_length=1)
+    expires: date
+    lookup_url: str | None = None
+
+    _one_line = field_validator("issuer", "program_id")(_single_line)
+
+    def line(self) -> str:
+        """The sentence every channel prints, e.g. for the footer."""
+        verb = "Licensed" if self.kind == "licensed" else "Certified"
+        return (
+            f"{verb} by the {self.issuer} · Program ID {self.program_id} · "
+            f"valid through {format_date(self.expires)}"
+        )
+
+
+class Newsletter(_Strict):
+    from_name: str = Field(min_length=1)
+    from_address: str
+    reply_to: str | None = None
+    unsubscribe_url: str
+    unsubscribe_mailto: str | None = None
+
+    _one_line = field_validator("from_name")(_single_line)
+
+    @field_validator("from_address", "reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError(f"{value!r} is not an email address like news@example.org")
+        return value
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _unsubscribe(cls, value: str) -> str:
+        return _https_url(value)
+
+
+class LinkCheckSettings(_Strict):
+    allow_private_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts that may resolve to private/loopback addresses (tests use 127.0.0.1)",
+    )
+    timeout: float = Field(default=10.0, gt=0, description="Seconds per request")
+    concurrency: int = Field(default=8, ge=1, le=256)
+    per_host: int = Field(default=2, ge=1, le=64)
+    retries: int = Field(default=1, ge=0, le=5, description="Extra tries for transient failures")
+    max_redirects: int = Field(default=10, ge=0, le=30)
+    exclude: list[str] = Field(default_factory=list, description="Regexes of URLs to skip")
+    user_agent: str = "clinicpress/0.1 (source checker; +https://github.com/clinicpress)"
+
+    @field_validator("exclude")
+    @classmethod
+    def _regexes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from exc
+        return values
+
+
+class Checks(_Strict):
+    license_warn_days: list[int] = Field(default_factory=lambda: [150, 90, 30])
+    links: LinkCheckSettings = Field(default_factory=LinkCheckSettings)
+
+
+class Alerts(_Strict):
+    urls: list[str] = Field(default_factory=list, description="apprise URLs")
+
+
+class Monitor(_Strict):
+    failures_before_alert: int = Field(default=2, ge=1)
+    schedule: str = "0 7 * * *"
+
+
+class SiteConfig(BaseSettings):
+    """Everything shared by every article of one site."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CLINICPRESS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    organization: Organization
+    licenses: list[License] = Field(min_length=1)
+    newsletter: Newsletter
+    checks: Checks = Field(default_factory=Checks)
+    alerts: Alerts = Field(default_factory=Alerts)
+    monitor: Monitor = Field(default_factory=Monitor)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+
+def format_date(value: date) -> str:
+    """One date style for every channel: ``April 30, 2027``."""
+    return f"{value:%B} {value.day}, {value.year}"
+
+
+def load_site(path: Path | str = DEFAULT_SITE_PATH) -> SiteConfig:
+    """Read and validate the site config; every error names file and field."""
+    site_path = Path(path)
+    try:
+        raw = site_path.read_bytes()
+    except FileNotFoundError:
+        raise SiteConfigError(site_path, None, "file not found", "a site config (see README)") from None
+    except OSError as exc:
+        raise SiteConfigError(site_path, None, f"cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_SITE_BYTES:
+        raise SiteConfigError(site_path, None, f"file is {len(raw)} bytes", f"at most {MAX_SITE_BYTES}")
+    try:
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SiteConfigError(site_path, None, f"not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SiteConfigError(site_path, None, f"invalid TOML: {exc}") from None
+    try:
+        return SiteConfig(**data)
+    except ValidationError as exc:
+        raise input_error_from(exc, site_path, SiteConfigError, model=SiteConfig) from None

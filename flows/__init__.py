@@ -1,0 +1,1 @@
+"""Thin Prefect flows wiring sources → checks → renderers → outputs."""

@@ -1,0 +1,144 @@
+"""The ``publish`` flow: load → check → render the channels → publish.
+
+Thin on purpose: every step is a function of ``sources/``, ``checks/``,
+``renderers/`` or ``outputs/``; this module only wires them as Prefect tasks,
+with retries where the network I/O is.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from clinicpress.checks.links import LinkReport, check_urls
+from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
+from clinicpress.checks.verify import all_urls, verify_article
+from clinicpress.errors import RenderError
+from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
+from clinicpress.renderers.base import Artifact, RenderContext
+from clinicpress.renderers.registry import render_article, template_fingerprint
+from clinicpress.site import DEFAULT_SITE_PATH, LinkCheckSettings, SiteConfig, load_site
+from clinicpress.sources.article import Article
+from clinicpress.sources.loader import discover_articles, load_articles
+from clinicpress.versioning import article_version
+
+DEFAULT_OUT_DIR = Path("published")
+
+
+class ArticleOutcome(BaseModel):
+    report: ArticleReport
+    published: bool
+    files: list[str]
+
+
+class PublishResult(BaseModel):
+    out_dir: str
+    release_id: str | None
+    outcomes: list[ArticleOutcome]
+
+    @property
+    def blocked(self) -> bool:
+        return any(o.report.verdict is Verdict.BLOCKED for o in self.outcomes)
+
+
+# Inputs are pydantic models and large texts: hashing them for a cache key is
+# wasted work, and a link check must never be cached by its inputs (DESIGN.md).
+@task(name="load-inputs", cache_policy=NO_CACHE)
+def load_inputs(paths: list[str], site_path: str) -> tuple[SiteConfig, list[Article]]:
+    return load_site(site_path), load_articles(discover_articles(paths))
+
+
+@task(name="check-sources", retries=2, retry_delay_seconds=[2, 8], cache_policy=NO_CACHE)
+def check_sources(urls: list[str], settings: LinkCheckSettings) -> LinkReport:
+    return check_urls(urls, settings)
+
+
+@task(name="verify", cache_policy=NO_CACHE)
+def verify(
+    articles: list[Article], site: SiteConfig, links: LinkReport, on: date, strict: bool
+) -> list[ArticleReport]:
+    return [verify_article(a, site, links, on=on, strict=strict) for a in articles]
+
+
+@task(name="render", cache_policy=NO_CACHE)
+def render(article: Article, site: SiteConfig, context: RenderContext) -> list[Artifact]:
+    return render_article(article, site, context)
+
+
+@task(name="publish-release", cache_policy=NO_CACHE)
+def publish(
+    out_dir: str, ready: list[ReadyArticle], site: SiteConfig, published_at: datetime
+) -> PublishedRelease | None:
+    return publish_release(Path(out_dir), ready, site, published_at)
+
+
+def summary_markdown(result: PublishResult) -> str:
+    """The verification summary left as a Prefect markdown artifact."""
+    lines = [
+        "# clinicpress publish",
+        "",
+        f"Release: `{result.release_id or 'none (nothing published)'}` in `{result.out_dir}`",
+        "",
+        "| article | verdict | published | problems |",
+        "| --- | --- | --- | --- |",
+    ]
+    for outcome in result.outcomes:
+        report = outcome.report
+        problems = "<br>".join(f"{p.severity.value}: {p.message}" for p in report.problems) or "—"
+        problems = problems.replace("|", "\\|")
+        published = "yes" if outcome.published else "no"
+        lines.append(f"| {report.slug} | {report.verdict.value} | {published} | {problems} |")
+    return "\n".join(lines) + "\n"
+
+
+def _blocked_by_render(report: ArticleReport, error: RenderError) -> ArticleReport:
+    problem = Problem(check="render", severity=Severity.BLOCKED, message=str(error))
+    return report.model_copy(update={"verdict": Verdict.BLOCKED, "problems": [*report.problems, problem]})
+
+
+@flow(name="publish", validate_parameters=True)
+def publish_flow(
+    paths: list[str] | None = None,
+    site_path: str = str(DEFAULT_SITE_PATH),
+    out_dir: str = str(DEFAULT_OUT_DIR),
+    strict: bool = False,
+) -> PublishResult:
+    """Verify articles and publish those that pass, all channels or none."""
+    site, articles = load_inputs(paths or [], site_path)
+    now = datetime.now().astimezone()
+    links = check_sources(all_urls(articles), site.checks.links)
+    reports = verify(articles, site, links, now.date(), strict)
+
+    templates = template_fingerprint()
+    ready: list[ReadyArticle] = []
+    final_reports: list[ArticleReport] = []
+    for article, report in zip(articles, reports, strict=True):
+        if report.verdict is not Verdict.BLOCKED:
+            version = article_version(article, site, templates)
+            try:
+                artifacts = render(article, site, RenderContext(published_at=now, version=version))
+            except RenderError as exc:
+                report = _blocked_by_render(report, exc)
+            else:
+                ready.append(ReadyArticle(article, report, version, artifacts))
+        final_reports.append(report)
+
+    release = publish(out_dir, ready, site, now)
+    files = release.files if release else {}
+    result = PublishResult(
+        out_dir=out_dir,
+        release_id=release.release_id if release else None,
+        outcomes=[
+            ArticleOutcome(report=r, published=r.slug in files, files=files.get(r.slug, []))
+            for r in final_reports
+        ],
+    )
+    create_markdown_artifact(
+        summary_markdown(result), key="publish-report", description="clinicpress publish"
+    )
+    return result

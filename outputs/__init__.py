@@ -1,0 +1,1 @@
+"""Where artifacts go: the release folder under --out, and reports."""

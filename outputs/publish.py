@@ -1,0 +1,94 @@
+"""Write verified, rendered articles into a new release and switch it live."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from clinicpress.checks.model import ArticleReport
+from clinicpress.outputs.release import Release
+from clinicpress.outputs.reports import published_report, report_relpath
+from clinicpress.renderers.base import Artifact
+from clinicpress.renderers.catalog import CatalogEntry, render_catalog
+from clinicpress.site import SiteConfig
+from clinicpress.sources.article import Article
+
+
+@dataclass(frozen=True)
+class ReadyArticle:
+    """An article that passed its checks, with every artifact of its channels."""
+
+    article: Article
+    report: ArticleReport
+    version: str
+    artifacts: list[Artifact]
+
+
+@dataclass(frozen=True)
+class PublishedRelease:
+    release_id: str
+    release_dir: Path
+    files: dict[str, list[str]]  # slug → paths under --out, report included
+
+
+def _catalog(release: Release) -> list[CatalogEntry]:
+    entries = []
+    for relpath in release.files("reports", "*.json"):
+        data = json.loads(release.read(relpath) or b"{}")
+        entries.append(
+            CatalogEntry(
+                slug=data["slug"],
+                title=data["title"],
+                summary=data["summary"],
+                published=date.fromisoformat(data["published"]),
+                last_reviewed=date.fromisoformat(data["last_reviewed"]),
+                published_at=datetime.fromisoformat(data["published_at"]),
+            )
+        )
+    return entries
+
+
+def _previous_files(release: Release, slug: str) -> list[str]:
+    old = release.read(report_relpath(slug))
+    if old is None:
+        return []
+    channels: dict[str, list[str]] = json.loads(old).get("channels", {})
+    return [path for paths in channels.values() for path in paths]
+
+
+def publish_release(
+    out_dir: Path,
+    ready: list[ReadyArticle],
+    site: SiteConfig,
+    published_at: datetime,
+) -> PublishedRelease | None:
+    """All channels of every ready article go live together, or none do.
+
+    Returns None (and writes nothing) when no article is ready.
+    """
+    if not ready:
+        return None
+    files: dict[str, list[str]] = {}
+    with Release(out_dir) as release:
+        for item in ready:
+            slug = item.article.key
+            # A channel dropped since the last publish must not linger.
+            for stale in _previous_files(release, slug):
+                release.remove(stale)
+            for artifact in item.artifacts:
+                release.write(artifact.relpath, artifact.data)
+            report = published_report(
+                item.report,
+                item.article,
+                version=item.version,
+                published_at=published_at,
+                artifacts=item.artifacts,
+            )
+            release.write(report_relpath(slug), report)
+            files[slug] = [a.relpath for a in item.artifacts] + [report_relpath(slug)]
+        for artifact in render_catalog(_catalog(release), site, published_at):
+            release.write(artifact.relpath, artifact.data)
+        release_dir = release.commit()
+    return PublishedRelease(release.release_id, release_dir, files)

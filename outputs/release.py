@@ -1,0 +1,190 @@
+"""Publishing is a swap: build a whole new release, then switch it live in one step.
+
+Layout under ``--out`` (readers and web servers use the stable paths)::
+
+    releases/<id>/{web,handouts,newsletter,reports}/…   one complete tree per publish
+    current -> releases/<id>                            swapped atomically (rename of a symlink)
+    web -> current/web, handouts -> current/handouts, … stable paths through ``current``
+
+A new release starts as a hard-linked copy of the live one (cheap; articles
+not published this time stay as they were), gets this run's files written
+into it, and goes live by replacing the ``current`` symlink with
+``os.replace``: a reader sees the old release or the new one, never a mix.
+A run that dies leaves only a ``releases/.staging-*`` folder, removed by the
+next run (safe to run twice). Old releases are kept for instant rollback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+from typing import IO, Self
+
+from clinicpress.errors import PublishError
+
+CHANNEL_DIRS = ("web", "handouts", "newsletter", "reports")
+RELEASES = "releases"
+CURRENT = "current"
+STAGING_PREFIX = ".staging-"
+KEEP_RELEASES = 5
+
+
+def _new_release_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
+
+
+class Release:
+    """One publish into ``out_dir``: ``with Release(out) as r: r.write(...); r.commit()``.
+
+    Leaving the block without ``commit()`` (an exception, a blocked run)
+    removes the staging folder: nothing of it ever becomes visible.
+    """
+
+    def __init__(self, out_dir: Path | str) -> None:
+        self.out_dir = Path(out_dir)
+        self.release_id = _new_release_id()
+        self._releases = self.out_dir / RELEASES
+        self._staging = self._releases / f"{STAGING_PREFIX}{self.release_id}"
+        self._lock: IO[bytes] | None = None
+        self._committed: Path | None = None
+        self.written: list[str] = []
+
+    # -- lifecycle -------------------------------------------------------
+    def __enter__(self) -> Self:
+        try:
+            self._releases.mkdir(parents=True, exist_ok=True)
+            self._lock = (self.out_dir / ".lock").open("wb")
+        except OSError as exc:
+            raise PublishError(f"{self.out_dir}: cannot create the output folder ({exc.strerror})") from None
+        try:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise PublishError(
+                f"{self.out_dir}: another publish is running there; try again when it ends"
+            ) from None
+        self._check_stable_paths()
+        remove_stale_staging(self.out_dir)
+        live = self.live_release()
+        if live is not None:
+            shutil.copytree(live, self._staging, copy_function=os.link, symlinks=True)
+        for name in CHANNEL_DIRS:
+            (self._staging / name).mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._committed is None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+        if self._lock is not None:
+            self._lock.close()  # closing releases the flock
+            self._lock = None
+
+    # -- writing ---------------------------------------------------------
+    def write(self, relpath: str, data: bytes) -> Path:
+        """Write one file of the new release; ``relpath`` is relative to ``--out``."""
+        if self._committed is not None:
+            raise PublishError("this release is already live; start a new one")
+        target = self._staging / _safe_relpath(relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # The staging tree shares inodes with the live release (hard links):
+        # replace the link, never write through it.
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        with target.open("xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.written.append(relpath)
+        return self.out_dir / relpath
+
+    def remove(self, relpath: str) -> None:
+        """Drop a carried-over file from the new release (the live one keeps it)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self._staging / _safe_relpath(relpath)).unlink()
+
+    def read(self, relpath: str) -> bytes | None:
+        """A file of the release being built (new or carried over), if present."""
+        path = self._staging / _safe_relpath(relpath)
+        return path.read_bytes() if path.is_file() else None
+
+    def files(self, channel_dir: str, pattern: str) -> list[str]:
+        """Relative paths of files in one channel folder of the release being built."""
+        base = self._staging / channel_dir
+        return sorted(f"{channel_dir}/{p.relative_to(base).as_posix()}" for p in base.glob(pattern))
+
+    # -- going live ------------------------------------------------------
+    def commit(self) -> Path:
+        """Make the new release live in one atomic step; return its folder."""
+        final = self._releases / self.release_id
+        try:
+            self._staging.rename(final)
+            link_tmp = self.out_dir / f".{CURRENT}.{self.release_id}"
+            os.symlink(f"{RELEASES}/{self.release_id}", link_tmp)
+            os.replace(link_tmp, self.out_dir / CURRENT)
+        except OSError as exc:
+            raise PublishError(f"{self.out_dir}: could not switch the new release live ({exc})") from None
+        self._committed = final
+        for name in CHANNEL_DIRS:
+            stable = self.out_dir / name
+            if not stable.is_symlink():
+                os.symlink(f"{CURRENT}/{name}", stable)
+        prune_releases(self.out_dir, keep=KEEP_RELEASES)
+        return final
+
+    def live_release(self) -> Path | None:
+        return live_release(self.out_dir)
+
+    def _check_stable_paths(self) -> None:
+        for name in (*CHANNEL_DIRS, CURRENT):
+            path = self.out_dir / name
+            if path.exists() and not path.is_symlink():
+                raise PublishError(
+                    f"{path} exists and is not a clinicpress link; move it away or choose another --out"
+                )
+
+
+def _safe_relpath(relpath: str) -> Path:
+    """Refuse anything that could land outside the release (``..``, absolute, unknown folder)."""
+    pure = PurePosixPath(relpath)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or pure.parts[0] not in CHANNEL_DIRS:
+        raise PublishError(f"refusing to write {relpath!r}: outside the channel folders {CHANNEL_DIRS}")
+    return Path(*pure.parts)
+
+
+def live_release(out_dir: Path) -> Path | None:
+    """The folder ``current`` points at, if anything was ever published."""
+    current = out_dir / CURRENT
+    return current.resolve() if current.is_symlink() and current.resolve().is_dir() else None
+
+
+def remove_stale_staging(out_dir: Path) -> None:
+    """Remove half-built releases left by a run that died (call with the lock held)."""
+    for stale in (out_dir / RELEASES).glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale_link in out_dir.glob(f".{CURRENT}.*"):
+        with contextlib.suppress(FileNotFoundError):
+            stale_link.unlink()
+
+
+def prune_releases(out_dir: Path, keep: int) -> None:
+    """Keep the newest ``keep`` releases (and always the live one)."""
+    live = live_release(out_dir)
+    releases = sorted(
+        (p for p in (out_dir / RELEASES).iterdir() if p.is_dir() and not p.name.startswith(".")),
+        key=lambda p: p.name,
+    )
+    for old in releases[:-keep] if keep else releases:
+        if live is None or old.resolve() != live:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,46 @@
+"""The verification report written beside each published article (``reports/<slug>.json``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from clinicpress.checks.model import ArticleReport
+from clinicpress.renderers.base import Artifact
+from clinicpress.sources.article import Article
+
+
+def report_relpath(slug: str) -> str:
+    return f"reports/{slug}.json"
+
+
+def published_report(
+    report: ArticleReport,
+    article: Article,
+    *,
+    version: str,
+    published_at: datetime,
+    artifacts: list[Artifact],
+) -> bytes:
+    """The check report of DESIGN.md plus what was published and when.
+
+    The extra keys (``title``, ``summary``, ``channels`` …) let the site index
+    and, later, the monitor read what is live without re-loading articles.
+    """
+    data: dict[str, Any] = report.as_json()
+    data.update(
+        {
+            "title": article.title,
+            "summary": article.summary,
+            "published": article.published.isoformat(),
+            "last_reviewed": article.last_reviewed.isoformat(),
+            "next_review": article.review_due.isoformat(),
+            "version": version,
+            "published_at": published_at.isoformat(),
+            "channels": {a.channel.value: [] for a in artifacts},
+        }
+    )
+    for artifact in artifacts:
+        data["channels"][artifact.channel.value].append(artifact.relpath)
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()

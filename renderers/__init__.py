@@ -1,0 +1,1 @@
+"""Pure functions of (article, site config) → artifact, one per channel."""

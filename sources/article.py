@@ -1,0 +1,175 @@
+"""The canonical article: YAML front matter plus a Markdown body.
+
+Front-matter keys are exactly the fields of :class:`FrontMatter`; an unknown
+key is an error that names it. ``[^N]`` in the body cites ``sources[N-1]``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from datetime import date
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# ``[^3]`` in the body cites the third entry of ``sources``.
+CITATION = re.compile(r"\[\^(\d{1,3})\]")
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MAX_SLUG = 80
+DEFAULT_REVIEW_MONTHS = 12
+_DOI = re.compile(r"^(?:doi:)?(10\.\d{4,9}/\S+)$", re.IGNORECASE)
+_PMID = re.compile(r"^pmid:\s*(\d{1,9})$", re.IGNORECASE)
+
+
+class Channel(enum.StrEnum):
+    WEB = "web"
+    HANDOUT = "handout"
+    NEWSLETTER = "newsletter"
+
+
+def slugify(text: str) -> str:
+    """``Ketamine Therapy Can Help!`` → ``ketamine-therapy-can-help``."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    return slug[:MAX_SLUG].rstrip("-")
+
+
+def add_months(day: date, months: int) -> date:
+    """Same day ``months`` later, clamped to the month's end (Jan 31 + 1 → Feb 28)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    for candidate in (day.day, 30, 29, 28):
+        try:
+            return date(year, month, min(day.day, candidate))
+        except ValueError:
+            continue
+    raise AssertionError("unreachable: every month has 28 days")
+
+
+def _single_line(value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError("must be a single line (no line breaks)")
+    return value.strip()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reviewer(_Strict):
+    name: str = Field(min_length=1, max_length=120)
+    credentials: str | None = Field(default=None, max_length=60)
+
+    _one_line = field_validator("name", "credentials")(lambda v: _single_line(v) if v else v)
+
+    def display(self) -> str:
+        return f"{self.name}, {self.credentials}" if self.credentials else self.name
+
+
+class Source(_Strict):
+    """A cited work. ``url`` may be written as ``doi:10.…`` or ``pmid:123``."""
+
+    title: str = Field(min_length=1, max_length=500)
+    url: str
+
+    _one_line = field_validator("title")(_single_line)
+
+    @field_validator("url")
+    @classmethod
+    def _normalise_url(cls, value: str) -> str:
+        value = value.strip()
+        if doi := _DOI.match(value):
+            return f"https://doi.org/{doi.group(1)}"
+        if pmid := _PMID.match(value):
+            return f"https://pubmed.ncbi.nlm.nih.gov/{pmid.group(1)}/"
+        scheme = value.split(":", 1)[0].lower() if ":" in value else ""
+        if scheme not in ("http", "https") or "//" not in value or any(c.isspace() for c in value):
+            raise ValueError(f"{value[:80]!r} is not an http(s) URL; expected https://…, doi:10.… or pmid:…")
+        return value
+
+    @property
+    def doi(self) -> str | None:
+        prefix = "https://doi.org/"
+        return self.url[len(prefix) :] if self.url.startswith(prefix) else None
+
+    @property
+    def pmid(self) -> str | None:
+        match = re.match(r"^https://pubmed\.ncbi\.nlm\.nih\.gov/(\d+)/?$", self.url)
+        return match.group(1) if match else None
+
+
+def _check_year(value: date) -> date:
+    if not 1900 <= value.year <= 2200:
+        raise ValueError(f"year {value.year} is out of range; expected 1900-2200")
+    return value
+
+
+class FrontMatter(_Strict):
+    """The keys allowed in an article's YAML front matter."""
+
+    title: str = Field(min_length=1, max_length=200)
+    slug: str | None = None
+    summary: str = Field(min_length=1, max_length=400)
+    published: date
+    last_reviewed: date
+    reviewed_by: Reviewer | None = None
+    next_review: date | None = None
+    channels: list[Channel] = Field(default_factory=lambda: list(Channel), min_length=1)
+    sources: list[Source] = Field(default_factory=list)
+
+    _one_line = field_validator("title", "summary")(_single_line)
+    _years = field_validator("published", "last_reviewed", "next_review")(
+        lambda v: _check_year(v) if v is not None else v
+    )
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        if value is not None and (not SLUG.match(value) or len(value) > MAX_SLUG):
+            raise ValueError(
+                f"{value[:80]!r} is not a slug; expected lowercase letters, digits and single "
+                f"hyphens, at most {MAX_SLUG} characters"
+            )
+        return value
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, value: list[Channel]) -> list[Channel]:
+        return list(dict.fromkeys(value))
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Self:
+        # Frozen model: fill derived defaults through object.__setattr__.
+        if self.slug is None:
+            derived = slugify(self.title)
+            if not derived:
+                raise ValueError("title has no letters or digits to make a slug from; set slug")
+            object.__setattr__(self, "slug", derived)
+        if self.next_review is None:
+            object.__setattr__(self, "next_review", add_months(self.last_reviewed, DEFAULT_REVIEW_MONTHS))
+        return self
+
+
+class Article(FrontMatter):
+    """A loaded article: its front matter, Markdown body and file."""
+
+    body: str
+    path: Path
+
+    @property
+    def key(self) -> str:
+        """The slug, always set after validation."""
+        assert self.slug is not None
+        return self.slug
+
+    @property
+    def review_due(self) -> date:
+        assert self.next_review is not None
+        return self.next_review
+
+    def cited_numbers(self) -> list[int]:
+        """Source numbers cited in the body, in order of first appearance."""
+        return list(dict.fromkeys(int(m.group(1)) for m in CITATION.finditer(self.body)))

@@ -1,0 +1,171 @@
+"""Load canonical articles: Markdown files with YAML front matter.
+
+Every failure is an :class:`ArticleError` naming the file, the field and what
+was expected; a YAML error also gives its line in the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from clinicpress.errors import ArticleError, InputError
+from clinicpress.sources.article import Article, FrontMatter
+from clinicpress.validation import input_error_from
+
+DEFAULT_CONTENT_DIR = Path("content")
+MAX_ARTICLE_BYTES = 1024 * 1024
+MAX_YAML_ALIASES = 0  # anchors/aliases are never needed in front matter; refusing them stops YAML bombs
+_FENCE = "---"
+
+
+_RESOLVERS_WITHOUT_DATES = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases (``*name``): a billion-laughs file gets nowhere.
+
+    It also leaves dates as text: YAML's own date parsing raises a bare
+    ValueError for ``2026-13-40``, while the model names the field.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.yaml_implicit_resolvers = _RESOLVERS_WITHOUT_DATES
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                problem="aliases (*name) are not allowed in front matter",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def _split_front_matter(path: Path, text: str) -> tuple[str, str, int]:
+    """Return (front matter, body, line number where the body starts)."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != _FENCE:
+        raise ArticleError(
+            path,
+            "front matter",
+            "the file does not start with '---'",
+            "YAML front matter between '---' lines",
+        )
+    for index, line in enumerate(lines[1:], start=1):
+        if line.strip() in (_FENCE, "..."):
+            return "".join(lines[1:index]), "".join(lines[index + 1 :]), index + 2
+    raise ArticleError(path, "front matter", "no closing '---' line", "front matter closed by '---'")
+
+
+def _parse_yaml(path: Path, front: str) -> dict[str, Any]:
+    try:
+        data = yaml.load(front, Loader=_FrontMatterLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 2 if mark is not None else "?"  # +1 for 1-based, +1 for the '---' line
+        raise ArticleError(
+            path, "front matter", f"invalid YAML at line {line}: {exc.problem}", "valid YAML"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ArticleError(path, "front matter", f"invalid YAML: {exc}", "valid YAML") from None
+    if data is None:
+        raise ArticleError(
+            path, "front matter", "is empty", "at least title, summary, published, last_reviewed"
+        )
+    if not isinstance(data, dict):
+        raise ArticleError(path, "front matter", f"is a {type(data).__name__}", "a mapping of keys to values")
+    return data
+
+
+def load_article(path: Path | str) -> Article:
+    """Read one article file and validate it against the canonical model."""
+    article_path = Path(path)
+    try:
+        raw = article_path.read_bytes()
+    except FileNotFoundError:
+        raise ArticleError(article_path, None, "file not found", "a Markdown article") from None
+    except IsADirectoryError:
+        raise ArticleError(article_path, None, "is a folder", "a Markdown article file") from None
+    except OSError as exc:
+        raise ArticleError(article_path, None, f"cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_ARTICLE_BYTES:
+        raise ArticleError(
+            article_path, None, f"file is {len(raw):,} bytes", f"at most {MAX_ARTICLE_BYTES:,} bytes"
+        )
+    if b"\x00" in raw:
+        raise ArticleError(article_path, None, "is a binary file", "UTF-8 Markdown text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ArticleError(
+            article_path, None, f"not UTF-8 text (bad byte at offset {exc.start})", "UTF-8 Markdown text"
+        ) from None
+
+    front, body, body_line = _split_front_matter(article_path, text)
+    data = _parse_yaml(article_path, front)
+    try:
+        front_matter = FrontMatter.model_validate(data)
+    except ValidationError as exc:
+        raise input_error_from(exc, article_path, ArticleError, model=FrontMatter) from None
+
+    if not body.strip():
+        raise ArticleError(
+            article_path, "body", "is empty", f"Markdown text after the front matter (line {body_line})"
+        )
+    article = Article(**front_matter.model_dump(), body=body.strip() + "\n", path=article_path)
+    _check_citations(article)
+    return article
+
+
+def _check_citations(article: Article) -> None:
+    count = len(article.sources)
+    for number in article.cited_numbers():
+        if not 1 <= number <= count:
+            raise ArticleError(
+                article.path,
+                "body",
+                f"cites [^{number}] but sources has {count} entr{'y' if count == 1 else 'ies'}",
+                f"[^1] to [^{count}]" if count else "a sources list in the front matter",
+            )
+
+
+def discover_articles(
+    paths: Sequence[Path | str] = (), content_dir: Path = DEFAULT_CONTENT_DIR
+) -> list[Path]:
+    """The article files named on the command line, or every ``*.md`` in content/."""
+    targets = [Path(p) for p in paths] or [content_dir]
+    found: list[Path] = []
+    for target in targets:
+        if target.is_dir():
+            found.extend(sorted(p for p in target.glob("*.md") if p.is_file()))
+        elif target.exists():
+            found.append(target)
+        else:
+            raise InputError(target, None, "no such file or folder", "an article (.md) or a folder of them")
+    if not found:
+        raise InputError(targets[0], None, "holds no articles", "at least one *.md file")
+    return list(dict.fromkeys(found))
+
+
+def load_articles(paths: Iterable[Path]) -> list[Article]:
+    """Load several articles; two articles with one slug is an error."""
+    articles: list[Article] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        article = load_article(path)
+        if article.key in seen:
+            raise ArticleError(
+                path, "slug", f"{article.key!r} is already used by {seen[article.key]}", "a unique slug"
+            )
+        seen[article.key] = path
+        articles.append(article)
+    return articles

@@ -1,0 +1,211 @@
+"""The publish flow and the CLI, end to end: real Prefect runs, a real HTTP server, real files.
+
+Loopback only: sources point at tests/httpfarm.py on 127.0.0.1, which the
+test site config allows (``allow_private_hosts``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import MINIMAL_FRONT_MATTER, REFERENCE_ARTICLE, ROOT, WriteArticle
+from httpfarm import HTTPFarm, Reply
+from typer.testing import CliRunner
+
+from clinicpress.checks.model import LinkStatus, Verdict
+from clinicpress.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def farm() -> Iterator[HTTPFarm]:
+    with HTTPFarm() as server:
+        server.route("/ok", Reply(200, body=b"<html><title>A study</title></html>"))
+        server.route("/gone", Reply(404))
+        yield server
+
+
+@pytest.fixture
+def loopback_site(write_site: Callable[..., Path]) -> Path:
+    return write_site(allow_private_hosts='["127.0.0.1"]', timeout="2.0", retries="0")
+
+
+def _article_citing(write_article: WriteArticle, *urls: str, name: str = "a.md", extra: str = "") -> Path:
+    sources = "".join(f"  - {{title: Source {i}, url: '{url}'}}\n" for i, url in enumerate(urls, 1))
+    front = MINIMAL_FRONT_MATTER.replace("Test Article", name.removesuffix(".md").title()) + extra
+    front += f"sources:\n{sources}" if urls else ""
+    body = "A claim.[^1]\n" if urls else "No sources.\n"
+    return write_article(front_matter=front, body=body, name=name)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The installed command in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "clinicpress", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+# -- bad input: exit 2, one line, nothing written (no Prefect needed) ---------------------------
+
+
+@pytest.mark.parametrize("command", ["check", "publish"])
+def test_malformed_article_exits_2_with_one_line(
+    write_article: WriteArticle, tmp_path: Path, command: str
+) -> None:
+    bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace("2026-01-05", "soon"))
+    out = tmp_path / "out"
+    result = _cli(command, "--out", str(out), str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {bad}: published: got 'soon'; expected a date as YYYY-MM-DD"
+    ]
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert runner.invoke(app, ["check", "--format", "xml", str(REFERENCE_ARTICLE)]).exit_code == 2
+    missing = runner.invoke(app, ["check", "--site", str(tmp_path / "nope.toml")])
+    assert missing.exit_code == 2
+    assert "nope.toml: file not found" in missing.stderr
+    assert runner.invoke(app, ["monitor"]).exit_code == 2  # honest: not built yet
+
+
+# -- check: direct, no Prefect ---------------------------------------------------------------------
+
+
+def test_check_json_reports_ok_and_broken(
+    write_article: WriteArticle, loopback_site: Path, farm: HTTPFarm
+) -> None:
+    good = _article_citing(write_article, farm.url("/ok"), name="good.md")
+    bad = _article_citing(write_article, farm.url("/gone"), name="bad.md")
+    result = runner.invoke(
+        app, ["check", "--site", str(loopback_site), "--format", "json", str(good), str(bad)]
+    )
+    assert result.exit_code == 1, result.output
+    data = json.loads(result.stdout)
+    by_slug = {a["slug"]: a for a in data["articles"]}
+    assert by_slug["good"]["verdict"] == "ok"
+    assert by_slug["good"]["links"] == [
+        {
+            "url": farm.url("/ok"),
+            "status": "ok",
+            "reason": by_slug["good"]["links"][0]["reason"],
+            "http_status": 200,
+            "final_url": by_slug["good"]["links"][0]["final_url"],
+        }
+    ]
+    assert by_slug["bad"]["verdict"] == "blocked"
+    assert by_slug["bad"]["links"][0]["status"] == "broken"
+    assert set(by_slug["bad"]) == {"path", "slug", "verdict", "problems", "links"}
+
+
+def test_check_text_says_network_down_in_one_line(
+    write_article: WriteArticle, write_site: Callable[..., Path]
+) -> None:
+    article = _article_citing(
+        write_article, "https://no-such-host-1.invalid/a", "https://no-such-host-2.invalid/b"
+    )
+    site = write_site(timeout="2.0", retries="0")
+    result = runner.invoke(app, ["check", "--site", str(site), str(article)])
+    assert result.exit_code == 0, result.output
+    network_lines = [line for line in result.stdout.splitlines() if "network" in line]
+    assert len(network_lines) == 1
+    assert "sources: 2 unverified" in result.stdout
+    assert runner.invoke(app, ["check", "--strict", "--site", str(site), str(article)]).exit_code == 1
+
+
+# -- publish: the Prefect flow ---------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_publish_flow_writes_every_channel_and_the_report(
+    write_article: WriteArticle, loopback_site: Path, farm: HTTPFarm, tmp_path: Path
+) -> None:
+    from prefect.artifacts import Artifact
+
+    from clinicpress.flows.publish import publish_flow
+
+    article = _article_citing(write_article, farm.url("/ok"))
+    out = tmp_path / "out"
+    result = publish_flow(paths=[str(article)], site_path=str(loopback_site), out_dir=str(out))
+    [outcome] = result.outcomes
+    assert outcome.report.verdict is Verdict.OK
+    assert outcome.published
+    assert [link.status for link in outcome.report.links] == [LinkStatus.OK]
+    for relpath in (
+        "web/a/index.html",
+        "handouts/a.pdf",
+        "newsletter/a.eml",
+        "newsletter/a.html",
+        "reports/a.json",
+    ):
+        assert (out / relpath).is_file(), relpath
+        assert relpath in outcome.files
+    for relpath in ("web/index.html", "web/feed.xml", "web/sitemap.xml"):
+        assert (out / relpath).is_file(), relpath
+    report = json.loads((out / "reports" / "a.json").read_text())
+    assert report["verdict"] == "ok"
+    assert report["links"][0]["url"] == farm.url("/ok")
+    assert (out / "handouts" / "a.pdf").read_bytes().startswith(b"%PDF")
+    artifact = Artifact.get("publish-report")
+    assert artifact is not None
+    assert "| a | ok | yes |" in str(artifact.data)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_publish_blocks_a_broken_source_and_keeps_the_others(
+    write_article: WriteArticle, loopback_site: Path, farm: HTTPFarm, tmp_path: Path
+) -> None:
+    good = _article_citing(write_article, farm.url("/ok"), name="good.md")
+    bad = _article_citing(write_article, farm.url("/gone"), name="bad.md")
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app, ["publish", "--site", str(loopback_site), "--out", str(out), str(good), str(bad)]
+    )
+    assert result.exit_code == 1, result.output
+    assert "bad: blocked — nothing published" in result.stdout
+    assert "good: ok — published" in result.stdout
+    assert (out / "web" / "good" / "index.html").is_file()
+    assert not (out / "web" / "bad").exists()
+    assert not (out / "handouts" / "bad.pdf").exists()
+    assert not (out / "reports" / "bad.json").exists()
+    index = (out / "web" / "index.html").read_text()
+    assert "good/" in index
+    assert "bad/" not in index
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_expired_license_blocks_and_writes_nothing(
+    write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path
+) -> None:
+    site = write_site(expires="2020-01-31")
+    article = _article_citing(write_article)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])
+    assert result.exit_code == 1, result.output
+    assert "expired on January 31, 2020" in result.stdout
+    assert not out.exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_publish_offline_warns_in_one_line_and_publishes(
+    write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path
+) -> None:
+    site = write_site(timeout="2.0", retries="0")
+    article = _article_citing(write_article, "https://no-such-host.invalid/paper")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])
+    assert result.exit_code == 0, result.output
+    assert "a: warning — published" in result.stdout
+    assert sum("network" in line for line in result.stdout.splitlines()) == 1
+    assert (out / "handouts" / "a.pdf").is_file()
+    # --strict turns the warning into a block: nothing new goes live.
+    strict = runner.invoke(app, ["publish", "--strict", "--site", str(site), "--out", str(out), str(article)])
+    assert strict.exit_code == 1
