@@ -20,7 +20,7 @@ from rich.console import Console
 from clinicpress.checks.model import ArticleReport, Verdict
 from clinicpress.console import report_lines
 from clinicpress.errors import ClinicpressError
-from clinicpress.prefect_env import configure_prefect
+from clinicpress.runtime import configure_runtime
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import discover_articles, load_articles
@@ -132,7 +132,7 @@ def publish(
     verbose: VerboseOpt = False,
 ) -> None:
     """Verify articles and publish those that pass into --out (all channels or none)."""
-    configure_prefect(verbose)
+    configure_runtime(verbose)
     with _errors(verbose):
         # Validate before starting Prefect: bad input fails in milliseconds, not seconds.
         _, articles = _load(paths, site)

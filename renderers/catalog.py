@@ -8,22 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
-
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from clinicpress.renderers.base import Artifact
+from clinicpress.renderers.markdown import css_markup, jinja_env, org_line
 from clinicpress.site import SiteConfig, format_date
 from clinicpress.sources.article import Channel
-
-_TEMPLATES = Path(__file__).parent / "templates"
-_env = Environment(
-    loader=FileSystemLoader(_TEMPLATES),
-    autoescape=select_autoescape(["html", "xml", "j2"]),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_env.filters["long_date"] = format_date
 
 
 @dataclass(frozen=True)
@@ -50,6 +39,10 @@ def render_catalog(entries: list[CatalogEntry], site: SiteConfig, now: datetime)
         "entries": [(entry, _page_url(site, entry.slug)) for entry in ordered],
         "updated": max((e.published_at for e in ordered), default=now),
         "base_url": site.organization.base_url,
+        "long_date": format_date,
+        "org": site.organization,
+        "org_line": org_line(site),
+        "css": css_markup("web.css"),
     }
     files = {
         "web/index.html": ("catalog_index.html.j2", "text/html"),
@@ -57,6 +50,6 @@ def render_catalog(entries: list[CatalogEntry], site: SiteConfig, now: datetime)
         "web/sitemap.xml": ("catalog_sitemap.xml.j2", "application/xml"),
     }
     return [
-        Artifact(Channel.WEB, relpath, _env.get_template(name).render(**context).encode(), media_type)
+        Artifact(Channel.WEB, relpath, jinja_env().get_template(name).render(**context).encode(), media_type)
         for relpath, (name, media_type) in files.items()
     ]

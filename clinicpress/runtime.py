@@ -1,4 +1,4 @@
-"""Prefect settings clinicpress applies before Prefect is imported.
+"""Environment and logging clinicpress sets up before Prefect (and WeasyPrint) are imported.
 
 With no server configured, Prefect starts an embedded (ephemeral) API for the
 run. Left alone it logs every task and, offline, prints telemetry and
@@ -25,11 +25,12 @@ _ALWAYS = {
 }
 
 
-def configure_prefect(verbose: bool) -> None:
-    """Set Prefect's environment defaults; must run before ``import prefect``."""
+def configure_runtime(verbose: bool) -> None:
+    """Set Prefect's environment defaults and quiet library loggers; run before ``import prefect``."""
     for key, value in {**_ALWAYS, **({} if verbose else _QUIET)}.items():
         os.environ.setdefault(key, value)
     if not verbose:
         # Libraries Prefect's server uses log on their own loggers.
-        for name in ("docket", "uvicorn", "alembic", "httpx", "sqlalchemy"):
+        # WeasyPrint warns, e.g., when libharfbuzz-subset is missing (slower, still correct PDFs).
+        for name in ("docket", "uvicorn", "alembic", "httpx", "sqlalchemy", "weasyprint", "fontTools"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
