@@ -159,9 +159,35 @@ def _not_yet(command: str, issue: str) -> None:
 
 
 @app.command()
-def monitor(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT) -> None:
-    """Re-check everything published and alert on changes (not built yet)."""
-    _not_yet("monitor", "see the issue on monitoring")
+def monitor(
+    site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False
+) -> None:
+    """Re-check everything published; alert once per change (source broken, license, review)."""
+    configure_runtime(verbose)
+    with _errors(verbose):
+        load_site(site)  # bad input fails before Prefect starts
+        from clinicpress.flows.monitor import monitor_flow  # Prefect is slow to import
+
+        stop = _status("Monitoring published articles (starting Prefect)…")
+        try:
+            result = monitor_flow(site_path=str(site), out_dir=str(out))
+        finally:
+            stop()
+    if not result.articles:
+        out_console.print(f"monitor: nothing published in {out} yet (run clinicpress publish)", markup=False)
+        raise typer.Exit(EXIT_OK)
+    statuses = ", ".join(f"{count} {status}" for status, count in sorted(result.statuses.items()))
+    line = f"monitor: {result.articles} article(s), {result.sources} distinct source(s): {statuses or 'none'}"
+    if result.network_down:
+        line += " (network down: sources could not be verified)"
+    out_console.print(line, markup=False)
+    if not result.alerts:
+        out_console.print("  no changes since the last run: no alerts", markup=False)
+    for alert in result.alerts:
+        sent = f"delivered to {alert.delivered} destination(s)"
+        if alert.failed:
+            sent += f"; failed: {'; '.join(alert.failed)}"
+        out_console.print(f"  alert {alert.kind}: {alert.title} — {sent}", markup=False)
 
 
 @app.command(name="import")
@@ -175,9 +201,13 @@ def import_(
 
 
 @app.command()
-def serve(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT) -> None:
-    """Serve the Prefect deployments (not built yet)."""
-    _not_yet("serve", "see the issue on monitoring")
+def serve(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False) -> None:
+    """Serve the Prefect deployments: `publish` (manual) and `monitor` (on the site's schedule)."""
+    configure_runtime(verbose=True)  # a long-running service: keep Prefect's logs
+    with _errors(verbose):
+        from clinicpress.flows.deployments import serve_deployments  # Prefect is slow to import
+
+        serve_deployments(site, out)
 
 
 def main() -> None:

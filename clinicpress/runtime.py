@@ -32,5 +32,6 @@ def configure_runtime(verbose: bool) -> None:
     if not verbose:
         # Libraries Prefect's server uses log on their own loggers.
         # WeasyPrint warns, e.g., when libharfbuzz-subset is missing (slower, still correct PDFs).
-        for name in ("docket", "uvicorn", "alembic", "httpx", "sqlalchemy", "weasyprint", "fontTools"):
+        noisy = ("docket", "uvicorn", "alembic", "httpx", "sqlalchemy", "weasyprint", "fontTools", "apprise")
+        for name in noisy:
             logging.getLogger(name).setLevel(logging.CRITICAL)

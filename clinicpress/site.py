@@ -113,6 +113,28 @@ class Checks(_Strict):
 
 class Alerts(_Strict):
     urls: list[str] = Field(default_factory=list, description="apprise URLs")
+    retries: int = Field(default=2, ge=0, le=5, description="Extra tries per alert destination")
+
+
+class Registry(_Strict):
+    """Where the record of what was published lives (SQLAlchemy URL)."""
+
+    url: str | None = Field(
+        default=None, description="Any SQLAlchemy URL; default sqlite:///<out>/registry.sqlite"
+    )
+
+
+class Archive(_Strict):
+    """Archived snapshots of sources (the Wayback Machine's availability API)."""
+
+    enabled: bool = True
+    endpoint: str = "https://archive.org/wayback/available"
+    timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        return _https_url(value)
 
 
 class Monitor(_Strict):
@@ -136,6 +158,8 @@ class SiteConfig(BaseSettings):
     checks: Checks = Field(default_factory=Checks)
     alerts: Alerts = Field(default_factory=Alerts)
     monitor: Monitor = Field(default_factory=Monitor)
+    registry: Registry = Field(default_factory=Registry)
+    archive: Archive = Field(default_factory=Archive)
 
     @classmethod
     def settings_customise_sources(

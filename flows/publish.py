@@ -15,14 +15,15 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
-from clinicpress.checks.links import LinkReport, check_urls
+from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
 from clinicpress.checks.verify import all_urls, verify_article
 from clinicpress.errors import RenderError
+from clinicpress.flows.tasks import check_sources, record_publish
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.renderers.base import Artifact, RenderContext
 from clinicpress.renderers.registry import render_article, template_fingerprint
-from clinicpress.site import DEFAULT_SITE_PATH, LinkCheckSettings, SiteConfig, load_site
+from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import discover_articles, load_articles
 from clinicpress.versioning import article_version
@@ -46,16 +47,9 @@ class PublishResult(BaseModel):
         return any(o.report.verdict is Verdict.BLOCKED for o in self.outcomes)
 
 
-# Inputs are pydantic models and large texts: hashing them for a cache key is
-# wasted work, and a link check must never be cached by its inputs (DESIGN.md).
 @task(name="load-inputs", cache_policy=NO_CACHE)
 def load_inputs(paths: list[str], site_path: str) -> tuple[SiteConfig, list[Article]]:
     return load_site(site_path), load_articles(discover_articles(paths))
-
-
-@task(name="check-sources", retries=2, retry_delay_seconds=[2, 8], cache_policy=NO_CACHE)
-def check_sources(urls: list[str], settings: LinkCheckSettings) -> LinkReport:
-    return check_urls(urls, settings)
 
 
 @task(name="verify", cache_policy=NO_CACHE)
@@ -129,6 +123,8 @@ def publish_flow(
         final_reports.append(report)
 
     release = publish(out_dir, ready, site, now)
+    if release is not None:
+        record_publish(site, out_dir, release, ready, links, now)
     files = release.files if release else {}
     result = PublishResult(
         out_dir=out_dir,

@@ -1,0 +1,84 @@
+"""One monitor evaluation: re-checked sources, licenses and reviews → new states and alerts.
+
+Pure: the flow feeds it what the registry holds and what the checks found,
+and stores what it returns.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from clinicpress.checks.model import LinkResult, LinkStatus
+from clinicpress.checks.transitions import State, license_transition, review_transition, source_transition
+from clinicpress.outputs.alerts import Alert, license_alert, review_alert, source_alert
+from clinicpress.outputs.registry import Archived, PublishedArticle
+from clinicpress.site import SiteConfig, format_date
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    states: dict[str, State]  # every key evaluated, with its new state
+    alerts: list[Alert]
+    not_ok: list[tuple[LinkResult, tuple[str, ...]]]  # sources not ok, with the slugs citing them
+
+
+def cited_by(catalog: Sequence[PublishedArticle]) -> dict[str, list[PublishedArticle]]:
+    """Each distinct source URL and the articles citing it (the monitor checks each once)."""
+    citing: dict[str, list[PublishedArticle]] = defaultdict(list)
+    for article in catalog:
+        for source in article.sources:
+            if article not in citing[source.url]:
+                citing[source.url].append(article)
+    return dict(citing)
+
+
+def evaluate(
+    catalog: Sequence[PublishedArticle],
+    results: Mapping[str, LinkResult],
+    previous: Mapping[str, State],
+    archives: Mapping[str, Archived],
+    site: SiteConfig,
+    *,
+    today: date,
+    now: datetime,
+) -> Evaluation:
+    states: dict[str, State] = {}
+    alerts: list[Alert] = []
+    not_ok: list[tuple[LinkResult, tuple[str, ...]]] = []
+
+    for url, articles in cited_by(catalog).items():
+        result = results.get(url)
+        if result is None:
+            continue
+        if result.status is not LinkStatus.OK:
+            not_ok.append((result, tuple(a.slug for a in articles)))
+        key = f"source:{url}"
+        state, kind = source_transition(previous.get(key), result, now, site.monitor.failures_before_alert)
+        states[key] = state
+        if kind is not None:
+            alerts.append(source_alert(kind, result, state.since, articles, archives.get(url)))
+
+    for lic in site.licenses:
+        key = f"license:{lic.program_id}"
+        state, kind = license_transition(
+            previous.get(key), lic.expires, today, site.checks.license_warn_days, now
+        )
+        states[key] = state
+        if kind is not None:
+            alerts.append(
+                license_alert(
+                    kind, lic.program_id, lic.issuer, format_date(lic.expires), state.state, catalog
+                )
+            )
+
+    for article in catalog:
+        key = f"review:{article.slug}"
+        state, kind = review_transition(previous.get(key), article.next_review, today, now)
+        states[key] = state
+        if kind is not None:
+            alerts.append(review_alert(article))
+
+    return Evaluation(states=states, alerts=alerts, not_ok=not_ok)

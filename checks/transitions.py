@@ -1,0 +1,125 @@
+"""From states to transitions: what changed since the last monitor run.
+
+Pure functions: given the stored state of a thing (a source, a license, an
+article's review) and what a check found now, return the new state and the
+transition, if any. An alert is sent per transition, never for a state that
+merely persists, so a source broken for ten days is one alert, not ten.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from clinicpress.checks.model import LinkResult, LinkStatus
+
+
+class Kind(enum.StrEnum):
+    """Transition kinds; also the Prefect event names (``clinicpress.<kind>``)."""
+
+    SOURCE_BROKEN = "source.broken"
+    SOURCE_RECOVERED = "source.recovered"
+    SOURCE_MOVED = "source.moved"
+    LICENSE_EXPIRING = "license.expiring"
+    LICENSE_EXPIRED = "license.expired"
+    LICENSE_RENEWED = "license.renewed"
+    REVIEW_DUE = "review.due"
+
+
+@dataclass(frozen=True)
+class State:
+    """What the registry keeps per key between runs."""
+
+    state: str
+    since: datetime
+    failures: int = 0
+
+
+# -- sources ---------------------------------------------------------------------------------
+# States: "ok" (works, as at publish), "broken" (alerted), "redirected" (alerted as moved).
+# A source enters the registry only once publishing verified it, so an unknown one is "ok".
+
+
+def source_transition(
+    previous: State | None, result: LinkResult, now: datetime, threshold: int
+) -> tuple[State, Kind | None]:
+    """The next state of one source and the transition, if any.
+
+    ``broken``/``refused`` count as failures; only ``threshold`` consecutive
+    failed runs make a "broken" transition, so a flapping server pages no one.
+    ``unverified``, ``bot-blocked`` and ``skipped`` say nothing about the
+    source: they neither count as a failure nor reset the count.
+    """
+    prev = previous or State("ok", now, 0)
+    status = result.status
+    if status.blocks:
+        failures = prev.failures + 1
+        # "since" is the first failed run of this streak: the alert says how long it has been down.
+        since = prev.since if prev.failures else now
+        if prev.state != "broken" and failures >= threshold:
+            return State("broken", since, failures), Kind.SOURCE_BROKEN
+        return State(prev.state, since if prev.state != "broken" else prev.since, failures), None
+    if status is LinkStatus.OK:
+        if prev.state == "broken":
+            return State("ok", now, 0), Kind.SOURCE_RECOVERED
+        return State("ok", prev.since if prev.state == "ok" else now, 0), None
+    if status is LinkStatus.REDIRECTED:
+        if prev.state != "redirected":
+            return State("redirected", now, 0), Kind.SOURCE_MOVED
+        return State("redirected", prev.since, 0), None
+    return prev, None
+
+
+# -- licenses --------------------------------------------------------------------------------
+# States: "ok", "<N>" for "within N days" (N from the thresholds), "expired".
+
+
+def license_bucket(expires: date, today: date, thresholds: Sequence[int]) -> str:
+    days_left = (expires - today).days
+    if days_left < 0:
+        return "expired"
+    within = [t for t in sorted(thresholds) if days_left <= t]
+    return str(within[0]) if within else "ok"
+
+
+def _severity(bucket: str) -> float:
+    if bucket == "expired":
+        return float("inf")
+    if bucket == "ok":
+        return 0.0
+    return 1.0 / (int(bucket) + 1)  # fewer days left is more severe
+
+
+def license_transition(
+    previous: State | None, expires: date, today: date, thresholds: Sequence[int], now: datetime
+) -> tuple[State, Kind | None]:
+    """Alert when a license crosses a threshold toward expiry, expires, or is renewed."""
+    bucket = license_bucket(expires, today, thresholds)
+    prev = previous or State("ok", now)
+    if bucket == prev.state:
+        return prev, None
+    state = State(bucket, now)
+    if _severity(bucket) > _severity(prev.state):
+        return state, Kind.LICENSE_EXPIRED if bucket == "expired" else Kind.LICENSE_EXPIRING
+    if bucket == "ok":
+        return state, Kind.LICENSE_RENEWED
+    # Less severe but still within a window (renewed to a date that is also close): no alert.
+    return state, None
+
+
+# -- reviews ---------------------------------------------------------------------------------
+
+
+def review_transition(
+    previous: State | None, next_review: date, today: date, now: datetime
+) -> tuple[State, Kind | None]:
+    """Alert once when an article's review falls due; a re-publish with a new date resets it."""
+    due = next_review < today
+    prev = previous or State("ok", now)
+    if due and prev.state != "due":
+        return State("due", now), Kind.REVIEW_DUE
+    if not due and prev.state == "due":
+        return State("ok", now), None
+    return prev, None

@@ -1,0 +1,72 @@
+"""Prefect tasks shared by the flows: thin wrappers where the I/O is."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from clinicpress.checks.archive import lookup_archives
+from clinicpress.checks.links import LinkReport, check_urls
+from clinicpress.checks.settings import LinkCheckSettings
+from clinicpress.checks.verify import all_urls
+from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
+from clinicpress.outputs.registry import Registry
+from clinicpress.site import SiteConfig
+
+
+# Inputs are pydantic models and large texts: hashing them for a cache key is
+# wasted work, and a link check must never be cached by its inputs (DESIGN.md).
+@task(name="check-sources", retries=2, retry_delay_seconds=[2, 8], cache_policy=NO_CACHE)
+def check_sources(urls: list[str], settings: LinkCheckSettings) -> LinkReport:
+    return check_urls(urls, settings)
+
+
+def _channels(item: ReadyArticle) -> dict[str, list[str]]:
+    channels: dict[str, list[str]] = {}
+    for artifact in item.artifacts:
+        channels.setdefault(artifact.channel.value, []).append(artifact.relpath)
+    return channels
+
+
+@task(name="record-publish", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
+def record_publish(
+    site: SiteConfig,
+    out_dir: str,
+    release: PublishedRelease,
+    ready: list[ReadyArticle],
+    links: LinkReport,
+    published_at: datetime,
+) -> list[str]:
+    """Record what went live, its sources' check results and archived snapshots.
+
+    Returns the slugs recorded as new versions (re-publishing a version is a no-op).
+    """
+    with Registry.for_site(site, Path(out_dir)) as registry:
+        recorded = [
+            item.article.key
+            for item in ready
+            if registry.record_publish(
+                slug=item.article.key,
+                version=item.version,
+                title=item.article.title,
+                published_at=published_at,
+                release_id=release.release_id,
+                channels=_channels(item),
+                licenses=site.licenses,
+                last_reviewed=item.article.last_reviewed,
+                next_review=item.article.review_due,
+                cited=[(s.title, s.url) for s in item.article.sources],
+            )
+        ]
+        urls = all_urls([item.article for item in ready])
+        registry.record_checks([links.results[u] for u in urls if u in links.results], published_at)
+        # No archive lookups when the network is down: they would only time out.
+        if not links.network_down:
+            already = registry.archive_checked(urls)
+            pending = [u for u in urls if u not in already]
+            for url, archived in lookup_archives(pending, site.archive).items():
+                registry.record_archive(url, archived, published_at)
+    return recorded

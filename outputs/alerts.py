@@ -1,0 +1,191 @@
+"""Alerts: one message per transition, delivered through apprise to every configured URL.
+
+apprise delivers but keeps no state: which transitions deserve an alert is
+decided in ``checks/transitions.py`` and remembered in the registry. Each
+destination is tried on its own, with retries, so a dead channel never
+stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import apprise
+
+from clinicpress.checks.model import LinkResult
+from clinicpress.checks.transitions import Kind
+from clinicpress.outputs.registry import Archived, PublishedArticle
+from clinicpress.site import format_date
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: Kind
+    key: str
+    title: str
+    body: str
+    articles: tuple[str, ...]
+    reprint_needed: bool
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    destination: str  # scheme and host only: apprise URLs carry tokens
+    ok: bool
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"destination": self.destination, "ok": self.ok, "error": self.error}
+
+
+def _when(moment: datetime) -> str:
+    return f"{format_date(moment.date())} {moment:%H:%M} UTC"
+
+
+def _articles_lines(articles: Sequence[PublishedArticle]) -> list[str]:
+    return [f"- {a.title} ({a.slug}){' — handout' if a.has_handout else ''}" for a in articles]
+
+
+def _reprint(articles: Sequence[PublishedArticle]) -> bool:
+    return any(a.has_handout for a in articles)
+
+
+def source_alert(
+    kind: Kind,
+    result: LinkResult,
+    since: datetime,
+    articles: Sequence[PublishedArticle],
+    archived: Archived | None,
+) -> Alert:
+    """A cited source broke, recovered or moved."""
+    url = result.url
+    headline = {
+        Kind.SOURCE_BROKEN: "A cited source is broken",
+        Kind.SOURCE_RECOVERED: "A cited source works again",
+        Kind.SOURCE_MOVED: "A cited source has moved",
+    }[kind]
+    lines = [f"{headline}: {url}", f"Status: {result.status.value} — {result.reason}"]
+    if kind is Kind.SOURCE_BROKEN:
+        lines.append(f"Failing since: {_when(since)}")
+    lines += ["Cited by:", *_articles_lines(articles)]
+    fix: list[str] = []
+    if kind is Kind.SOURCE_MOVED and result.final_url:
+        fix.append(f"Cite the new address: {result.final_url}")
+    if kind is Kind.SOURCE_BROKEN:
+        if archived is not None:
+            fix.append(f"Archived copy: {archived.url}")
+        fix.append("Replace the source or cite the archived copy, then publish again.")
+    if fix:
+        lines += ["Suggested fix:", *fix]
+    reprint = kind is not Kind.SOURCE_RECOVERED and _reprint(articles)
+    if reprint:
+        lines.append("Reprint needed: printed handouts cite this source.")
+    return Alert(
+        kind=kind,
+        key=f"source:{url}",
+        title=f"[clinicpress] {headline}",
+        body="\n".join(lines),
+        articles=tuple(a.slug for a in articles),
+        reprint_needed=reprint,
+        payload={
+            "url": url,
+            "status": result.status.value,
+            "reason": result.reason,
+            "final_url": result.final_url,
+            "archive_url": archived.url if archived else None,
+            "articles": [a.slug for a in articles],
+            "since": since.isoformat(),
+        },
+    )
+
+
+def license_alert(
+    kind: Kind, program_id: str, issuer: str, expires: str, bucket: str, articles: Sequence[PublishedArticle]
+) -> Alert:
+    """A license crossed a threshold, expired, or was renewed."""
+    if kind is Kind.LICENSE_EXPIRED:
+        headline = f"License {program_id} has expired"
+        action = "Nothing can be published until site.toml carries the renewed license."
+    elif kind is Kind.LICENSE_RENEWED:
+        headline = f"License {program_id} was renewed"
+        action = "Publish again so every channel prints the new date."
+    else:
+        headline = f"License {program_id} expires within {bucket} days"
+        action = "Start the renewal (the state renewal window opens 150 days before expiry)."
+    lines = [
+        f"{headline} ({issuer}; valid through {expires}).",
+        action,
+        "Published articles:",
+        *_articles_lines(articles),
+    ]
+    reprint = _reprint(articles) and kind is not Kind.LICENSE_EXPIRING
+    if reprint:
+        lines.append("Reprint needed: printed handouts carry the license line.")
+    return Alert(
+        kind=kind,
+        key=f"license:{program_id}",
+        title=f"[clinicpress] {headline}",
+        body="\n".join(lines),
+        articles=tuple(a.slug for a in articles),
+        reprint_needed=reprint,
+        payload={"program_id": program_id, "issuer": issuer, "expires": expires, "within_days": bucket},
+    )
+
+
+def review_alert(article: PublishedArticle) -> Alert:
+    """An article's review fell due."""
+    headline = f"Review due: {article.title}"
+    lines = [
+        f"{headline} ({article.slug}); next review was {format_date(article.next_review)}.",
+        "Review the article, update last_reviewed, and publish again.",
+    ]
+    if article.has_handout:
+        lines.append("Reprint needed: printed handouts show the old review date; new handouts are blocked.")
+    return Alert(
+        kind=Kind.REVIEW_DUE,
+        key=f"review:{article.slug}",
+        title=f"[clinicpress] {headline}",
+        body="\n".join(lines),
+        articles=(article.slug,),
+        reprint_needed=article.has_handout,
+        payload={"slug": article.slug, "next_review": article.next_review.isoformat()},
+    )
+
+
+def destination_name(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+
+
+def deliver(alert: Alert, urls: Sequence[str], *, retries: int, backoff: float = 1.0) -> list[Delivery]:
+    """Send one alert to every destination; each is tried alone, ``retries`` more times on failure."""
+    deliveries: list[Delivery] = []
+    for url in urls:
+        name = destination_name(url)
+        sender = apprise.Apprise()
+        if not sender.add(url):
+            deliveries.append(Delivery(name, ok=False, error="not a valid apprise URL"))
+            continue
+        error = "the service did not accept the alert"
+        for attempt in range(retries + 1):
+            try:
+                if sender.notify(title=alert.title, body=alert.body):
+                    deliveries.append(Delivery(name, ok=True))
+                    break
+            except Exception as exc:  # a broken plugin must not stop the other destinations
+                error = f"{type(exc).__name__}: {exc}"
+            if attempt < retries:
+                time.sleep(backoff * 2**attempt)
+        else:
+            _LOG.warning("alert %s not delivered to %s: %s", alert.kind.value, name, error)
+            deliveries.append(Delivery(name, ok=False, error=error))
+    return deliveries

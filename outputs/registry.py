@@ -1,0 +1,434 @@
+"""The registry: what was published, the check history of its sources, and alert state.
+
+SQLAlchemy 2 Core, so one schema serves SQLite (default: ``<out>/registry.sqlite``)
+and PostgreSQL (any SQLAlchemy URL from ``[registry] url`` or
+``CLINICPRESS_REGISTRY__URL``). The schema is created, and migrated by its
+version number, when a Registry opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from clinicpress.checks.model import LinkResult, LinkStatus
+from clinicpress.checks.transitions import State
+from clinicpress.errors import ClinicpressError
+from clinicpress.site import License, SiteConfig
+
+SCHEMA_VERSION = 1
+REGISTRY_FILE = "registry.sqlite"
+
+
+class RegistryError(ClinicpressError):
+    """The registry database could not be opened or written."""
+
+    exit_code = 2
+
+
+class _UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out (SQLite keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("registry times must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
+
+publishes = Table(
+    "publishes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(80), nullable=False, index=True),
+    Column("version", String(64), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("published_at", _UTCDateTime, nullable=False),
+    Column("release_id", String(64)),
+    Column("channels", JSON, nullable=False),  # {"web": ["web/<slug>/index.html", …], …}
+    Column("licenses", JSON, nullable=False),  # [{"program_id", "issuer", "expires"}]
+    Column("last_reviewed", Date, nullable=False),
+    Column("next_review", Date, nullable=False),
+    UniqueConstraint("slug", "version", name="uq_publish_slug_version"),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", Text, nullable=False, unique=True),
+    Column("archive_url", Text),
+    Column("archive_timestamp", String(14)),
+    Column("archive_checked_at", _UTCDateTime),
+)
+
+publish_sources = Table(
+    "publish_sources",
+    metadata,
+    Column("publish_id", ForeignKey("publishes.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("source_id", ForeignKey("sources.id"), nullable=False),
+    Column("title", Text, nullable=False),
+)
+
+source_checks = Table(
+    "source_checks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_id", ForeignKey("sources.id"), nullable=False, index=True),
+    Column("checked_at", _UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("http_status", Integer),
+    Column("final_url", Text),
+)
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("key", String(200), primary_key=True),  # "source:<id>", "license:<program>", "review:<slug>"
+    Column("state", String(32), nullable=False),
+    Column("since", _UTCDateTime, nullable=False),
+    Column("failures", Integer, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(200), nullable=False, index=True),
+    Column("kind", String(40), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", _UTCDateTime, nullable=False),
+    Column("deliveries", JSON, nullable=False),  # one {"destination", "ok", "error"} per alert URL
+)
+
+
+@dataclass(frozen=True)
+class PublishedSource:
+    position: int
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PublishedArticle:
+    """The latest published version of one article, as the monitor needs it."""
+
+    slug: str
+    version: str
+    title: str
+    published_at: datetime
+    channels: dict[str, list[str]]
+    licenses: list[dict[str, str]]
+    last_reviewed: date
+    next_review: date
+    sources: list[PublishedSource]
+
+    @property
+    def has_handout(self) -> bool:
+        return bool(self.channels.get("handout"))
+
+
+@dataclass(frozen=True)
+class Archived:
+    url: str
+    timestamp: str  # YYYYMMDDhhmmss, as the Wayback Machine gives it
+
+
+def _new_id(primary_key: Any) -> int:
+    """The id of a row just inserted (SQLAlchemy types the key as optional)."""
+    assert primary_key is not None
+    return int(primary_key[0])
+
+
+def registry_url(site: SiteConfig, out_dir: Path) -> str:
+    """``[registry] url`` if set, else SQLite in the output folder."""
+    return site.registry.url or f"sqlite:///{(out_dir / REGISTRY_FILE).resolve()}"
+
+
+class Registry:
+    """One open registry. Use as a context manager, or call close()."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, future=True)
+            self._migrate()
+        except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
+            raise RegistryError(f"registry {self._shown_url()}: cannot open ({exc})") from None
+
+    @classmethod
+    def for_site(cls, site: SiteConfig, out_dir: Path) -> Registry:
+        return cls(registry_url(site, out_dir))
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _shown_url(self) -> str:
+        # Never print a password that may sit in the URL.
+        head, sep, tail = self.url.rpartition("@")
+        return f"{head.split('://')[0]}://…@{tail}" if sep else self.url
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise RegistryError(f"registry {self._shown_url()}: {type(exc).__name__}: {exc}") from None
+
+    def _migrate(self) -> None:
+        metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            current = conn.execute(select(schema_info.c.version)).scalar()
+            if current is None:
+                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+            elif current > SCHEMA_VERSION:
+                raise RegistryError(
+                    f"registry {self._shown_url()}: schema version {current} is newer than this "
+                    f"clinicpress ({SCHEMA_VERSION}); upgrade clinicpress"
+                )
+            # Future migrations step from `current` to SCHEMA_VERSION here.
+
+    # -- publishing ------------------------------------------------------
+    def _source_id(self, conn: Connection, url: str) -> int:
+        found = conn.execute(select(sources.c.id).where(sources.c.url == url)).scalar()
+        if found is not None:
+            return int(found)
+        return _new_id(conn.execute(sources.insert().values(url=url)).inserted_primary_key)
+
+    def record_publish(
+        self,
+        *,
+        slug: str,
+        version: str,
+        title: str,
+        published_at: datetime,
+        release_id: str | None,
+        channels: dict[str, list[str]],
+        licenses: Sequence[License],
+        last_reviewed: date,
+        next_review: date,
+        cited: Sequence[tuple[str, str]],
+    ) -> bool:
+        """Record one published article version; False (and no change) if it was recorded before."""
+        with self._tx() as conn:
+            exists = conn.execute(
+                select(publishes.c.id).where(publishes.c.slug == slug, publishes.c.version == version)
+            ).scalar()
+            if exists is not None:
+                return False
+            try:
+                publish_id = _new_id(
+                    conn.execute(
+                        publishes.insert().values(
+                            slug=slug,
+                            version=version,
+                            title=title,
+                            published_at=published_at,
+                            release_id=release_id,
+                            channels=channels,
+                            licenses=[
+                                {
+                                    "program_id": lic.program_id,
+                                    "issuer": lic.issuer,
+                                    "expires": lic.expires.isoformat(),
+                                }
+                                for lic in licenses
+                            ],
+                            last_reviewed=last_reviewed,
+                            next_review=next_review,
+                        )
+                    ).inserted_primary_key
+                )
+            except IntegrityError:
+                return False  # a concurrent publish of the same version won the race
+            for position, (source_title, url) in enumerate(cited, start=1):
+                conn.execute(
+                    publish_sources.insert().values(
+                        publish_id=publish_id,
+                        position=position,
+                        source_id=self._source_id(conn, url),
+                        title=source_title,
+                    )
+                )
+        return True
+
+    def latest_publishes(self) -> list[PublishedArticle]:
+        """The newest recorded version of every article, by slug."""
+        newest = (
+            select(publishes.c.slug, func.max(publishes.c.id).label("id"))
+            .group_by(publishes.c.slug)
+            .subquery()
+        )
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(publishes).join(newest, publishes.c.id == newest.c.id).order_by(publishes.c.slug)
+            ).mappings()
+            result: list[PublishedArticle] = []
+            for row in list(rows):
+                cited = conn.execute(
+                    select(publish_sources.c.position, publish_sources.c.title, sources.c.url)
+                    .join(sources, sources.c.id == publish_sources.c.source_id)
+                    .where(publish_sources.c.publish_id == row["id"])
+                    .order_by(publish_sources.c.position)
+                )
+                result.append(
+                    PublishedArticle(
+                        slug=row["slug"],
+                        version=row["version"],
+                        title=row["title"],
+                        published_at=row["published_at"],
+                        channels=dict(row["channels"]),
+                        licenses=list(row["licenses"]),
+                        last_reviewed=row["last_reviewed"],
+                        next_review=row["next_review"],
+                        sources=[PublishedSource(p, t, u) for p, t, u in cited],
+                    )
+                )
+        return result
+
+    # -- sources ---------------------------------------------------------
+    def record_checks(self, results: Iterable[LinkResult], checked_at: datetime) -> None:
+        """Append one check result per source to its history."""
+        with self._tx() as conn:
+            for result in results:
+                conn.execute(
+                    source_checks.insert().values(
+                        source_id=self._source_id(conn, result.url),
+                        checked_at=checked_at,
+                        status=result.status.value,
+                        reason=result.reason,
+                        http_status=result.http_status,
+                        final_url=result.final_url,
+                    )
+                )
+
+    def history(self, url: str) -> list[tuple[datetime, LinkStatus]]:
+        """A source's check history, oldest first."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(source_checks.c.checked_at, source_checks.c.status)
+                .join(sources, sources.c.id == source_checks.c.source_id)
+                .where(sources.c.url == url)
+                .order_by(source_checks.c.id)
+            )
+            return [(when, LinkStatus(status)) for when, status in rows]
+
+    def record_archive(self, url: str, archived: Archived | None, checked_at: datetime) -> None:
+        with self._tx() as conn:
+            source_id = self._source_id(conn, url)
+            values: dict[str, Any] = {"archive_checked_at": checked_at}
+            if archived is not None:
+                values |= {"archive_url": archived.url, "archive_timestamp": archived.timestamp}
+            conn.execute(sources.update().where(sources.c.id == source_id).values(**values))
+
+    def archives(self, urls: Iterable[str]) -> dict[str, Archived]:
+        wanted = list(urls)
+        if not wanted:
+            return {}
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(sources.c.url, sources.c.archive_url, sources.c.archive_timestamp).where(
+                    sources.c.url.in_(wanted), sources.c.archive_url.is_not(None)
+                )
+            )
+            return {url: Archived(archive_url, stamp or "") for url, archive_url, stamp in rows}
+
+    def archive_checked(self, urls: Iterable[str]) -> set[str]:
+        """URLs whose archive was already looked up (found or not)."""
+        wanted = list(urls)
+        if not wanted:
+            return set()
+        with self._tx() as conn:
+            rows = conn.execute(
+                select(sources.c.url).where(
+                    sources.c.url.in_(wanted), sources.c.archive_checked_at.is_not(None)
+                )
+            )
+            return {url for (url,) in rows}
+
+    # -- alert state -----------------------------------------------------
+    def states(self) -> dict[str, State]:
+        with self._tx() as conn:
+            rows = conn.execute(select(alert_state))
+            return {key: State(state, since, failures) for key, state, since, failures in rows}
+
+    def save_states(self, changed: dict[str, State]) -> None:
+        with self._tx() as conn:
+            for key, row in changed.items():
+                conn.execute(alert_state.delete().where(alert_state.c.key == key))
+                conn.execute(
+                    alert_state.insert().values(
+                        key=key, state=row.state, since=row.since, failures=row.failures
+                    )
+                )
+
+    def record_alert(
+        self,
+        *,
+        key: str,
+        kind: str,
+        title: str,
+        body: str,
+        created_at: datetime,
+        deliveries: list[dict[str, Any]],
+    ) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                alerts.insert().values(
+                    key=key, kind=kind, title=title, body=body, created_at=created_at, deliveries=deliveries
+                )
+            )
+
+    def alert_log(self) -> list[dict[str, Any]]:
+        with self._tx() as conn:
+            return [dict(row) for row in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]

@@ -1,0 +1,346 @@
+"""Monitoring: the registry, transitions, and the monitor flow with real parts on loopback.
+
+A source changes between monitor runs (200 → 404 → 404 → 200) on a real HTTP
+server; alerts go to a webhook receiver that records POSTs and to an aiosmtpd
+SMTP server, through apprise; a dead alert channel must not stop the others.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from conftest import MINIMAL_FRONT_MATTER, WriteArticle
+from httpfarm import HTTPFarm, Reply
+
+from clinicpress.checks.model import LinkResult, LinkStatus
+from clinicpress.checks.transitions import (
+    Kind,
+    State,
+    license_bucket,
+    license_transition,
+    review_transition,
+    source_transition,
+)
+from clinicpress.outputs.registry import Archived, Registry
+from clinicpress.site import License
+
+NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+def _result(status: LinkStatus, url: str = "https://example.org/a") -> LinkResult:
+    return LinkResult(url=url, status=status, reason=status.value)
+
+
+# -- transitions (pure) -------------------------------------------------------------------------
+
+
+def test_source_alerts_once_after_the_threshold_and_once_on_recovery() -> None:
+    sequence = [LinkStatus.OK, LinkStatus.BROKEN, LinkStatus.BROKEN, LinkStatus.BROKEN, LinkStatus.OK]
+    state: State | None = None
+    kinds = []
+    for day, status in enumerate(sequence):
+        state, kind = source_transition(state, _result(status), NOW + timedelta(days=day), threshold=2)
+        kinds.append(kind)
+    assert kinds == [None, None, Kind.SOURCE_BROKEN, None, Kind.SOURCE_RECOVERED]
+
+
+def test_flapping_and_unverified_sources_page_no_one() -> None:
+    state: State | None = None
+    kinds = []
+    for status in [LinkStatus.BROKEN, LinkStatus.OK, LinkStatus.BROKEN, LinkStatus.UNVERIFIED, LinkStatus.OK]:
+        state, kind = source_transition(state, _result(status), NOW, threshold=2)
+        kinds.append(kind)
+    assert kinds == [None, None, None, None, None]
+
+
+def test_broken_since_is_the_first_failed_run() -> None:
+    first, _ = source_transition(None, _result(LinkStatus.BROKEN), NOW, threshold=2)
+    second, kind = source_transition(first, _result(LinkStatus.BROKEN), NOW + timedelta(days=1), threshold=2)
+    assert kind is Kind.SOURCE_BROKEN
+    assert second.since == NOW
+
+
+def test_moved_source_alerts_once() -> None:
+    state, kind = source_transition(None, _result(LinkStatus.REDIRECTED), NOW, threshold=2)
+    assert kind is Kind.SOURCE_MOVED
+    assert source_transition(state, _result(LinkStatus.REDIRECTED), NOW, threshold=2)[1] is None
+
+
+@pytest.mark.parametrize(
+    ("today", "bucket"),
+    [
+        (date(2026, 11, 1), "ok"),
+        (date(2026, 12, 1), "150"),
+        (date(2027, 2, 1), "90"),
+        (date(2027, 4, 1), "30"),
+        (date(2027, 4, 30), "30"),
+        (date(2027, 5, 1), "expired"),
+    ],
+)
+def test_license_buckets(today: date, bucket: str) -> None:
+    assert license_bucket(date(2027, 4, 30), today, [150, 90, 30]) == bucket
+
+
+def test_license_alerts_once_per_threshold_with_a_clock_we_control() -> None:
+    expires = date(2027, 4, 30)
+    state: State | None = None
+    alerts = []
+    day = date(2026, 11, 1)
+    while day <= date(2027, 5, 10):  # every day from 180 days before expiry to 10 days after
+        state, kind = license_transition(state, expires, day, [150, 90, 30], NOW)
+        if kind is not None:
+            alerts.append((day, kind, state.state))
+        day += timedelta(days=1)
+    assert alerts == [
+        (date(2026, 12, 1), Kind.LICENSE_EXPIRING, "150"),
+        (date(2027, 1, 30), Kind.LICENSE_EXPIRING, "90"),
+        (date(2027, 3, 31), Kind.LICENSE_EXPIRING, "30"),
+        (date(2027, 5, 1), Kind.LICENSE_EXPIRED, "expired"),
+    ]
+    renewed, kind = license_transition(state, date(2029, 4, 30), date(2027, 5, 11), [150, 90, 30], NOW)
+    assert (renewed.state, kind) == ("ok", Kind.LICENSE_RENEWED)
+
+
+def test_review_falls_due_once() -> None:
+    state, kind = review_transition(None, date(2027, 1, 1), date(2027, 1, 1), NOW)
+    assert kind is None
+    state, kind = review_transition(state, date(2027, 1, 1), date(2027, 1, 2), NOW)
+    assert kind is Kind.REVIEW_DUE
+    assert review_transition(state, date(2027, 1, 1), date(2027, 1, 3), NOW)[1] is None
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    else:
+        url = os.environ.get("CLINICPRESS_TEST_POSTGRES_URL", "")
+        if not url:
+            pytest.skip(
+                "no PostgreSQL: set CLINICPRESS_TEST_POSTGRES_URL (e.g. postgresql+psycopg://…) to run"
+            )
+    with Registry(url) as opened:
+        if request.param == "postgresql":
+            from clinicpress.outputs.registry import metadata
+
+            metadata.drop_all(opened.engine)
+            opened.close()
+            opened = Registry(url)
+        yield opened
+
+
+def _record(registry: Registry, version: str, urls: list[str]) -> bool:
+    lic = License(issuer="Dept", program_id="190655AP", expires=date(2027, 4, 30))
+    return registry.record_publish(
+        slug="a",
+        version=version,
+        title="A",
+        published_at=NOW,
+        release_id="r1",
+        channels={"web": ["web/a/index.html"], "handout": ["handouts/a.pdf"]},
+        licenses=[lic],
+        last_reviewed=date(2026, 11, 1),
+        next_review=date(2027, 11, 1),
+        cited=[(f"S{i}", url) for i, url in enumerate(urls, 1)],
+    )
+
+
+def test_registry_records_publishes_history_and_state(registry: Registry) -> None:
+    assert _record(registry, "v1", ["https://example.org/a", "https://example.org/b"])
+    assert not _record(registry, "v1", ["https://example.org/a"])  # same version: a no-op
+    assert _record(registry, "v2", ["https://example.org/b"])
+    [latest] = registry.latest_publishes()
+    assert (latest.version, [s.url for s in latest.sources]) == ("v2", ["https://example.org/b"])
+    assert latest.has_handout
+    assert latest.licenses == [{"program_id": "190655AP", "issuer": "Dept", "expires": "2027-04-30"}]
+
+    registry.record_checks([_result(LinkStatus.OK, "https://example.org/b")], NOW)
+    registry.record_checks([_result(LinkStatus.BROKEN, "https://example.org/b")], NOW + timedelta(days=1))
+    assert [s for _, s in registry.history("https://example.org/b")] == [LinkStatus.OK, LinkStatus.BROKEN]
+    assert registry.history("https://example.org/b")[0][0] == NOW
+
+    registry.record_archive(
+        "https://example.org/b", Archived("https://web.archive.org/x", "20240101000000"), NOW
+    )
+    registry.record_archive("https://example.org/a", None, NOW)
+    assert registry.archives(["https://example.org/a", "https://example.org/b"]) == {
+        "https://example.org/b": Archived("https://web.archive.org/x", "20240101000000")
+    }
+    assert registry.archive_checked(["https://example.org/a", "https://example.org/c"]) == {
+        "https://example.org/a"
+    }
+
+    registry.save_states({"source:x": State("broken", NOW, 2)})
+    registry.save_states({"source:x": State("ok", NOW, 0)})
+    assert registry.states() == {"source:x": State("ok", NOW, 0)}
+
+
+# -- the monitor flow, end to end -----------------------------------------------------------------
+
+
+class _Webhook:
+    """Records the JSON bodies POSTed to it (apprise's json:// plugin)."""
+
+    def __init__(self) -> None:
+        self.posts: list[dict[str, Any]] = []
+        received = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                received.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope.content)
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def alert_sinks() -> Iterator[tuple[_Webhook, _Mailbox, int]]:
+    webhook = _Webhook()
+    mailbox = _Mailbox()
+    port = _free_port()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=port)
+    smtp.start()
+    try:
+        yield webhook, mailbox, port
+    finally:
+        smtp.stop()
+        webhook.close()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_publish_then_monitor_alerts_once_per_transition(
+    write_article: WriteArticle,
+    write_site: Callable[..., Path],
+    tmp_path: Path,
+    alert_sinks: tuple[_Webhook, _Mailbox, int],
+) -> None:
+    from clinicpress.flows.monitor import monitor_flow
+    from clinicpress.flows.publish import publish_flow
+
+    webhook, mailbox, smtp_port = alert_sinks
+    dead = f"json://127.0.0.1:{_free_port()}/nobody-listens"
+    mail = f"mailto://127.0.0.1:{smtp_port}?from=alerts@example.org&to=ops@example.org&mode=insecure"
+    with HTTPFarm() as farm:
+        paper = farm.route("/paper", Reply(200))
+        wayback = {
+            "archived_snapshots": {
+                "closest": {
+                    "available": True,
+                    "status": "200",
+                    "url": "http://web.archive.org/web/20240101000000/paper",
+                    "timestamp": "20240101000000",
+                }
+            }
+        }
+        farm.route("/wayback", Reply(200, {"Content-Type": "application/json"}, json.dumps(wayback).encode()))
+        site = write_site(allow_private_hosts='["127.0.0.1"]', timeout="2.0", retries="0")
+        text = site.read_text().replace(
+            'endpoint = "https://archive.org/wayback/available"', f'endpoint = "{farm.url("/wayback")}"'
+        )
+        text = text.replace("urls = []", f"urls = {json.dumps([dead, webhook.url, mail])}\nretries = 1")
+        site.write_text(text)
+        front = MINIMAL_FRONT_MATTER + f"sources:\n  - {{title: A paper, url: '{farm.url('/paper')}'}}\n"
+        article = write_article(front_matter=front, body="A claim.[^1]\n")
+        out = tmp_path / "out"
+
+        published = publish_flow(paths=[str(article)], site_path=str(site), out_dir=str(out))
+        assert published.outcomes[0].published
+        assert farm.hits("/wayback") == 1  # archived copy looked up at publish
+
+        def run(status: int) -> list[str]:
+            farm.route("/paper", Reply(status))
+            result = monitor_flow(site_path=str(site), out_dir=str(out), today=date(2026, 11, 27))
+            return [alert.kind for alert in result.alerts]
+
+        assert run(200) == []
+        assert run(404) == []  # one failed run: a flapping server pages no one
+        assert run(404) == ["source.broken"]
+        assert run(404) == []  # still broken: no second alert
+        assert run(200) == ["source.recovered"]
+
+    kinds = [post["title"] for post in webhook.posts]
+    assert kinds == ["[clinicpress] A cited source is broken", "[clinicpress] A cited source works again"]
+    broken = webhook.posts[0]["message"]
+    assert paper in broken
+    assert "Test Article (test-article) — handout" in broken
+    assert "Archived copy: https://web.archive.org/web/20240101000000/paper" in broken
+    assert "Reprint needed" in broken
+    assert len(mailbox.messages) == 2  # the email destination got both, despite the dead webhook
+    with Registry(f"sqlite:///{out / 'registry.sqlite'}") as registry:
+        log = registry.alert_log()
+        assert [entry["kind"] for entry in log] == ["source.broken", "source.recovered"]
+        deliveries = log[0]["deliveries"]
+        assert [d["ok"] for d in deliveries] == [False, True, True]
+        assert len(registry.history(paper)) == 6  # publish + five monitor runs
+
+
+def test_deployments_publish_manual_monitor_on_the_site_schedule(
+    write_site: Callable[..., Path], tmp_path: Path
+) -> None:
+    from clinicpress.flows.deployments import build_deployments
+
+    site = write_site(schedule='"30 6 * * 1-5"')
+    publish, monitor = build_deployments(site, tmp_path / "out")
+    assert (publish.name, monitor.name) == ("publish", "monitor")
+    assert not publish.schedules
+    [schedule] = monitor.schedules
+    assert schedule.schedule.cron == "30 6 * * 1-5"
+    assert monitor.parameters == {
+        "site_path": str(site.resolve()),
+        "out_dir": str((tmp_path / "out").resolve()),
+    }
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_monitor_cli_with_nothing_published(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from clinicpress.cli import app
+
+    result = CliRunner().invoke(app, ["monitor", "--out", str(tmp_path / "empty")])
+    assert result.exit_code == 0, result.output
+    assert "nothing published" in result.stdout
