@@ -6,7 +6,9 @@ RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 TYPECHECK  := .build/typecheck
 
-.PHONY: publish test lint typecheck pytest clean
+AXE_JS     := .build/node/node_modules/axe-core/axe.min.js
+
+.PHONY: publish test lint typecheck pytest browser-deps bench-linkcheck bench-monitor clean
 
 publish: $(RUN_STAMP)
 	$(BIN)/clinicpress publish
@@ -37,8 +39,15 @@ typecheck: $(TEST_STAMP)
 	@for d in sources checks renderers outputs flows; do ln -s ../../../$$d $(TYPECHECK)/clinicpress/$$d; done
 	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache -p clinicpress
 
-pytest: $(TEST_STAMP)
+pytest: $(TEST_STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+# axe-core (npm) for the accessibility tests in Chromium; without npm those tests skip and say why.
+browser-deps:
+	@if [ ! -f $(AXE_JS) ]; then \
+	  if command -v npm >/dev/null; then npm install --prefix .build/node --no-audit --no-fund --silent axe-core@4.14.1; \
+	  else echo "npm not found: the browser accessibility tests will be skipped"; fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache published

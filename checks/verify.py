@@ -13,6 +13,7 @@ from clinicpress.checks.collect import article_urls
 from clinicpress.checks.dates import check_licenses, check_review
 from clinicpress.checks.links import LinkReport, check_urls
 from clinicpress.checks.model import ArticleReport, LinkResult, LinkStatus, Problem, Severity, verdict_of
+from clinicpress.checks.readability import readability_problems
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
@@ -58,6 +59,7 @@ def verify_article(
     problems = [
         *check_licenses(site.licenses, on, site.checks.license_warn_days),
         *check_review(article, on),
+        *readability_problems(article, site.checks.readability_max_grade),
         *link_problems(article, results, links.summary if links.network_down else None),
     ]
     return ArticleReport(

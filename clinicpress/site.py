@@ -108,7 +108,14 @@ __all__ = ["LinkCheckSettings", "SiteConfig", "format_date", "load_site"]
 
 class Checks(_Strict):
     license_warn_days: list[int] = Field(default_factory=lambda: [150, 90, 30])
+    readability_max_grade: float = Field(
+        default=8.0, gt=0, description="Flesch-Kincaid grade above which to warn"
+    )
     links: LinkCheckSettings = Field(default_factory=LinkCheckSettings)
+
+
+class Handout(_Strict):
+    page_size: Literal["letter", "a4"] = "letter"
 
 
 class Alerts(_Strict):
@@ -156,6 +163,7 @@ class SiteConfig(BaseSettings):
     licenses: list[License] = Field(min_length=1)
     newsletter: Newsletter
     checks: Checks = Field(default_factory=Checks)
+    handout: Handout = Field(default_factory=Handout)
     alerts: Alerts = Field(default_factory=Alerts)
     monitor: Monitor = Field(default_factory=Monitor)
     registry: Registry = Field(default_factory=Registry)

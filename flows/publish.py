@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from clinicpress.checks.consistency import consistency_problems
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
 from clinicpress.checks.verify import all_urls, verify_article
@@ -64,6 +65,11 @@ def render(article: Article, site: SiteConfig, context: RenderContext) -> list[A
     return render_article(article, site, context)
 
 
+@task(name="consistency", cache_policy=NO_CACHE)
+def consistency(article: Article, site: SiteConfig, artifacts: list[Artifact]) -> list[Problem]:
+    return consistency_problems(article, site, artifacts)
+
+
 @task(name="publish-release", cache_policy=NO_CACHE)
 def publish(
     out_dir: str, ready: list[ReadyArticle], site: SiteConfig, published_at: datetime
@@ -90,9 +96,8 @@ def summary_markdown(result: PublishResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _blocked_by_render(report: ArticleReport, error: RenderError) -> ArticleReport:
-    problem = Problem(check="render", severity=Severity.BLOCKED, message=str(error))
-    return report.model_copy(update={"verdict": Verdict.BLOCKED, "problems": [*report.problems, problem]})
+def _blocked_by(report: ArticleReport, problems: list[Problem]) -> ArticleReport:
+    return report.model_copy(update={"verdict": Verdict.BLOCKED, "problems": [*report.problems, *problems]})
 
 
 @flow(name="publish", validate_parameters=True)
@@ -117,9 +122,16 @@ def publish_flow(
             try:
                 artifacts = render(article, site, RenderContext(published_at=now, version=version))
             except RenderError as exc:
-                report = _blocked_by_render(report, exc)
+                report = _blocked_by(
+                    report, [Problem(check="render", severity=Severity.BLOCKED, message=str(exc))]
+                )
             else:
-                ready.append(ReadyArticle(article, report, version, artifacts))
+                # The three channels must state the same facts; any difference blocks the article.
+                mismatches = consistency(article, site, artifacts)
+                if mismatches:
+                    report = _blocked_by(report, mismatches)
+                else:
+                    ready.append(ReadyArticle(article, report, version, artifacts))
         final_reports.append(report)
 
     release = publish(out_dir, ready, site, now)

@@ -7,13 +7,15 @@ else (a remote image in an article is dropped with a warning, never fetched).
 
 from __future__ import annotations
 
+import functools
 import logging
 import mimetypes
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import unquote, urlsplit
 
+import segno
 from weasyprint import HTML
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import URLFetcher, URLFetcherResponse
@@ -23,13 +25,18 @@ from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
 from .base import Artifact, RenderContext, Renderer
-from .markdown import ASSETS_DIR, css_markup, jinja_env, page_context
+from .markdown import ASSETS_DIR, canonical_url, css_markup, disclaimer, jinja_env, page_context, short_url
 
 TEMPLATE = "handout.html.j2"
 STYLESHEET = "handout.css"
 # PDF/UA-1 makes a tagged PDF (screen readers); WeasyPrint 70 supports it for ~5 % more time.
 PDF_VARIANT = "pdf/ua-1"
-DISCLAIMER = "This handout supports, not replaces, the advice of your care team."
+DISCLAIMER = disclaimer("handout")
+
+PageSize = Literal["letter", "a4"]
+DEFAULT_PAGE_SIZE: PageSize = "letter"
+# CSS ``size`` keywords; US clinics print on Letter, A4 is the option for everyone else.
+_CSS_PAGE_SIZE: dict[PageSize, str] = {"letter": "Letter", "a4": "A4"}
 
 _LOG = logging.getLogger(__name__)
 
@@ -69,13 +76,44 @@ FONT_CONFIG = FontConfiguration()
 _LOCK = threading.Lock()
 
 
-def render_handout_html(article: Article, site: SiteConfig) -> str:
+def site_page_size(site: SiteConfig) -> PageSize:
+    """``[handout] page_size`` of the site config (validated there)."""
+    return site.handout.page_size
+
+
+def check_page_size(value: object) -> PageSize:
+    text = str(value).strip().lower()
+    for size in get_args(PageSize):
+        if text == size:
+            return size  # type: ignore[no-any-return]  # one of the Literal's own values
+    raise RenderError(f"handout page size {value!r}; expected one of {', '.join(get_args(PageSize))}")
+
+
+@functools.lru_cache(maxsize=64)
+def qr_data_uri(url: str) -> str:
+    """An SVG QR code of ``url`` as a data: URL (the fetcher serves data: and nothing remote)."""
+    # Error level M survives a smudge or a fold; border=4 is the quiet zone scanners need.
+    qr = segno.make(url, error="m", micro=False)
+    uri: str = qr.svg_data_uri(scale=4, border=4, dark="#000", light="#fff", svgclass=None, lineclass=None)
+    return uri
+
+
+def render_handout_html(article: Article, site: SiteConfig, page_size: PageSize | None = None) -> str:
     template = jinja_env().get_template(TEMPLATE)
-    return template.render(**page_context(article, site), css=css_markup(STYLESHEET))
+    url = canonical_url(article, site)
+    size = check_page_size(page_size) if page_size is not None else site_page_size(site)
+    return template.render(
+        **page_context(article, site),
+        css=css_markup(STYLESHEET),
+        page_size=_CSS_PAGE_SIZE[size],
+        disclaimer=DISCLAIMER,
+        qr_data_uri=qr_data_uri(url),
+        web_short_url=short_url(url),
+    )
 
 
-def render_handout_pdf(article: Article, site: SiteConfig) -> bytes:
-    html = render_handout_html(article, site)
+def render_handout_pdf(article: Article, site: SiteConfig, page_size: PageSize | None = None) -> bytes:
+    html = render_handout_html(article, site, page_size)
     try:
         with _LOCK:
             document = HTML(string=html, base_url=ASSETS_DIR.as_uri() + "/", url_fetcher=URL_FETCHER)
@@ -90,12 +128,16 @@ def render_handout_pdf(article: Article, site: SiteConfig) -> bytes:
 class HandoutRenderer(Renderer):
     channel = Channel.HANDOUT
 
+    def __init__(self, page_size: PageSize | None = None) -> None:
+        # None: the site's ``[handout] page_size`` (Letter when unset).
+        self.page_size = check_page_size(page_size) if page_size is not None else None
+
     def render(self, article: Article, site: SiteConfig, context: RenderContext) -> list[Artifact]:
         return [
             Artifact(
                 channel=self.channel,
                 relpath=f"handouts/{article.key}.pdf",
-                data=render_handout_pdf(article, site),
+                data=render_handout_pdf(article, site, self.page_size),
                 media_type="application/pdf",
             )
         ]

@@ -134,11 +134,36 @@ def source_entries(article: Article) -> list[SourceEntry]:
 
 
 def review_line(article: Article) -> str:
-    """``Last reviewed June 1, 2025 by Jane Doe, MD · Next review June 1, 2026``."""
-    line = f"Last reviewed {format_date(article.last_reviewed)}"
+    """The one review sentence every channel prints (and the consistency check reads back).
+
+    ``Reviewed by Jane Doe, MD on June 1, 2025, next review June 1, 2026``, or
+    ``Last reviewed June 1, 2025, next review June 1, 2026`` when no reviewer is named.
+    """
+    when = format_date(article.last_reviewed)
     if article.reviewed_by is not None:
-        line += f" by {article.reviewed_by.display()}"
-    return f"{line} · Next review {format_date(article.review_due)}"
+        line = f"Reviewed by {article.reviewed_by.display()} on {when}"
+    else:
+        line = f"Last reviewed {when}"
+    return f"{line}, next review {format_date(article.review_due)}"
+
+
+# Printed by every channel: health content for people in addiction treatment must say
+# where to turn in a crisis, and that it does not replace their care team.
+CRISIS_LINE = (
+    "If you are in crisis or thinking about suicide, call or text 988, "
+    "the Suicide & Crisis Lifeline, any time. In an emergency, call 911."
+)
+
+
+def disclaimer(noun: str) -> str:
+    """``This handout supports, not replaces, the advice of your care team.``"""
+    return f"This {noun} supports, not replaces, the advice of your care team."
+
+
+def short_url(url: str) -> str:
+    """What a person types from paper: no scheme, no ``www.``, no trailing slash."""
+    short = re.sub(r"^https?://(www\.)?", "", url, flags=re.IGNORECASE)
+    return short.rstrip("/")
 
 
 def org_line(site: SiteConfig) -> str:
@@ -171,6 +196,7 @@ def page_context(article: Article, site: SiteConfig) -> dict[str, Any]:
         "sources": source_entries(article),
         "license_lines": [lic.line() for lic in site.licenses],
         "org_line": org_line(site),
+        "crisis_line": CRISIS_LINE,
     }
 
 
@@ -203,6 +229,7 @@ def css_markup(name: str) -> Markup:
 
 __all__ = [
     "ASSETS_DIR",
+    "CRISIS_LINE",
     "MD",
     "TEMPLATES_DIR",
     "SourceEntry",
@@ -210,10 +237,12 @@ __all__ = [
     "body_tokens",
     "canonical_url",
     "css_markup",
+    "disclaimer",
     "jinja_env",
     "org_line",
     "page_context",
     "render_body_html",
     "review_line",
+    "short_url",
     "source_entries",
 ]

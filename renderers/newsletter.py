@@ -1,17 +1,28 @@
 """The newsletter channel: one MIME email (text + HTML) and a browser preview.
 
 The text part comes from the Markdown tokens (``text.py``), the HTML part
-from a Jinja template whose CSS is inlined by css-inline (mail clients drop
-``<style>``). Headers are checked for line breaks before the message is built,
-so a title with CR/LF names itself instead of failing deep in ``email``.
+from a Jinja template whose CSS is inlined by css-inline (many mail clients
+drop ``<style>``); the at-rules (``@media`` for narrow screens and dark mode)
+cannot be inlined and stay in one ``<style>`` block. Header values are checked
+for line breaks before the message is built, so a title with CR/LF names
+itself instead of failing deep in ``email``.
+
+Sending is per recipient: :func:`render_message_template` renders the body
+once, :func:`personalise` makes each recipient's message from it (To, the
+recipient's unsubscribe URL, a Message-ID of its own) without re-rendering.
 """
 
 from __future__ import annotations
 
 import email.policy
 import email.utils
+import hashlib
+import html
+import re
+from dataclasses import dataclass, replace
 from email.headerregistry import Address
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 import css_inline
 
@@ -20,14 +31,19 @@ from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
 from .base import Artifact, RenderContext, Renderer
-from .markdown import canonical_url, css_markup, jinja_env, org_line, page_context
+from .markdown import CRISIS_LINE, canonical_url, css_markup, disclaimer, jinja_env, org_line, page_context
 from .text import WIDTH, render_article_text, wrap
 
 TEMPLATE = "newsletter.html.j2"
 STYLESHEET = "newsletter.css"
+# Gmail clips a message body over ~102 KB; stay under 100 KB for the whole message.
+MAX_MESSAGE_BYTES = 100 * 1024
+DISCLAIMER = disclaimer("newsletter")
 
 # Never fetch a remote stylesheet while inlining: the email is built offline.
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_link_tags=False)
+# keep_at_rules: @media (narrow screens, dark mode) cannot be inlined; they stay in <style>.
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_link_tags=False, keep_at_rules=True)
+_EMAIL = re.compile(r"^[^@\s<>,;\"()\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
 def _check_header(field: str, value: str) -> str:
@@ -36,11 +52,31 @@ def _check_header(field: str, value: str) -> str:
     return value
 
 
-def list_unsubscribe(site: SiteConfig) -> str:
+def _check_address(field: str, value: str) -> str:
+    _check_header(field, value)
+    if not _EMAIL.match(value):
+        raise RenderError(
+            f"newsletter header {field}: {value[:80]!r} is not an address like name@example.org"
+        )
+    return value
+
+
+def _check_unsubscribe_url(value: str) -> str:
+    _check_header("unsubscribe URL", value)
+    parts = urlsplit(value)
+    # '<', '>', ',' and spaces would end or split the List-Unsubscribe entry.
+    if parts.scheme != "https" or not parts.netloc or re.search(r"[\s<>,\"]", value):
+        raise RenderError(
+            f"unsubscribe URL {value[:80]!r}: expected an https:// URL without spaces, <, > or ,"
+        )
+    return value
+
+
+def list_unsubscribe(unsubscribe_url: str, mailto: str | None) -> str:
     """``<https://…>, <mailto:…?subject=unsubscribe>`` (RFC 2369; one-click per RFC 8058)."""
-    targets = [f"<{site.newsletter.unsubscribe_url}>"]
-    if site.newsletter.unsubscribe_mailto:
-        targets.append(f"<mailto:{site.newsletter.unsubscribe_mailto}?subject=unsubscribe>")
+    targets = [f"<{unsubscribe_url}>"]
+    if mailto:
+        targets.append(f"<mailto:{mailto}?subject=unsubscribe>")
     return ", ".join(targets)
 
 
@@ -54,11 +90,16 @@ def render_newsletter_text(article: Article, site: SiteConfig) -> str:
     """The text/plain part: the article, then the footer every newsletter carries."""
     footer = [
         "-" * 40,
+        wrap(DISCLAIMER),
+        wrap(CRISIS_LINE),
+        "",
         wrap(org_line(site)),
         *(wrap(lic.line()) for lic in site.licenses),
         # wrap() puts a URL that does not fit on a line of its own, unbroken.
         wrap(f"Read on the web: {canonical_url(article, site)}"),
-        wrap(f"Unsubscribe: {site.newsletter.unsubscribe_url}"),
+        # On a line of its own: personalise() swaps in a longer per-recipient URL without rewrapping.
+        "Unsubscribe:",
+        site.newsletter.unsubscribe_url,
     ]
     return render_article_text(article, site) + "\n" + "\n".join(footer) + "\n"
 
@@ -66,46 +107,128 @@ def render_newsletter_text(article: Article, site: SiteConfig) -> str:
 def render_newsletter_html(article: Article, site: SiteConfig) -> str:
     """The text/html part with every style inlined (also the browser preview)."""
     template = jinja_env().get_template(TEMPLATE)
-    html = template.render(
+    page = template.render(
         **page_context(article, site),
         css=css_markup(STYLESHEET),
         unsubscribe_url=site.newsletter.unsubscribe_url,
+        disclaimer=DISCLAIMER,
     )
-    result: str = _INLINER.inline(html)
+    result: str = _INLINER.inline(page)
+    # css-inline puts the kept <style> first in <head>; the charset must stay in the first 1024 bytes.
+    charset = '<meta charset="utf-8">'
+    if charset in result and result.index(charset) > 512:
+        result = result.replace(charset, "", 1).replace("<head>", "<head>" + charset, 1)
     return result
 
 
-def build_message(article: Article, site: SiteConfig, context: RenderContext) -> EmailMessage:
-    """The email without a recipient: outputs/ adds To (and may personalise) when sending."""
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A rendered newsletter without a recipient: the body is made once per article version.
+
+    ``unsubscribe_url`` is the one written into ``text`` and ``html``;
+    :func:`personalise` swaps it for each recipient's own.
+    """
+
+    subject: str
+    from_name: str
+    from_address: str
+    reply_to: str | None
+    date: str
+    message_id: str
+    unsubscribe_url: str
+    unsubscribe_mailto: str | None
+    text: str
+    html: str
+    boundary: str
+
+
+def render_message_template(article: Article, site: SiteConfig, context: RenderContext) -> MessageTemplate:
+    """Render the newsletter once; every recipient's message is made from this."""
     if context.published_at.tzinfo is None:
         raise RenderError("RenderContext.published_at must be timezone-aware for the Date header")
     news = site.newsletter
-    headers = {
-        "From name": news.from_name,
-        "From address": news.from_address,
-        "Reply-To": news.reply_to or "",
-        "Subject": article.title,
-        "List-Unsubscribe": list_unsubscribe(site),
-    }
-    for field, value in headers.items():
-        _check_header(field, value)
-    local, domain = news.from_address.rsplit("@", 1)
-
-    msg = EmailMessage(policy=email.policy.default)
-    msg["From"] = Address(display_name=news.from_name, username=local, domain=domain)
+    _check_header("From name", news.from_name)
+    _check_address("From address", news.from_address)
     if news.reply_to:
-        msg["Reply-To"] = news.reply_to
-    msg["Subject"] = article.title
-    msg["Date"] = email.utils.format_datetime(context.published_at)
-    msg["Message-ID"] = message_id(article, site, context)
-    msg["List-Unsubscribe"] = headers["List-Unsubscribe"]
+        _check_address("Reply-To", news.reply_to)
+    if news.unsubscribe_mailto:
+        _check_address("unsubscribe mailto", news.unsubscribe_mailto)
+    _check_header("Subject", article.title)
+    _check_unsubscribe_url(news.unsubscribe_url)
+    return MessageTemplate(
+        subject=article.title,
+        from_name=news.from_name,
+        from_address=news.from_address,
+        reply_to=news.reply_to,
+        date=email.utils.format_datetime(context.published_at),
+        message_id=message_id(article, site, context),
+        unsubscribe_url=news.unsubscribe_url,
+        unsubscribe_mailto=news.unsubscribe_mailto,
+        text=render_newsletter_text(article, site),
+        html=render_newsletter_html(article, site),
+        # email picks a random boundary; one from the version keeps the .eml reproducible.
+        boundary=f"=_clinicpress_{context.version[:32]}",
+    )
+
+
+def _recipient_message_id(template: MessageTemplate, to: str) -> str:
+    # Deterministic per (article version, recipient): a resend is recognisably the same message.
+    local, domain = template.message_id.strip("<>").rsplit("@", 1)
+    digest = hashlib.sha256(to.lower().encode()).hexdigest()[:12]
+    return f"<{local}.{digest}@{domain}>"
+
+
+def personalise(
+    template: MessageTemplate,
+    to: str | None = None,
+    unsubscribe_url: str | None = None,
+    subject_prefix: str = "",
+) -> EmailMessage:
+    """One recipient's message: To, their unsubscribe URL (headers and both parts), no re-render.
+
+    With no ``to`` this is the outbox copy (no To header, the site's unsubscribe URL).
+    ``subject_prefix`` is for test sends, e.g. ``"[TEST] "``.
+    """
+    if unsubscribe_url is not None and unsubscribe_url != template.unsubscribe_url:
+        _check_unsubscribe_url(unsubscribe_url)
+        template = replace(
+            template,
+            unsubscribe_url=unsubscribe_url,
+            text=template.text.replace(template.unsubscribe_url, unsubscribe_url),
+            # The template wrote the URL HTML-escaped (& → &amp;) in href and text alike.
+            html=template.html.replace(html.escape(template.unsubscribe_url), html.escape(unsubscribe_url)),
+        )
+    subject = _check_header("Subject", subject_prefix + template.subject)
+
+    local, domain = template.from_address.rsplit("@", 1)
+    msg = EmailMessage(policy=email.policy.default)
+    msg["From"] = Address(display_name=template.from_name, username=local, domain=domain)
+    if to is not None:
+        _check_address("To", to)
+        to_local, to_domain = to.rsplit("@", 1)
+        msg["To"] = Address(username=to_local, domain=to_domain)
+    if template.reply_to:
+        msg["Reply-To"] = template.reply_to
+    msg["Subject"] = subject
+    msg["Date"] = template.date
+    msg["Message-ID"] = template.message_id if to is None else _recipient_message_id(template, to)
+    msg["List-Unsubscribe"] = list_unsubscribe(template.unsubscribe_url, template.unsubscribe_mailto)
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["MIME-Version"] = "1.0"
-    msg.set_content(render_newsletter_text(article, site))
-    msg.add_alternative(render_newsletter_html(article, site), subtype="html")
-    # email picks a random boundary; one from the version keeps the .eml reproducible.
-    msg.set_boundary(f"=_clinicpress_{context.version[:32]}")
+    msg.set_content(template.text)
+    msg.add_alternative(template.html, subtype="html")
+    msg.set_boundary(template.boundary)
+    size = len(msg.as_bytes())
+    if size > MAX_MESSAGE_BYTES:
+        raise RenderError(
+            f"the newsletter is {size} bytes; at most {MAX_MESSAGE_BYTES} (mail clients clip it)"
+        )
     return msg
+
+
+def build_message(article: Article, site: SiteConfig, context: RenderContext) -> EmailMessage:
+    """The email without a recipient (the outbox copy); delivery uses :func:`personalise`."""
+    return personalise(render_message_template(article, site, context))
 
 
 class NewsletterRenderer(Renderer):
@@ -115,7 +238,8 @@ class NewsletterRenderer(Renderer):
         msg = build_message(article, site, context)
         html_part = msg.get_body(preferencelist=("html",))
         assert html_part is not None  # built just above
-        preview = html_part.get_content()
+        # The preview is byte for byte the HTML part a subscriber's client decodes.
+        preview: str = html_part.get_content()
         return [
             Artifact(
                 channel=self.channel,
@@ -133,11 +257,15 @@ class NewsletterRenderer(Renderer):
 
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "WIDTH",
+    "MessageTemplate",
     "NewsletterRenderer",
     "build_message",
     "list_unsubscribe",
     "message_id",
+    "personalise",
+    "render_message_template",
     "render_newsletter_html",
     "render_newsletter_text",
 ]

@@ -2,20 +2,90 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from markupsafe import Markup
+
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
 from .base import Artifact, RenderContext, Renderer
-from .markdown import css_markup, jinja_env, page_context
+from .markdown import canonical_url, css_markup, disclaimer, jinja_env, page_context, source_entries
 
 TEMPLATE = "web.html.j2"
 STYLESHEET = "web.css"
 
 
+def _citation(number: int, title: str, url: str, doi: str | None, pmid: str | None) -> dict[str, Any]:
+    work: dict[str, Any] = {"@type": "CreativeWork", "position": number, "name": title, "url": url}
+    identifiers = []
+    if doi:
+        identifiers.append({"@type": "PropertyValue", "propertyID": "DOI", "value": doi})
+    if pmid:
+        identifiers.append({"@type": "PropertyValue", "propertyID": "PMID", "value": pmid})
+    if identifiers:
+        work["@type"] = "ScholarlyArticle"
+        work["identifier"] = identifiers
+    return work
+
+
+def json_ld(article: Article, site: SiteConfig) -> dict[str, Any]:
+    """schema.org ``MedicalWebPage``: what search engines read about a health page."""
+    org = site.organization
+    data: dict[str, Any] = {
+        "@context": "https://schema.org",
+        "@type": "MedicalWebPage",
+        "@id": canonical_url(article, site),
+        "url": canonical_url(article, site),
+        "name": article.title,
+        "headline": article.title,
+        "description": article.summary,
+        "inLanguage": org.language,
+        "datePublished": article.published.isoformat(),
+        "lastReviewed": article.last_reviewed.isoformat(),
+        "publisher": {"@type": "MedicalOrganization", "name": org.name, "url": f"{org.base_url}/"},
+    }
+    if article.reviewed_by is not None:
+        reviewer: dict[str, Any] = {"@type": "Person", "name": article.reviewed_by.name}
+        if article.reviewed_by.credentials:
+            reviewer["honorificSuffix"] = article.reviewed_by.credentials
+        data["reviewedBy"] = reviewer
+    if article.sources:
+        data["citation"] = [
+            _citation(s.number, s.title, s.url, s.doi, s.pmid) for s in source_entries(article)
+        ]
+    return data
+
+
+def json_for_script(data: Any) -> Markup:
+    """JSON safe inside ``<script>``: ``<``, ``>`` and ``&`` as \\u escapes (still valid JSON)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    # U+2028/2029 are legal in JSON but ended JavaScript string literals before ES2019.
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return Markup(text)  # noqa: S704  # escaped just above for the script context
+
+
+def _og_locale(language: str) -> str:
+    """``en`` → ``en_US``; ``fr-CA`` → ``fr_CA`` (OpenGraph wants language_TERRITORY)."""
+    parts = language.replace("-", "_").split("_")
+    if len(parts) >= 2:
+        return f"{parts[0].lower()}_{parts[1].upper()}"
+    return {"en": "en_US", "es": "es_US"}.get(parts[0].lower(), parts[0].lower())
+
+
 def render_web_html(article: Article, site: SiteConfig, context: RenderContext) -> str:
     """The page as text; pure: every date comes from the article."""
     template = jinja_env().get_template(TEMPLATE)
-    return template.render(**page_context(article, site), version=context.version, css=css_markup(STYLESHEET))
+    return template.render(
+        **page_context(article, site),
+        version=context.version,
+        css=css_markup(STYLESHEET),
+        json_ld=json_for_script(json_ld(article, site)),
+        disclaimer=disclaimer("article"),
+        og_locale=_og_locale(site.organization.language),
+    )
 
 
 class WebRenderer(Renderer):

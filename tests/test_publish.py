@@ -74,7 +74,7 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["check", "--site", str(tmp_path / "nope.toml")])
     assert missing.exit_code == 2
     assert "nope.toml: file not found" in missing.stderr
-    assert runner.invoke(app, ["monitor"]).exit_code == 2  # honest: not built yet
+    assert runner.invoke(app, ["serve", "--site", str(tmp_path / "nope.toml")]).exit_code == 2
 
 
 # -- check: direct, no Prefect ---------------------------------------------------------------------

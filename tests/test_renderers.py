@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from typing import Any
 
 import pypdf
 import pytest
+import segno
 
 from clinicpress.errors import RenderError
 from clinicpress.renderers.base import Artifact, RenderContext
@@ -33,11 +35,20 @@ from clinicpress.renderers.handout import (
     URL_FETCHER,
     FetchRefused,
     HandoutRenderer,
+    qr_data_uri,
     render_handout_html,
     render_handout_pdf,
+    site_page_size,
 )
-from clinicpress.renderers.markdown import ASSETS_DIR, canonical_url, render_body_html
-from clinicpress.renderers.newsletter import NewsletterRenderer, build_message, render_newsletter_text
+from clinicpress.renderers.markdown import ASSETS_DIR, CRISIS_LINE, canonical_url, render_body_html
+from clinicpress.renderers.newsletter import (
+    MAX_MESSAGE_BYTES,
+    NewsletterRenderer,
+    build_message,
+    personalise,
+    render_message_template,
+    render_newsletter_text,
+)
 from clinicpress.renderers.registry import RENDERERS, render_article, template_fingerprint
 from clinicpress.renderers.text import WIDTH, render_body_text
 from clinicpress.renderers.web import WebRenderer, render_web_html
@@ -80,6 +91,17 @@ def squash(text: str) -> str:
 
 def one_space(text: str) -> str:
     return " ".join(text.split())
+
+
+def json_ld_text(html: str) -> str:
+    match = re.search(r'<script type="application/ld\+json">(.*?)</script>', html, re.DOTALL)
+    assert match, "no JSON-LD in the page"
+    return match.group(1)
+
+
+def json_ld_of(html: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json_ld_text(html))
+    return data
 
 
 def with_body(article: Article, body: str, **update: Any) -> Article:
@@ -144,8 +166,10 @@ def test_web_artifact_and_page(article: Article, site: SiteConfig) -> None:
     assert f'<meta name="description" content="{article.summary}">' in html
     assert f'<link rel="canonical" href="https://www.serenitymaliburehab.com/{SLUG}/">' in html
     assert 'Published <time datetime="2025-06-02">June 2, 2025</time>' in html
-    assert 'Last reviewed <time datetime="2026-11-26">November 26, 2026</time>' in html
-    assert 'Next review <time datetime="2027-11-26">November 26, 2027</time>' in html
+    assert (
+        'Last reviewed <time datetime="2026-11-26">November 26, 2026</time>, '
+        'next review <time datetime="2027-11-26">November 26, 2027</time>'
+    ) in html
     for number, source in enumerate(article.sources, start=1):
         assert f'<li id="source-{number}">' in html
         assert f">{source.url}</a>" in html  # the full URL is visible, not just linked
@@ -153,8 +177,8 @@ def test_web_artifact_and_page(article: Article, site: SiteConfig) -> None:
     for lic in site.licenses:
         assert lic.line() in html
     assert site.organization.postal_address in html
-    # Self-contained: nothing for a browser to fetch, nothing to run.
-    assert "<script" not in html
+    # Self-contained: nothing for a browser to fetch, nothing to run (JSON-LD is data).
+    assert html.count("<script") == html.count('<script type="application/ld+json">') == 1
     assert '<link rel="stylesheet"' not in html
     assert " src=" not in html
     assert render_web_html(article, site, CONTEXT) == html  # deterministic
@@ -163,13 +187,17 @@ def test_web_artifact_and_page(article: Article, site: SiteConfig) -> None:
 def test_web_names_the_reviewer(article: Article, site: SiteConfig) -> None:
     reviewed = article.model_copy(update={"reviewed_by": Reviewer(name="Jane Doe", credentials="MD")})
     html = render_web_html(reviewed, site, CONTEXT)
-    assert "November 26, 2026</time> by Jane Doe, MD · Next review" in html
+    assert 'Reviewed by Jane Doe, MD on <time datetime="2026-11-26">November 26, 2026</time>' in html
+    ld = json_ld_of(html)
+    assert ld["reviewedBy"] == {"@type": "Person", "name": "Jane Doe", "honorificSuffix": "MD"}
 
 
 def test_web_escapes_title_and_summary(article: Article, site: SiteConfig) -> None:
     hostile = article.model_copy(update={"title": f"Ketamine {XSS}", "summary": f'"{XSS}'})
     html = render_web_html(hostile, site, CONTEXT)
-    assert "<script" not in html
+    assert "<script>" not in html
+    assert "</script" not in json_ld_text(html)  # the JSON-LD cannot close its element early
+    assert json_ld_of(html)["name"] == f"Ketamine {XSS}"  # and still parses to the title
     assert "Ketamine &lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'content="&#34;&lt;script&gt;' in html  # the quote cannot end the attribute
     assert "<script" not in render_handout_html(hostile, site)
@@ -186,7 +214,8 @@ def test_body_raw_html_and_script_links_are_inert(article: Article, site: SiteCo
     mail = build_message(hostile, site, CONTEXT).get_body(preferencelist=("html",))
     assert mail is not None
     for html in (web, mail.get_content()):
-        assert "<script" not in html
+        assert "<script>" not in html
+        assert "<script" not in html.replace('<script type="application/ld+json">', "")
         assert '<img src="x"' not in html
         assert not re.search(r'href="\s*(javascript|vbscript|file|data):', html, re.IGNORECASE)
         assert '<a href="https://example.org/"' in html
@@ -244,13 +273,23 @@ def test_email_headers(message: EmailMessage, article: Article) -> None:
 
 def test_email_html_is_inlined(message: EmailMessage, article: Article) -> None:
     html = _parts(message)[1]
-    assert "<style" not in html
     assert '<body style="' in html
     assert '<h1 style="' in html
     assert re.search(
-        r'<span class="preheader" style="display: none;[^"]*">' + re.escape(article.summary), html
+        r'<div class="preheader" aria-hidden="true" style="display: none;[^"]*">'
+        + re.escape(article.summary),
+        html,
     )
     assert html.count("<h1") == 1
+    # One <style> block is kept, holding only what cannot be inlined: the @media rules.
+    [style] = re.findall(r"<style>(.*?)</style>", html, re.DOTALL)
+    assert "@media only screen and (max-width: 620px)" in style
+    assert "@media (prefers-color-scheme: dark)" in style
+    outside_media = re.sub(r"@media[^{]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}", "", style)
+    assert "{" not in outside_media, outside_media
+    assert html.index('<meta charset="utf-8">') < 1024  # the charset stays where browsers look for it
+    assert 'width="600"' in html
+    assert '<meta name="color-scheme" content="light dark">' in html
 
 
 def test_email_text_lines_fit(message: EmailMessage) -> None:
@@ -294,7 +333,7 @@ def test_email_text_without_reply_to(article: Article, site: SiteConfig) -> None
     assert msg["Reply-To"] is None
     assert msg["List-Unsubscribe"] == "<https://www.serenitymaliburehab.com/newsletter/unsubscribe>"
     assert render_newsletter_text(article, other).endswith(
-        "Unsubscribe: https://www.serenitymaliburehab.com/newsletter/unsubscribe\n"
+        "Unsubscribe:\nhttps://www.serenitymaliburehab.com/newsletter/unsubscribe\n"
     )
 
 
@@ -342,7 +381,11 @@ def test_handout_text(pdf: pypdf.PdfReader, article: Article, site: SiteConfig) 
     assert all(article.title in text for text in pages[1:])
     everything = squash("".join(pages))
     assert squash(DISCLAIMER) in squash(pages[0])
-    assert squash("Last reviewed November 26, 2026, next review November 26, 2027") in squash(pages[0])
+    review = squash("Last reviewed November 26, 2026, next review November 26, 2027")
+    assert all(review in squash(text) for text in pages)  # top of page 1 and every footer
+    assert squash(CRISIS_LINE) in squash(pages[0])
+    assert "call or text 988" in one_space(pages[0])
+    assert squash("serenitymaliburehab.com/ketamine-therapy-substance-abuse") in squash(pages[-1])
     for source in article.sources:
         assert squash(source.url) in everything
 
@@ -401,3 +444,201 @@ def test_template_fingerprint_is_stable_hex() -> None:
     first = template_fingerprint()
     assert re.fullmatch(r"[0-9a-f]{64}", first)
     assert template_fingerprint() == first
+
+
+# --- issue 5: web page metadata ------------------------------------------------------------
+
+
+def test_web_social_meta_and_json_ld(article: Article, site: SiteConfig) -> None:
+    html = render_web_html(article, site, CONTEXT)
+    url = f"https://www.serenitymaliburehab.com/{SLUG}/"
+    for tag in (
+        f'<meta property="og:url" content="{url}">',
+        f'<meta property="og:title" content="{article.title}">',
+        '<meta property="og:site_name" content="Serenity Malibu">',
+        '<meta name="twitter:card" content="summary">',
+        f'<meta name="twitter:title" content="{article.title}">',
+        f'<meta name="twitter:description" content="{article.summary}">',
+    ):
+        assert tag in html
+    ld = json_ld_of(html)
+    assert ld["@context"] == "https://schema.org"
+    assert ld["@type"] == "MedicalWebPage"
+    assert (ld["url"], ld["name"], ld["inLanguage"]) == (url, article.title, "en")
+    assert (ld["datePublished"], ld["lastReviewed"]) == ("2025-06-02", "2026-11-26")
+    assert "reviewedBy" not in ld  # the reference article names no reviewer
+    citations = ld["citation"]
+    assert [c["url"] for c in citations] == [s.url for s in article.sources]
+    assert citations[0]["identifier"] == [
+        {"@type": "PropertyValue", "propertyID": "DOI", "value": "10.3389/fpsyt.2018.00277"}
+    ]
+    assert "identifier" not in citations[4]  # the FDA page has no DOI
+
+
+def test_web_json_ld_identifies_pmid(article: Article, site: SiteConfig) -> None:
+    source = article.sources[0].model_copy(update={"url": "https://pubmed.ncbi.nlm.nih.gov/29997835/"})
+    sources = [source, *article.sources[1:]]
+    ld = json_ld_of(render_web_html(article.model_copy(update={"sources": sources}), site, CONTEXT))
+    assert ld["citation"][0]["identifier"][0] == {
+        "@type": "PropertyValue",
+        "propertyID": "PMID",
+        "value": "29997835",
+    }
+
+
+def test_web_accessibility_skeleton_and_print_css(article: Article, site: SiteConfig) -> None:
+    html = render_web_html(article, site, CONTEXT)
+    body = html[html.index("<body>") :]
+    # The skip link is the first thing in the body and its target exists.
+    assert body.startswith('<body>\n<a class="skip-link" href="#main">Skip to main content</a>')
+    assert '<main id="main" tabindex="-1">' in html
+    assert html.count("<h1") == 1
+    assert "@media print" in html
+    assert "call or text 988" in html
+    assert "This article supports, not replaces, the advice of your care team." in html
+
+
+# --- issue 5: newsletter per recipient -----------------------------------------------------
+
+
+def test_personalise_sets_recipient_without_rerendering(article: Article, site: SiteConfig) -> None:
+    template = render_message_template(article, site, CONTEXT)
+    personal_url = "https://www.serenitymaliburehab.com/newsletter/unsubscribe?t=a1b2&list=news"
+    msg = personalise(template, to="pat@example.org", unsubscribe_url=personal_url)
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert parsed["To"] == "pat@example.org"
+    assert parsed["List-Unsubscribe"].startswith(f"<{personal_url}>, <mailto:")
+    text, html = _parts(parsed)
+    generic = site.newsletter.unsubscribe_url
+    assert f"\n{personal_url}\n" in text
+    assert f"\n{generic}\n" not in text
+    assert 'href="https://www.serenitymaliburehab.com/newsletter/unsubscribe?t=a1b2&amp;list=news"' in html
+    assert f'href="{generic}"' not in html
+    # One Message-ID per recipient, the same on a re-run (delivery can recognise a resend).
+    again = personalise(template, to="pat@example.org", unsubscribe_url=personal_url)
+    other = personalise(template, to="sam@example.org", unsubscribe_url=personal_url)
+    assert again["Message-ID"] == msg["Message-ID"] != other["Message-ID"]
+    assert msg["Message-ID"] != build_message(article, site, CONTEXT)["Message-ID"]
+    # The body was rendered once: personalising is string work on the template.
+    assert text.replace(personal_url, generic) == template.text
+
+
+def test_personalise_refuses_header_injection(article: Article, site: SiteConfig) -> None:
+    template = render_message_template(article, site, CONTEXT)
+    with pytest.raises(RenderError, match="To"):
+        personalise(template, to="pat@example.org\r\nBcc: all@example.org")
+    with pytest.raises(RenderError, match="To"):
+        personalise(template, to="Pat <pat@example.org>")
+    with pytest.raises(RenderError, match="unsubscribe URL"):
+        personalise(template, to="pat@example.org", unsubscribe_url="https://x.org/u\r\nBcc: a@b.org")
+    with pytest.raises(RenderError, match="unsubscribe URL"):
+        personalise(
+            template, to="pat@example.org", unsubscribe_url="https://x.org/u>, <https://evil.example/"
+        )
+    with pytest.raises(RenderError, match="unsubscribe URL"):
+        personalise(template, to="pat@example.org", unsubscribe_url="javascript:alert(1)")
+    assert personalise(template, subject_prefix="[TEST] ")["Subject"] == f"[TEST] {article.title}"
+
+
+def test_email_size_and_images(article: Article, site: SiteConfig, newsletter: list[Artifact]) -> None:
+    assert len(newsletter[0].data) < MAX_MESSAGE_BYTES
+    with_image = with_body(article, "Text.\n\n![A calm clinic garden](https://example.org/g.jpg)\n")
+    html = _parts(build_message(with_image, site, CONTEXT))[1]
+    images = re.findall(r"<img [^>]*>", html)
+    assert images
+    assert all(re.search(r'alt="[^"]+"', img) for img in images)
+    huge = with_body(article, ("A sentence that fills the newsletter. " * 40 + "\n\n") * 120)
+    with pytest.raises(RenderError, match="at most 102400"):
+        build_message(huge, site, CONTEXT)
+
+
+def test_email_carries_disclaimer_and_crisis_line(message: EmailMessage) -> None:
+    for part in _parts(message):
+        flat = one_space(re.sub(r"<[^>]+>", " ", part)).replace("&amp;", "&")
+        assert "This newsletter supports, not replaces, the advice of your care team." in flat
+        assert one_space(CRISIS_LINE) in flat
+    assert "Read on the web</a>" in _parts(message)[1]  # at the top, too
+
+
+# --- issue 5: handout options, QR code, tags -----------------------------------------------
+
+
+def test_handout_a4_by_option(article: Article, site: SiteConfig) -> None:
+    [artifact] = HandoutRenderer(page_size="a4").render(article, site, CONTEXT)
+    box = pypdf.PdfReader(BytesIO(artifact.data)).pages[0].mediabox
+    assert (round(float(box.width)), round(float(box.height))) == (595, 842)
+    with pytest.raises(RenderError, match="page size"):
+        HandoutRenderer(page_size="legal")  # type: ignore[arg-type]
+
+
+def test_handout_page_size_from_site_setting(site: SiteConfig) -> None:
+    assert site_page_size(site) == "letter"
+    a4 = site.model_copy(update={"handout": site.handout.model_copy(update={"page_size": "a4"})})
+    assert site_page_size(a4) == "a4"
+
+
+def test_handout_qr_code_points_to_the_page(article: Article, site: SiteConfig) -> None:
+    html = render_handout_html(article, site)
+    url = canonical_url(article, site)
+    assert qr_data_uri(url) == segno.make(url, error="m", micro=False).svg_data_uri(
+        scale=4, border=4, dark="#000", light="#fff", svgclass=None, lineclass=None
+    )
+    assert f'<img class="qr" src="{qr_data_uri(url)}"' in html
+    assert 'alt="QR code that opens this article online at serenitymaliburehab.com/' in html
+    assert '<p class="url">serenitymaliburehab.com/ketamine-therapy-substance-abuse</p>' in html
+
+
+def test_handout_is_large_print(article: Article, site: SiteConfig) -> None:
+    css = render_handout_html(article, site)
+    assert re.search(r"html \{[^}]*font-size: 12pt;[^}]*line-height: 1\.4;[^}]*color: #111;", css)
+    assert "@page { size: Letter; }" in css
+
+
+def test_handout_sources_numbered_with_doi(pdf: pypdf.PdfReader, article: Article) -> None:
+    text = squash("".join(page.extract_text() for page in pdf.pages))
+    for number, source in enumerate(article.sources, start=1):
+        assert squash(f"{number}.") in text
+        assert squash(source.url) in text
+        if source.doi:
+            assert squash(f"DOI: {source.doi}") in text
+
+
+def test_handout_tags_and_fonts(pdf: pypdf.PdfReader) -> None:
+    root: Any = pdf.trailer["/Root"]
+    tree = root["/StructTreeRoot"].get_object()
+    roles: list[str] = []
+    alts: list[str] = []
+
+    def walk(node: Any) -> None:
+        node = node.get_object()
+        if isinstance(node, list):
+            for child in node:
+                walk(child)
+            return
+        if not hasattr(node, "get"):
+            return
+        if "/S" in node:
+            roles.append(str(node["/S"]))
+        if "/Alt" in node:
+            alts.append(str(node["/Alt"]))
+        if "/K" in node:
+            walk(node["/K"])
+
+    walk(tree)
+    for role in ("/H1", "/H2", "/P", "/L", "/LI", "/Figure"):
+        assert role in roles, f"no {role} in the structure tree"
+    assert any(alt.startswith("QR code that opens this article online") for alt in alts)
+    # Every font is embedded: the PDF prints the same anywhere, and nothing was fetched to make it.
+    resources: list[Any] = [page["/Resources"] for page in pdf.pages]
+    fonts = {
+        str(font["/BaseFont"]): font
+        for res in resources
+        for font in (f.get_object() for f in res["/Font"].values())
+    }
+    assert fonts
+    for name, font in fonts.items():
+        descendant = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
+        descriptor = descendant["/FontDescriptor"].get_object()
+        assert any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3")), f"{name} not embedded"
+        assert "DejaVu" in name

@@ -1,0 +1,151 @@
+"""Readability: the Flesch–Kincaid grade of an article's body (textstat).
+
+Only the prose is measured: paragraphs and list items, as a reader sees them,
+without markup, citation markers, link addresses, headings, code or tables.
+Health information for patients should read at grade 8 or below; above that
+the check warns and names the hardest sentences so the writer knows where to
+start.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import textstat  # type: ignore[import-untyped]  # ships no types
+from markdown_it.token import Token
+from textstat.backend.counts import _count_syllables  # type: ignore[import-untyped]
+
+from clinicpress.checks.model import Problem, Severity
+from clinicpress.renderers.markdown import body_tokens
+from clinicpress.sources.article import Article
+
+DEFAULT_MAX_GRADE = 8.0
+HARDEST_SHOWN = 3
+SENTENCE_CHARS = 90  # a named sentence is cut to this many characters
+
+
+def _no_cmudict(lang: str) -> None:
+    return None
+
+
+# textstat 0.7.13 looks English syllables up in NLTK's CMUdict and, when that corpus is not on
+# disk, *downloads* it during the call: a network fetch inside a check, which fails (slowly) on a
+# closed network and makes the grade depend on the machine. Without the dictionary textstat counts
+# syllables with pyphen (its own fallback for unknown words): offline and the same everywhere.
+_count_syllables.get_cmudict = _no_cmudict
+
+# A sentence ends at . ! or ? (optionally closed by a quote or bracket) before whitespace.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)\]]))\s+")
+
+
+@dataclass(frozen=True)
+class HardSentence:
+    text: str
+    grade: float
+
+
+@dataclass(frozen=True)
+class ReadabilityResult:
+    """The body's grade and the sentences that push it up (hardest first)."""
+
+    grade: float
+    words: int
+    sentences: int
+    hardest: list[HardSentence]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "grade": self.grade,
+            "words": self.words,
+            "sentences": self.sentences,
+            "hardest": [{"text": s.text, "grade": s.grade} for s in self.hardest],
+        }
+
+
+def _inline_text(children: Sequence[Token] | None) -> str:
+    parts: list[str] = []
+    for token in children or ():
+        if token.type in ("text", "code_inline"):
+            parts.append(token.content)
+        elif token.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif token.type == "image":
+            parts.append(_inline_text(token.children))
+        # citation, link_open/close (the address), html: not prose
+    return " ".join("".join(parts).split())
+
+
+def prose_blocks(article: Article) -> list[str]:
+    """The body's paragraphs (list items and quotes included) as plain text, one a block."""
+    tokens = body_tokens(article)
+    blocks: list[str] = []
+    depth_table = 0
+    for index, token in enumerate(tokens):
+        if token.type == "table_open":
+            depth_table += 1
+        elif token.type == "table_close":
+            depth_table -= 1
+        elif token.type == "paragraph_open" and not depth_table:
+            text = _inline_text(tokens[index + 1].children)
+            if text:
+                # A list item without a full stop is still one sentence, not part of the next.
+                blocks.append(text if text[-1] in '.!?:;"”’)' else text + ".")
+    return blocks
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def _grade(text: str) -> float:
+    return round(float(textstat.flesch_kincaid_grade(text)), 1)
+
+
+def _truncate(sentence: str) -> str:
+    if len(sentence) <= SENTENCE_CHARS:
+        return sentence
+    return sentence[: SENTENCE_CHARS - 1].rsplit(" ", 1)[0] + "…"
+
+
+def readability(article: Article, hardest: int = HARDEST_SHOWN) -> ReadabilityResult:
+    """Flesch–Kincaid grade of the body's prose, with its ``hardest`` sentences."""
+    blocks = prose_blocks(article)
+    text = "\n\n".join(blocks)
+    sentences = [s for block in blocks for s in split_sentences(block)]
+    ranked = sorted(
+        (HardSentence(text=s, grade=_grade(s)) for s in sentences if len(s.split()) >= 3),
+        key=lambda s: s.grade,
+        reverse=True,
+    )
+    return ReadabilityResult(
+        grade=_grade(text) if text else 0.0,
+        words=int(textstat.lexicon_count(text)) if text else 0,
+        sentences=len(sentences),
+        hardest=ranked[:hardest],
+    )
+
+
+def readability_problems(article: Article, max_grade: float = DEFAULT_MAX_GRADE) -> list[Problem]:
+    """A warning when the body reads above ``max_grade``, naming its hardest sentences."""
+    result = readability(article)
+    if result.grade <= max_grade:
+        return []
+    named = "; ".join(f'"{_truncate(s.text)}" (grade {s.grade:g})' for s in result.hardest)
+    message = (
+        f"the body reads at grade {result.grade:g} (Flesch–Kincaid); aim for {max_grade:g} or below. "
+        f"Hardest sentences: {named}"
+    )
+    return [Problem(check="readability", severity=Severity.WARNING, message=message)]
+
+
+__all__ = [
+    "DEFAULT_MAX_GRADE",
+    "HardSentence",
+    "ReadabilityResult",
+    "prose_blocks",
+    "readability",
+    "readability_problems",
+    "split_sentences",
+]

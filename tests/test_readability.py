@@ -1,0 +1,100 @@
+"""Readability: Flesch–Kincaid grade of the body's prose, the hardest sentences named."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import nltk  # type: ignore[import-untyped]  # ships no types
+import pytest
+
+from clinicpress.checks.model import Severity
+from clinicpress.checks.readability import (
+    DEFAULT_MAX_GRADE,
+    prose_blocks,
+    readability,
+    readability_problems,
+    split_sentences,
+)
+from clinicpress.sources import Article, load_article
+
+ROOT = Path(__file__).resolve().parents[1]
+SIMPLE = (
+    "## What to expect\n\nYou will meet your nurse. She will ask how you feel. "
+    "Then you rest for an hour.[^1]\n\n- Bring a friend.\n- Eat a light meal\n"
+)
+
+
+@pytest.fixture(scope="module")
+def article() -> Article:
+    return load_article(ROOT / "content" / "ketamine-therapy-substance-abuse.md")
+
+
+def with_body(article: Article, body: str) -> Article:
+    return article.model_copy(update={"body": body})
+
+
+def test_reference_article_reads_above_grade_8(article: Article) -> None:
+    result = readability(article)
+    assert result.grade > DEFAULT_MAX_GRADE
+    assert result.words > 800
+    assert result.sentences > 40
+    assert len(result.hardest) == 3
+    assert [s.grade for s in result.hardest] == sorted((s.grade for s in result.hardest), reverse=True)
+    assert result.hardest[0].grade >= result.grade
+    assert result.as_json()["grade"] == result.grade
+
+
+def test_warning_names_the_three_hardest_sentences(article: Article) -> None:
+    [problem] = readability_problems(article)
+    assert problem.check == "readability"
+    assert problem.severity is Severity.WARNING
+    result = readability(article)
+    assert f"grade {result.grade:g} (Flesch–Kincaid)" in problem.message
+    assert "aim for 8 or below" in problem.message
+    for hard in result.hardest:
+        assert hard.text[:40] in problem.message
+    assert problem.message.count("…") >= 1  # long sentences are cut, not pasted whole
+    assert len(problem.message) < 600
+
+
+def test_simple_text_passes_and_threshold_is_a_parameter(article: Article) -> None:
+    simple = with_body(article, SIMPLE)
+    assert readability(simple).grade <= DEFAULT_MAX_GRADE
+    assert readability_problems(simple) == []
+    assert readability_problems(article, max_grade=30.0) == []
+
+
+def test_only_prose_is_measured(article: Article) -> None:
+    body = (
+        "# A Heading Without A Full Stop\n\n"
+        "See [the FDA page](https://www.fda.gov/drugs/a-very-long-path/with-many-parts) today.[^1]\n\n"
+        "```\nsome_code(x) + other_code(y)\n```\n\n"
+        "| a | b |\n| --- | --- |\n| cell one | cell two |\n\n"
+        "- one item\n- another item.\n"
+    )
+    blocks = prose_blocks(with_body(article, body))
+    assert blocks == ["See the FDA page today.", "one item.", "another item."]
+
+
+def test_sentence_split_keeps_decimals_and_quotes() -> None:
+    text = 'About 0.5 mg is used. "Is it safe?" she asked. Yes! It is.'
+    assert split_sentences(text) == ["About 0.5 mg is used.", '"Is it safe?"', "she asked.", "Yes!", "It is."]
+
+
+def test_never_touches_the_network(article: Article, monkeypatch: pytest.MonkeyPatch) -> None:
+    # textstat would otherwise download NLTK's CMUdict in the middle of the check.
+    calls: list[Any] = []
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        raise OSError("readability must not touch the network")
+
+    monkeypatch.setattr(nltk, "download", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    result = readability(
+        with_body(article, "A brand new sentence about recovery and hope. Another one here.")
+    )
+    assert result.grade > 0
+    assert calls == []
