@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from clinicpress.checks.settings import LinkCheckSettings
@@ -81,12 +81,29 @@ class License(_Strict):
         )
 
 
+class Smtp(_Strict):
+    """The SMTP server newsletters are sent through (none configured: only the .eml outbox)."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    # From the environment only, never the file: CLINICPRESS_NEWSLETTER__SMTP__PASSWORD.
+    password: SecretStr | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+
 class Newsletter(_Strict):
     from_name: str = Field(min_length=1)
     from_address: str
     reply_to: str | None = None
     unsubscribe_url: str
     unsubscribe_mailto: str | None = None
+    smtp: Smtp | None = None
+    subscribers: Path | None = Field(
+        default=None, description="CSV of subscribers (email[,unsubscribe_url]); relative to the working folder"
+    )
+    max_send_attempts: int = Field(default=3, ge=1, le=10, description="Tries per recipient before giving up")
 
     _one_line = field_validator("from_name")(_single_line)
 
