@@ -27,12 +27,11 @@ class Evaluation:
 
 def cited_by(catalog: Sequence[PublishedArticle]) -> dict[str, list[PublishedArticle]]:
     """Each distinct source URL and the articles citing it (the monitor checks each once)."""
-    citing: dict[str, list[PublishedArticle]] = defaultdict(list)
+    citing: dict[str, dict[str, PublishedArticle]] = defaultdict(dict)
     for article in catalog:
         for source in article.sources:
-            if article not in citing[source.url]:
-                citing[source.url].append(article)
-    return dict(citing)
+            citing[source.url][article.slug] = article  # by slug: one entry per article
+    return {url: list(articles.values()) for url, articles in citing.items()}
 
 
 def evaluate(

@@ -15,6 +15,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
 from clinicpress.checks.model import LinkResult
@@ -115,9 +116,12 @@ def monitor_flow(
     day = today or datetime.now().astimezone().date()
     urls = list(cited_by(catalog))
     links = check_sources(urls, site.checks.links)
-    evaluation = evaluate_catalog(site, out_dir, catalog, links.results, day, now)
+    # quote(): Prefect would otherwise walk these large structures looking for futures.
+    # (Prefect's Task typing does not know quote(); the task receives the unwrapped value.)
+    evaluation = evaluate_catalog(site, out_dir, quote(catalog), quote(links.results), day, now)  # type: ignore[call-overload]
     deliveries = [deliver_alert(alert, site.alerts.urls, site.alerts.retries) for alert in evaluation.alerts]
-    record_monitor(site, out_dir, evaluation, list(links.results.values()), deliveries, now)
+    results = list(links.results.values())
+    record_monitor(site, out_dir, quote(evaluation), quote(results), deliveries, now)  # type: ignore[call-overload]
     for alert in evaluation.alerts:
         _emit(alert)
     if evaluation.not_ok:
