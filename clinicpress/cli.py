@@ -16,8 +16,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from clinicpress.checks.model import ArticleReport, Verdict
+from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.console import report_lines
 from clinicpress.errors import ClinicpressError
 from clinicpress.runtime import configure_runtime
@@ -49,7 +51,8 @@ VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show Prefect'
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    # The message quotes user input: it must never be read as rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code)
 
 
@@ -154,10 +157,6 @@ def publish(
     raise typer.Exit(_exit_code([o.report for o in result.outcomes]))
 
 
-def _not_yet(command: str, issue: str) -> None:
-    raise _fail(f"'clinicpress {command}' is not available in this version yet ({issue})", EXIT_USAGE)
-
-
 @app.command()
 def monitor(
     site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False
@@ -193,11 +192,20 @@ def monitor(
 @app.command(name="import")
 def import_(
     file_or_url: Annotated[str, typer.Argument(metavar="FILE_OR_URL")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing content/<slug>.md")] = False,
     site: SiteOpt = DEFAULT_SITE_PATH,
     out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Turn a legacy HTML page into a canonical Markdown article (not built yet)."""
-    _not_yet("import", "see the issue on importing")
+    """Turn a legacy HTML page (file or http(s) URL) into content/<slug>.md, beside the site config."""
+    with _errors(verbose):
+        from clinicpress.sources.importer import import_page, report_lines  # bs4 is slow to import
+
+        # The fetch follows the link checker's safety rules (private addresses refused).
+        settings = load_site(site).checks.links if site.exists() else LinkCheckSettings()
+        result = import_page(file_or_url, content_dir=site.parent, force=force, link_settings=settings)
+    for line in report_lines(result):
+        out_console.print(line, markup=False)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.errors import SiteConfigError
-from clinicpress.validation import input_error_from
+from clinicpress.validation import input_error_from, single_line
 
 DEFAULT_SITE_PATH = Path("content/site.toml")
 MAX_SITE_BYTES = 256 * 1024
@@ -31,13 +32,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _single_line(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must be a single line (no line breaks)")
-    return value.strip()
-
-
 def _https_url(value: str) -> str:
+    # urlsplit() silently drops CR, LF and tabs: refuse them (and any space) first.
+    if any(char.isspace() or unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError(f"{value!r} contains spaces or control characters; expected a URL")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{value!r} is not an http(s) URL")
@@ -52,7 +50,7 @@ class Organization(_Strict):
     language: str = "en"
 
     _one_line = field_validator("name", "postal_address", "phone")(
-        lambda v: _single_line(v) if v is not None else v
+        lambda v: single_line(v) if v is not None else v
     )
 
     @field_validator("base_url")
@@ -70,7 +68,7 @@ class License(_Strict):
     expires: date
     lookup_url: str | None = None
 
-    _one_line = field_validator("issuer", "program_id")(_single_line)
+    _one_line = field_validator("issuer", "program_id")(single_line)
 
     def line(self) -> str:
         """The sentence every channel prints, e.g. for the footer."""
@@ -101,11 +99,11 @@ class Newsletter(_Strict):
     unsubscribe_mailto: str | None = None
     smtp: Smtp | None = None
     subscribers: Path | None = Field(
-        default=None, description="CSV of subscribers (email[,unsubscribe_url]); relative to the working folder"
+        default=None, description="Subscribers CSV (email[,unsubscribe_url]), relative to the working folder"
     )
     max_send_attempts: int = Field(default=3, ge=1, le=10, description="Tries per recipient before giving up")
 
-    _one_line = field_validator("from_name")(_single_line)
+    _one_line = field_validator("from_name")(single_line)
 
     @field_validator("from_address", "reply_to", "unsubscribe_mailto")
     @classmethod

@@ -6,6 +6,7 @@ Every message names the file, the field (as a dotted path such as
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, get_args
@@ -14,6 +15,21 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from clinicpress.errors import InputError
+
+
+def single_line(value: str) -> str:
+    """Validator for text that reaches a header or a one-line field: no breaks, no control characters.
+
+    str.splitlines() semantics: the email package refuses a header with any of
+    \x0b, \x0c, \x1c-\x1e, \x85, U+2028, U+2029, not only CR and LF.
+    """
+    if "\r" in value or "\n" in value or len(value.splitlines()) > 1:
+        raise ValueError("must be a single line (no line breaks)")
+    for char in value:
+        if unicodedata.category(char) == "Cc" and char != "\t":
+            raise ValueError(f"contains the control character U+{ord(char):04X}; expected plain text")
+    return value.strip()
+
 
 # What a human should have written, by pydantic error type.
 _EXPECTED_BY_TYPE: dict[str, str] = {

@@ -9,11 +9,14 @@ from __future__ import annotations
 import enum
 import re
 import unicodedata
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from clinicpress.validation import single_line
 
 # ``[^3]`` in the body cites the third entry of ``sources``.
 CITATION = re.compile(r"\[\^(\d{1,3})\]")
@@ -22,6 +25,21 @@ MAX_SLUG = 80
 DEFAULT_REVIEW_MONTHS = 12
 _DOI = re.compile(r"^(?:doi:)?(10\.\d{4,9}/\S+)$", re.IGNORECASE)
 _PMID = re.compile(r"^pmid:\s*(\d{1,9})$", re.IGNORECASE)
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Characters a URL cannot hold unencoded (RFC 3986); old DOIs hold '<' and '>'. Encoded once here,
+# every channel prints, and the checker fetches, the same URL.
+_UNSAFE_IN_URL = re.compile(r'[<>"`{}|\\^]')
+
+
+def _encode_unsafe(url: str) -> str:
+    return _UNSAFE_IN_URL.sub(lambda m: f"%{ord(m.group(0)):02X}", url)
+
+
+# Device names Windows reserves in every folder: a file web/con/index.html or handouts/nul.pdf
+# cannot be created or copied there, so a slug must never be one of them.
+RESERVED_SLUGS = frozenset(
+    ["con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))]
+)
 
 
 class Channel(enum.StrEnum):
@@ -49,10 +67,16 @@ def add_months(day: date, months: int) -> date:
     raise AssertionError("unreachable: every month has 28 days")
 
 
-def _single_line(value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise ValueError("must be a single line (no line breaks)")
-    return value.strip()
+def _strict_date(value: Any) -> Any:
+    """Only ``YYYY-MM-DD`` (or a date object): pydantic alone reads ``0`` as 1970-01-01."""
+    if isinstance(value, datetime):
+        raise ValueError(f"got {value.isoformat()!r}; expected a date as YYYY-MM-DD (no time)")
+    if value is None or isinstance(value, date):
+        return value
+    if isinstance(value, str) and _ISO_DATE.match(value.strip()):
+        return value.strip()
+    shown = repr(value) if isinstance(value, str | int | float | bool) else type(value).__name__
+    raise ValueError(f"got {shown[:60]}; expected a date as YYYY-MM-DD")
 
 
 class _Strict(BaseModel):
@@ -63,7 +87,7 @@ class Reviewer(_Strict):
     name: str = Field(min_length=1, max_length=120)
     credentials: str | None = Field(default=None, max_length=60)
 
-    _one_line = field_validator("name", "credentials")(lambda v: _single_line(v) if v else v)
+    _one_line = field_validator("name", "credentials")(lambda v: single_line(v) if v else v)
 
     def display(self) -> str:
         return f"{self.name}, {self.credentials}" if self.credentials else self.name
@@ -75,25 +99,25 @@ class Source(_Strict):
     title: str = Field(min_length=1, max_length=500)
     url: str
 
-    _one_line = field_validator("title")(_single_line)
+    _one_line = field_validator("title")(single_line)
 
     @field_validator("url")
     @classmethod
     def _normalise_url(cls, value: str) -> str:
         value = value.strip()
         if doi := _DOI.match(value):
-            return f"https://doi.org/{doi.group(1)}"
+            return f"https://doi.org/{_encode_unsafe(doi.group(1))}"
         if pmid := _PMID.match(value):
             return f"https://pubmed.ncbi.nlm.nih.gov/{pmid.group(1)}/"
         scheme = value.split(":", 1)[0].lower() if ":" in value else ""
         if scheme not in ("http", "https") or "//" not in value or any(c.isspace() for c in value):
             raise ValueError(f"{value[:80]!r} is not an http(s) URL; expected https://…, doi:10.… or pmid:…")
-        return value
+        return _encode_unsafe(value)
 
     @property
     def doi(self) -> str | None:
         prefix = "https://doi.org/"
-        return self.url[len(prefix) :] if self.url.startswith(prefix) else None
+        return unquote(self.url[len(prefix) :]) if self.url.startswith(prefix) else None
 
     @property
     def pmid(self) -> str | None:
@@ -120,18 +144,38 @@ class FrontMatter(_Strict):
     channels: list[Channel] = Field(default_factory=lambda: list(Channel), min_length=1)
     sources: list[Source] = Field(default_factory=list)
 
-    _one_line = field_validator("title", "summary")(_single_line)
+    _one_line = field_validator("title", "summary")(single_line)
+    _date_text = field_validator("published", "last_reviewed", "next_review", mode="before")(_strict_date)
     _years = field_validator("published", "last_reviewed", "next_review")(
         lambda v: _check_year(v) if v is not None else v
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_slug(cls, data: Any) -> Any:
+        # Derived before field validation so that a derived slug is vetted (and named) as ``slug``.
+        if isinstance(data, dict) and data.get("slug") is None and isinstance(data.get("title"), str):
+            # An empty result is kept so that the slug validator names the field and the fix.
+            data = {**data, "slug": slugify(data["title"])}
+        return data
+
     @field_validator("slug")
     @classmethod
     def _slug(cls, value: str | None) -> str | None:
+        if value == "":
+            raise ValueError(
+                "is empty (a title without letters or digits a-z, 0-9 gives no slug); "
+                "expected slug: set by hand, e.g. slug: ketamine-therapy"
+            )
         if value is not None and (not SLUG.match(value) or len(value) > MAX_SLUG):
             raise ValueError(
                 f"{value[:80]!r} is not a slug; expected lowercase letters, digits and single "
                 f"hyphens, at most {MAX_SLUG} characters"
+            )
+        if value in RESERVED_SLUGS:
+            raise ValueError(
+                f"{value!r} is a reserved device name on Windows (con, prn, aux, nul, com0-9, lpt0-9); "
+                "expected another slug (set slug: when the title gives this one)"
             )
         return value
 

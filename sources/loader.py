@@ -6,6 +6,7 @@ was expected; a YAML error also gives its line in the file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from clinicpress.validation import input_error_from
 DEFAULT_CONTENT_DIR = Path("content")
 MAX_ARTICLE_BYTES = 1024 * 1024
 MAX_YAML_ALIASES = 0  # anchors/aliases are never needed in front matter; refusing them stops YAML bombs
+# Front matter is at most 3 levels deep (sources → item → key); PyYAML composes recursively, so a
+# file of 100,000 '[' would otherwise end in RecursionError instead of a message.
+MAX_YAML_DEPTH = 16
 _FENCE = "---"
+# Lines end at CR, LF or CRLF only: str.splitlines() also splits at U+2028, \x0c and others,
+# which no editor shows as a line break.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 _RESOLVERS_WITHOUT_DATES = {
@@ -39,6 +46,7 @@ class _FrontMatterLoader(yaml.SafeLoader):
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.yaml_implicit_resolvers = _RESOLVERS_WITHOUT_DATES
+        self._depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -47,12 +55,34 @@ class _FrontMatterLoader(yaml.SafeLoader):
                 problem="aliases (*name) are not allowed in front matter",
                 problem_mark=event.start_mark,
             )
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                problem=f"nested more than {MAX_YAML_DEPTH} levels deep", problem_mark=event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # PyYAML keeps the last of two equal keys without a word; an editor would not know
+        # which "title" or "published" is the one that counts.
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.MarkedYAMLError(
+                        problem=f"duplicate key {key_node.value!r}", problem_mark=key_node.start_mark
+                    )
+                seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
 
 
 def _split_front_matter(path: Path, text: str) -> tuple[str, str, int]:
     """Return (front matter, body, line number where the body starts)."""
-    lines = text.splitlines(keepends=True)
+    lines = _LINE.findall(text)
     if not lines or lines[0].strip() != _FENCE:
         raise ArticleError(
             path,
@@ -61,7 +91,8 @@ def _split_front_matter(path: Path, text: str) -> tuple[str, str, int]:
             "YAML front matter between '---' lines",
         )
     for index, line in enumerate(lines[1:], start=1):
-        if line.strip() in (_FENCE, "..."):
+        # Only at column 0: an indented '...' or '---' is text inside a YAML block scalar.
+        if line.rstrip() in (_FENCE, "..."):
             return "".join(lines[1:index]), "".join(lines[index + 1 :]), index + 2
     raise ArticleError(path, "front matter", "no closing '---' line", "front matter closed by '---'")
 
@@ -76,7 +107,13 @@ def _parse_yaml(path: Path, front: str) -> dict[str, Any]:
             path, "front matter", f"invalid YAML at line {line}: {exc.problem}", "valid YAML"
         ) from None
     except yaml.YAMLError as exc:
-        raise ArticleError(path, "front matter", f"invalid YAML: {exc}", "valid YAML") from None
+        problem = f"invalid YAML: {_one_line(str(exc))}"
+        raise ArticleError(path, "front matter", problem, "valid YAML") from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors raise these bare, e.g. int() of a 5,000-digit number.
+        raise ArticleError(
+            path, "front matter", f"a value cannot be read ({_one_line(str(exc))})", "valid YAML"
+        ) from None
     if data is None:
         raise ArticleError(
             path, "front matter", "is empty", "at least title, summary, published, last_reviewed"
@@ -84,6 +121,11 @@ def _parse_yaml(path: Path, front: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ArticleError(path, "front matter", f"is a {type(data).__name__}", "a mapping of keys to values")
     return data
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def load_article(path: Path | str) -> Article:
