@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -17,7 +17,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn
 
+from clinicpress import progress
 from clinicpress.checks.model import ArticleReport, Verdict
 from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.console import report_lines
@@ -47,6 +49,7 @@ PathsArg = Annotated[
 SiteOpt = Annotated[Path, typer.Option("--site", help="The site config", metavar="PATH")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Where published files go", metavar="DIR")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings block too")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Re-render articles whose version is live already")]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show Prefect's logs and full tracebacks")]
 
 
@@ -80,13 +83,35 @@ def _load(paths: list[Path] | None, site_path: Path) -> tuple[SiteConfig, list[A
     return site, load_articles(discover_articles(paths or []))
 
 
-def _status(message: str) -> Callable[[], None]:
-    """A spinner on stderr while something slow runs (only on a terminal)."""
+class _RichReporter:
+    """Shows the flows' progress (clinicpress.progress) as a rich bar per phase."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.tasks: dict[str, TaskID] = {}
+
+    def start(self, phase: str, total: int) -> None:
+        self.tasks[phase] = self.bar.add_task(phase, total=total)
+
+    def advance(self, phase: str, amount: int = 1) -> None:
+        if phase in self.tasks:
+            self.bar.advance(self.tasks[phase], amount)
+
+
+@contextmanager
+def _progress(message: str) -> Iterator[None]:
+    """A spinner until the flow starts, then a bar per phase (only on a terminal)."""
     if not err_console.is_terminal:
-        return lambda: None
-    status = err_console.status(message)
-    status.start()
-    return status.stop
+        yield
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        bar.add_task(message, total=None)
+        progress.use(_RichReporter(bar))
+        try:
+            yield
+        finally:
+            progress.use(None)
 
 
 @app.command()
@@ -108,11 +133,8 @@ def check(
         site_config, articles = _load(paths, site)
         from clinicpress.checks.verify import check_articles  # keeps --help fast
 
-        stop = _status(f"Checking {len(articles)} article(s)…")
-        try:
+        with _progress(f"Checking {len(articles)} article(s)…"):
             reports = check_articles(articles, site_config, on=date.today(), strict=strict)
-        finally:
-            stop()
     if fmt == "json":
         out_console.print_json(json.dumps({"articles": [r.as_json() for r in reports]}))
     else:
@@ -132,6 +154,7 @@ def publish(
     site: SiteOpt = DEFAULT_SITE_PATH,
     out: OutOpt = DEFAULT_OUT,
     strict: StrictOpt = False,
+    force: ForceOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Verify articles and publish those that pass into --out (all channels or none)."""
@@ -141,15 +164,19 @@ def publish(
         _, articles = _load(paths, site)
         from clinicpress.flows.publish import publish_flow  # Prefect is slow to import
 
-        stop = _status(f"Publishing {len(articles)} article(s) (starting Prefect)…")
-        try:
+        with _progress(f"Publishing {len(articles)} article(s) (starting Prefect)…"):
             result = publish_flow(
-                paths=[str(a.path) for a in articles], site_path=str(site), out_dir=str(out), strict=strict
+                paths=[str(a.path) for a in articles],
+                site_path=str(site),
+                out_dir=str(out),
+                strict=strict,
+                force=force,
             )
-        finally:
-            stop()
     for outcome in result.outcomes:
-        action = "published" if outcome.published else "nothing published"
+        if outcome.unchanged:
+            action = "unchanged, this version is live already (--force re-renders it)"
+        else:
+            action = "published" if outcome.published else "nothing published"
         for line in report_lines(outcome.report, action=action):
             out_console.print(line, markup=False)
         for relpath in outcome.files:
@@ -167,11 +194,8 @@ def monitor(
         load_site(site)  # bad input fails before Prefect starts
         from clinicpress.flows.monitor import monitor_flow  # Prefect is slow to import
 
-        stop = _status("Monitoring published articles (starting Prefect)…")
-        try:
+        with _progress("Monitoring published articles (starting Prefect)…"):
             result = monitor_flow(site_path=str(site), out_dir=str(out))
-        finally:
-            stop()
     if not result.articles:
         out_console.print(f"monitor: nothing published in {out} yet (run clinicpress publish)", markup=False)
         raise typer.Exit(EXIT_OK)

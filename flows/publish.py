@@ -15,6 +15,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
+from clinicpress import progress
 from clinicpress.checks.consistency import consistency_problems
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
@@ -22,6 +23,7 @@ from clinicpress.checks.verify import all_urls, verify_article
 from clinicpress.errors import RenderError
 from clinicpress.flows.tasks import check_sources, record_publish
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
+from clinicpress.outputs.release import live_versions
 from clinicpress.renderers.base import Artifact, RenderContext
 from clinicpress.renderers.registry import render_article, template_fingerprint
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
@@ -36,6 +38,7 @@ class ArticleOutcome(BaseModel):
     report: ArticleReport
     published: bool
     files: list[str]
+    unchanged: bool = False  # this version is live already: nothing re-rendered
 
 
 class PublishResult(BaseModel):
@@ -91,7 +94,7 @@ def summary_markdown(result: PublishResult) -> str:
         report = outcome.report
         problems = "<br>".join(f"{p.severity.value}: {p.message}" for p in report.problems) or "—"
         problems = problems.replace("|", "\\|")
-        published = "yes" if outcome.published else "no"
+        published = "unchanged" if outcome.unchanged else "yes" if outcome.published else "no"
         lines.append(f"| {report.slug} | {report.verdict.value} | {published} | {problems} |")
     return "\n".join(lines) + "\n"
 
@@ -106,19 +109,31 @@ def publish_flow(
     site_path: str = str(DEFAULT_SITE_PATH),
     out_dir: str = str(DEFAULT_OUT_DIR),
     strict: bool = False,
+    force: bool = False,
 ) -> PublishResult:
-    """Verify articles and publish those that pass, all channels or none."""
+    """Verify articles and publish those that pass, all channels or none.
+
+    An article whose version (content, site config, templates) is live
+    already is not rendered again unless ``force``.
+    """
     site, articles = load_inputs(paths or [], site_path)
     now = datetime.now().astimezone()
+    progress.start("check", len(articles))
     links = check_sources(all_urls(articles), site.checks.links)
     reports = verify(articles, site, links, now.date(), strict)
+    progress.advance("check", len(articles))
 
     templates = template_fingerprint()
+    live = {} if force else live_versions(Path(out_dir))
     ready: list[ReadyArticle] = []
     final_reports: list[ArticleReport] = []
+    unchanged: set[str] = set()
+    progress.start("render", len(articles))
     for article, report in zip(articles, reports, strict=True):
-        if report.verdict is not Verdict.BLOCKED:
-            version = article_version(article, site, templates)
+        version = article_version(article, site, templates)
+        if report.verdict is not Verdict.BLOCKED and live.get(article.key) == version:
+            unchanged.add(article.key)
+        elif report.verdict is not Verdict.BLOCKED:
             try:
                 artifacts = render(article, site, RenderContext(published_at=now, version=version))
             except RenderError as exc:
@@ -133,6 +148,7 @@ def publish_flow(
                 else:
                     ready.append(ReadyArticle(article, report, version, artifacts))
         final_reports.append(report)
+        progress.advance("render")
 
     release = publish(out_dir, ready, site, now)
     if release is not None:
@@ -142,7 +158,12 @@ def publish_flow(
         out_dir=out_dir,
         release_id=release.release_id if release else None,
         outcomes=[
-            ArticleOutcome(report=r, published=r.slug in files, files=files.get(r.slug, []))
+            ArticleOutcome(
+                report=r,
+                published=r.slug in files,
+                files=files.get(r.slug, []),
+                unchanged=r.slug in unchanged,
+            )
             for r in final_reports
         ],
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -167,6 +168,22 @@ def live_release(out_dir: Path) -> Path | None:
     """The folder ``current`` points at, if anything was ever published."""
     current = out_dir / CURRENT
     return current.resolve() if current.is_symlink() and current.resolve().is_dir() else None
+
+
+def live_versions(out_dir: Path) -> dict[str, str]:
+    """Slug → version of every article live now (from its report in the live release)."""
+    live = live_release(out_dir)
+    if live is None:
+        return {}
+    versions: dict[str, str] = {}
+    for report in (live / "reports").glob("*.json"):
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # unreadable: treated as not live, so it is published again
+        if isinstance(data, dict) and isinstance(data.get("version"), str):
+            versions[report.stem] = data["version"]
+    return versions
 
 
 def remove_stale_staging(out_dir: Path) -> None:

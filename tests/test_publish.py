@@ -209,3 +209,32 @@ def test_publish_offline_warns_in_one_line_and_publishes(
     # --strict turns the warning into a block: nothing new goes live.
     strict = runner.invoke(app, ["publish", "--strict", "--site", str(site), "--out", str(out), str(article)])
     assert strict.exit_code == 1
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_unchanged_articles_are_not_rendered_again(
+    write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path
+) -> None:
+    from clinicpress.flows.publish import publish_flow
+
+    site = write_site(timeout="2.0", retries="0")
+    article = _article_citing(write_article)
+    out = tmp_path / "out"
+    first = publish_flow(paths=[str(article)], site_path=str(site), out_dir=str(out))
+    assert first.release_id is not None
+
+    again = publish_flow(paths=[str(article)], site_path=str(site), out_dir=str(out))
+    [outcome] = again.outcomes
+    assert outcome.unchanged
+    assert not outcome.published
+    assert again.release_id is None  # no new release: the live one already has this version
+    assert (out / "current").resolve().name == first.release_id
+
+    forced = publish_flow(paths=[str(article)], site_path=str(site), out_dir=str(out), force=True)
+    assert forced.outcomes[0].published
+    assert forced.release_id not in (None, first.release_id)
+
+    # An edit is a new version.
+    article.write_text(article.read_text().replace("No sources.", "No sources yet."))
+    edited = publish_flow(paths=[str(article)], site_path=str(site), out_dir=str(out))
+    assert edited.outcomes[0].published
