@@ -49,5 +49,18 @@ browser-deps:
 	  else echo "npm not found: the browser accessibility tests will be skipped"; fi; \
 	fi
 
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	@touch $@ $(TEST_STAMP) $(RUN_STAMP)
+
+# Benchmarks (loopback only; each prints ratios against a baseline measured in the same run).
+bench-linkcheck: $(BENCH_STAMP)
+	$(BIN)/python -m bench.linkcheck
+
+bench-monitor: $(TEST_STAMP)
+	$(BIN)/python bench/monitor_catalog.py
+
 clean:
 	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache published

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
+from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.collect import article_urls
 from clinicpress.checks.dates import check_licenses, check_review
 from clinicpress.checks.links import LinkReport, check_urls
@@ -18,9 +19,9 @@ from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
 
-def _describe_link(article: Article, result: LinkResult) -> str:
-    numbers = [str(i) for i, s in enumerate(article.sources, start=1) if s.url == result.url]
-    where = f"source {', '.join(numbers)}" if numbers else "link in body"
+def _describe_link(numbers: dict[str, list[str]], result: LinkResult) -> str:
+    cited_as = numbers.get(result.url)
+    where = f"source {', '.join(cited_as)}" if cited_as else "link in body"
     text = f"{where} {result.url}: {result.status.value} — {result.reason}"
     if result.status is LinkStatus.REDIRECTED and result.final_url:
         text += f"; cite {result.final_url} instead"
@@ -31,17 +32,20 @@ def link_problems(
     article: Article, results: Sequence[LinkResult], network_summary: str | None
 ) -> list[Problem]:
     """One problem per link that is not ok, or one line when the network is down."""
+    numbers: dict[str, list[str]] = {}  # url → its source numbers, built once per article
+    for index, source in enumerate(article.sources, start=1):
+        numbers.setdefault(source.url, []).append(str(index))
     problems: list[Problem] = []
     if network_summary:
         problems.append(Problem(check="network", severity=Severity.WARNING, message=network_summary))
     for result in results:
         if result.status.blocks:
             problems.append(
-                Problem(check="links", severity=Severity.BLOCKED, message=_describe_link(article, result))
+                Problem(check="links", severity=Severity.BLOCKED, message=_describe_link(numbers, result))
             )
         elif result.status.warns and not (network_summary and result.status is LinkStatus.UNVERIFIED):
             problems.append(
-                Problem(check="links", severity=Severity.WARNING, message=_describe_link(article, result))
+                Problem(check="links", severity=Severity.WARNING, message=_describe_link(numbers, result))
             )
     return problems
 
@@ -82,7 +86,8 @@ def check_articles(
     *,
     on: date,
     strict: bool = False,
+    cache: LinkCache | None = None,
 ) -> list[ArticleReport]:
     """Verify articles directly (no Prefect): what ``clinicpress check`` runs."""
-    report = check_urls(all_urls(articles), site.checks.links)
+    report = check_urls(all_urls(articles), site.checks.links, cache)
     return [verify_article(a, site, report, on=on, strict=strict) for a in articles]

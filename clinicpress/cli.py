@@ -10,7 +10,7 @@ import json
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,8 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from clinicpress import progress
 from clinicpress.checks.model import ArticleReport, Verdict
 from clinicpress.checks.settings import LinkCheckSettings
-from clinicpress.console import report_lines
+from clinicpress.console import report_lines, summary_line
 from clinicpress.errors import ClinicpressError
+from clinicpress.outputs.release import live_release, release_ids, release_versions, rollback_site
 from clinicpress.runtime import configure_runtime
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article
@@ -50,6 +51,7 @@ SiteOpt = Annotated[Path, typer.Option("--site", help="The site config", metavar
 OutOpt = Annotated[Path, typer.Option("--out", help="Where published files go", metavar="DIR")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings block too")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Re-render articles whose version is live already")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Check every source again (ignore the cache)")]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show Prefect's logs and full tracebacks")]
 
 
@@ -123,6 +125,7 @@ def check(
     output_format: Annotated[
         str, typer.Option("--format", help="text or json", metavar="FORMAT", case_sensitive=False)
     ] = "text",
+    no_cache: NoCacheOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Verify articles (sources, license, review dates) and publish nothing."""
@@ -131,16 +134,20 @@ def check(
         raise _fail(f"--format: {output_format!r} is not a format; expected text or json", EXIT_USAGE)
     with _errors(verbose):
         site_config, articles = _load(paths, site)
-        from clinicpress.checks.verify import check_articles  # keeps --help fast
+        from clinicpress.checks.cache import open_cache  # keeps --help fast
+        from clinicpress.checks.verify import check_articles
 
+        cache = open_cache(out, site_config.checks.links, enabled=not no_cache)
         with _progress(f"Checking {len(articles)} article(s)…"):
-            reports = check_articles(articles, site_config, on=date.today(), strict=strict)
+            reports = check_articles(articles, site_config, on=date.today(), strict=strict, cache=cache)
     if fmt == "json":
-        out_console.print_json(json.dumps({"articles": [r.as_json() for r in reports]}))
+        # Plain JSON: rich's pretty printer costs seconds on thousands of links.
+        typer.echo(json.dumps({"articles": [r.as_json() for r in reports]}, indent=2, ensure_ascii=False))
     else:
         for report in reports:
             for line in report_lines(report):
                 out_console.print(line, markup=False)
+        out_console.print(summary_line(reports), markup=False)
     raise typer.Exit(_exit_code(reports))
 
 
@@ -155,6 +162,7 @@ def publish(
     out: OutOpt = DEFAULT_OUT,
     strict: StrictOpt = False,
     force: ForceOpt = False,
+    no_cache: NoCacheOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Verify articles and publish those that pass into --out (all channels or none)."""
@@ -171,13 +179,14 @@ def publish(
                 out_dir=str(out),
                 strict=strict,
                 force=force,
+                use_cache=not no_cache,
             )
     for outcome in result.outcomes:
         if outcome.unchanged:
             action = "unchanged, this version is live already (--force re-renders it)"
         else:
             action = "published" if outcome.published else "nothing published"
-        for line in report_lines(outcome.report, action=action):
+        for line in report_lines(outcome.report, action=action, list_ok=False):
             out_console.print(line, markup=False)
         for relpath in outcome.files:
             out_console.print(f"  → {Path(result.out_dir) / relpath}", markup=False)
@@ -240,6 +249,52 @@ def serve(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose:
         from clinicpress.flows.deployments import serve_deployments  # Prefect is slow to import
 
         serve_deployments(site, out)
+
+
+@app.command()
+def releases(
+    site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False
+) -> None:
+    """List the releases kept in --out (newest first), the live one marked."""
+    live = live_release(out)
+    ids = release_ids(out)
+    if not ids:
+        out_console.print(f"no releases in {out} (run clinicpress publish)", markup=False)
+        return
+    for release_id in reversed(ids):
+        versions = release_versions(out, release_id)
+        marker = "live" if live is not None and live.name == release_id else "    "
+        articles = ", ".join(f"{slug}@{version[:8]}" for slug, version in sorted(versions.items()))
+        out_console.print(f"{marker}  {release_id}  {len(versions)} article(s): {articles}", markup=False)
+
+
+@app.command()
+def rollback(
+    slug: Annotated[str | None, typer.Argument(help="One article; without it, the whole site")] = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Make the previous release (or one article's previous version) live again, in one step."""
+    with _errors(verbose):
+        from clinicpress.outputs.publish import rollback_article  # renderers: slower to import
+        from clinicpress.outputs.registry import Registry  # SQLAlchemy: slower to import
+
+        site_config = load_site(site)
+        now = datetime.now(UTC)
+        if slug is None:
+            was, now_live = rollback_site(out)
+            detail = f"site rolled back from {was} to {now_live}"
+        else:
+            done = rollback_article(out, slug, site_config, now)
+            now_live = done.release_id
+            detail = (
+                f"{slug} rolled back from version {done.from_version[:12]} to {done.to_version[:12]} "
+                f"(files of release {done.source_release}) in new release {done.release_id}"
+            )
+        with Registry.for_site(site_config, out) as registry:
+            registry.record_event(action="rollback", release_id=now_live, slug=slug, detail=detail, at=now)
+    out_console.print(detail, markup=False)
 
 
 def main() -> None:

@@ -1,27 +1,126 @@
-"""Text output of reports: what ``check`` and ``publish`` print per article."""
+"""Text output of reports: what ``check`` and ``publish`` print per article.
+
+One block per article: the verdict, the source counts, the problems that are not about
+one link (license, review, network), then the links grouped by status, problems first
+and ``ok`` last, each group with its count::
+
+    bad: blocked — nothing published
+      sources: 1 broken, 1 redirected, 2 ok
+      warning  review: next review was due on May 1, 2026
+      broken (1)
+        https://example.org/gone — 404 Not Found
+      redirected (1)
+        https://example.org/old → cite https://example.org/new
+      ok (2)
+        https://doi.org/10.3389/fpsyt.2018.00277
+        https://pubmed.ncbi.nlm.nih.gov/30233240/
+
+When the network is down the report carries one "network" line and the unverified
+links are listed without their (identical) reasons.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 
-from clinicpress.checks.model import ArticleReport, LinkStatus
+from clinicpress.checks.model import ArticleReport, LinkResult, LinkStatus
 
-_ORDER = list(LinkStatus)
+__all__ = ["STATUS_ORDER", "links_line", "links_table", "report_lines", "summary_line"]
+
+# Problems first (what blocks, then what warns), ok last.
+STATUS_ORDER = (
+    LinkStatus.BROKEN,
+    LinkStatus.REFUSED,
+    LinkStatus.UNVERIFIED,
+    LinkStatus.BOT_BLOCKED,
+    LinkStatus.REDIRECTED,
+    LinkStatus.SKIPPED,
+    LinkStatus.OK,
+)
+TABLE_COLUMNS = ("article", "url", "status", "reason", "http_status", "final_url")
 
 
 def links_line(report: ArticleReport) -> str:
-    """``sources: 3 ok, 1 redirected`` in the fixed order of the status vocabulary."""
+    """``sources: 1 broken, 3 ok`` — problems first, ok last."""
     if not report.links:
         return "sources: none cited"
     counts = Counter(link.status for link in report.links)
-    return "sources: " + ", ".join(f"{counts[s]} {s.value}" for s in _ORDER if counts[s])
+    return "sources: " + ", ".join(f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts[s])
 
 
-def report_lines(report: ArticleReport, *, action: str | None = None) -> list[str]:
-    """The block printed for one article: heading, problems, source counts."""
+def _network_down(report: ArticleReport) -> bool:
+    return any(p.check == "network" for p in report.problems)
+
+
+def _link_line(link: LinkResult, *, with_reason: bool) -> str:
+    if link.status is LinkStatus.OK or not with_reason:
+        return link.url
+    if link.status is LinkStatus.REDIRECTED and link.final_url:
+        return f"{link.url} → cite {link.final_url}"
+    return f"{link.url} — {link.reason}"
+
+
+def report_lines(report: ArticleReport, *, action: str | None = None, list_ok: bool = True) -> list[str]:
+    """The block printed for one article (see the module docstring); ``list_ok=False`` counts ok only."""
     heading = f"{report.slug}: {report.verdict.value}"
     if action:
         heading += f" — {action}"
     lines = [heading, f"  {links_line(report)}"]
-    lines.extend(f"  {p.severity.value:<8} {p.check}: {p.message}" for p in report.problems)
+    # Link problems are shown in the status groups below; the rest (license, review, network) here.
+    lines.extend(
+        f"  {p.severity.value:<8} {p.check}: {p.message}" for p in report.problems if p.check != "links"
+    )
+    offline = _network_down(report)
+    groups: dict[LinkStatus, list[LinkResult]] = {}
+    for link in report.links:
+        groups.setdefault(link.status, []).append(link)
+    for status in STATUS_ORDER:
+        members = groups.get(status, [])
+        if not members:
+            continue
+        if status is LinkStatus.OK and not list_ok:
+            continue
+        lines.append(f"  {status.value} ({len(members)})")
+        # Offline, every unverified link has the same reason: the one network line says it.
+        with_reason = not (offline and status is LinkStatus.UNVERIFIED)
+        lines.extend(f"    {_link_line(link, with_reason=with_reason)}" for link in members)
     return lines
+
+
+def summary_line(reports: Iterable[ArticleReport]) -> str:
+    """One closing line for a run: ``3 articles: 1 blocked, 2 ok · 41 sources: 1 broken, 40 ok``."""
+    reports = list(reports)
+    verdicts = Counter(r.verdict.value for r in reports)
+    statuses = Counter(link.status for r in reports for link in r.links)
+    parts = ", ".join(f"{verdicts[v]} {v}" for v in ("blocked", "warning", "ok") if verdicts[v])
+    line = f"{len(reports)} article{'s' if len(reports) != 1 else ''}: {parts or 'none'}"
+    total = sum(statuses.values())
+    if total:
+        line += f" · {total} source links: " + ", ".join(
+            f"{statuses[s]} {s.value}" for s in STATUS_ORDER if statuses[s]
+        )
+    return line
+
+
+def links_table(reports: Iterable[ArticleReport]) -> list[dict[str, str]]:
+    """Rows for a Prefect table artifact (``create_table_artifact(table=rows)``).
+
+    One row per article and link, problems first then ok (the order of the text output);
+    every cell a string ("" when there is none), columns ``TABLE_COLUMNS``.
+    """
+    rank = {status: i for i, status in enumerate(STATUS_ORDER)}
+    rows: list[dict[str, str]] = []
+    for report in reports:
+        for link in sorted(report.links, key=lambda link: rank[link.status]):
+            rows.append(
+                {
+                    "article": report.slug,
+                    "url": link.url,
+                    "status": link.status.value,
+                    "reason": link.reason,
+                    "http_status": "" if link.http_status is None else str(link.http_status),
+                    "final_url": link.final_url or "",
+                }
+            )
+    return rows

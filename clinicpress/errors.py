@@ -4,8 +4,9 @@ ClinicpressError
 ├── InputError            bad input from the user: exit code 2
 │   ├── ArticleError      an article file (names file, field, what was expected)
 │   └── SiteConfigError   the site config (names file, field, what was expected)
-├── RenderError           a renderer could not make its artifact
-└── PublishError          writing to --out failed (nothing half-published)
+├── RenderError           a renderer could not make its artifact (the article is blocked)
+├── PublishError          --out cannot be written or switched (nothing half-published): exit code 2
+└── RegistryError         the registry database cannot be opened or written: exit code 2
 
 A broken link is never an exception: checks return results with a status.
 """
@@ -62,4 +63,15 @@ class RenderError(ClinicpressError):
 
 
 class PublishError(ClinicpressError):
-    """Writing a release to the output folder failed; nothing was switched live."""
+    """The output folder refused the operation (locked, in the way, nothing to roll back).
+
+    Nothing was switched live. Exit code 2: it is about the --out given, not a check.
+    """
+
+    exit_code = 2
+
+
+class RegistryError(ClinicpressError):
+    """The registry database could not be opened or written (its URL is the user's setting)."""
+
+    exit_code = 2

@@ -129,6 +129,10 @@ class Checks(_Strict):
     links: LinkCheckSettings = Field(default_factory=LinkCheckSettings)
 
 
+class Publishing(_Strict):
+    keep_releases: int = Field(default=5, ge=2, le=100, description="Releases kept for rollback")
+
+
 class Handout(_Strict):
     page_size: Literal["letter", "a4"] = "letter"
 
@@ -179,6 +183,7 @@ class SiteConfig(BaseSettings):
     newsletter: Newsletter
     checks: Checks = Field(default_factory=Checks)
     handout: Handout = Field(default_factory=Handout)
+    publishing: Publishing = Field(default_factory=Publishing)
     alerts: Alerts = Field(default_factory=Alerts)
     monitor: Monitor = Field(default_factory=Monitor)
     registry: Registry = Field(default_factory=Registry)

@@ -20,9 +20,10 @@ from pydantic import BaseModel
 
 from clinicpress.checks.model import LinkResult
 from clinicpress.checks.monitoring import Evaluation, cited_by, evaluate
-from clinicpress.flows.tasks import check_sources
+from clinicpress.flows.tasks import LINK_BATCH_RUNNER, check_sources
 from clinicpress.outputs.alerts import Alert, Delivery, deliver
 from clinicpress.outputs.registry import PublishedArticle, Registry
+from clinicpress.outputs.release import live_versions
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 
 DEFAULT_OUT_DIR = Path("published")
@@ -48,7 +49,8 @@ class MonitorResult(BaseModel):
 def load_catalog(site_path: str, out_dir: str) -> tuple[SiteConfig, list[PublishedArticle]]:
     site = load_site(site_path)
     with Registry.for_site(site, Path(out_dir)) as registry:
-        return site, registry.latest_publishes()
+        # What is live (after a rollback, not the newest recorded version).
+        return site, registry.latest_publishes(live_versions(Path(out_dir)) or None)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -104,7 +106,7 @@ def _emit(alert: Alert) -> None:
     )
 
 
-@flow(name="monitor", validate_parameters=True)
+@flow(name="monitor", validate_parameters=True, task_runner=LINK_BATCH_RUNNER)
 def monitor_flow(
     site_path: str = str(DEFAULT_SITE_PATH),
     out_dir: str = str(DEFAULT_OUT_DIR),
@@ -115,7 +117,7 @@ def monitor_flow(
     now = datetime.now(UTC)
     day = today or datetime.now().astimezone().date()
     urls = list(cited_by(catalog))
-    links = check_sources(urls, site.checks.links)
+    links = check_sources(urls, site.checks.links)  # no cache: the monitor re-checks everything
     # quote(): Prefect would otherwise walk these large structures looking for futures.
     # (Prefect's Task typing does not know quote(); the task receives the unwrapped value.)
     evaluation = evaluate_catalog(site, out_dir, quote(catalog), quote(links.results), day, now)  # type: ignore[call-overload]

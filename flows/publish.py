@@ -11,17 +11,19 @@ from datetime import date, datetime
 from pathlib import Path
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from clinicpress import progress
+from clinicpress.checks.cache import open_cache
 from clinicpress.checks.consistency import consistency_problems
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
 from clinicpress.checks.verify import all_urls, verify_article
+from clinicpress.console import links_table
 from clinicpress.errors import RenderError
-from clinicpress.flows.tasks import check_sources, record_publish
+from clinicpress.flows.tasks import LINK_BATCH_RUNNER, check_sources, record_publish
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.outputs.release import live_versions
 from clinicpress.renderers.base import Artifact, RenderContext
@@ -103,13 +105,14 @@ def _blocked_by(report: ArticleReport, problems: list[Problem]) -> ArticleReport
     return report.model_copy(update={"verdict": Verdict.BLOCKED, "problems": [*report.problems, *problems]})
 
 
-@flow(name="publish", validate_parameters=True)
+@flow(name="publish", validate_parameters=True, task_runner=LINK_BATCH_RUNNER)
 def publish_flow(
     paths: list[str] | None = None,
     site_path: str = str(DEFAULT_SITE_PATH),
     out_dir: str = str(DEFAULT_OUT_DIR),
     strict: bool = False,
     force: bool = False,
+    use_cache: bool = True,
 ) -> PublishResult:
     """Verify articles and publish those that pass, all channels or none.
 
@@ -119,7 +122,8 @@ def publish_flow(
     site, articles = load_inputs(paths or [], site_path)
     now = datetime.now().astimezone()
     progress.start("check", len(articles))
-    links = check_sources(all_urls(articles), site.checks.links)
+    cache = open_cache(out_dir, site.checks.links, enabled=use_cache)
+    links = check_sources(all_urls(articles), site.checks.links, cache)
     reports = verify(articles, site, links, now.date(), strict)
     progress.advance("check", len(articles))
 
@@ -167,6 +171,9 @@ def publish_flow(
             for r in final_reports
         ],
     )
+    if any(r.links for r in final_reports):
+        table = links_table(final_reports)
+        create_table_artifact(table, key="links-report", description="clinicpress: every source checked")
     create_markdown_artifact(
         summary_markdown(result), key="publish-report", description="clinicpress publish"
     )

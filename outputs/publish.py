@@ -8,7 +8,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from clinicpress.checks.model import ArticleReport
-from clinicpress.outputs.release import Release
+from clinicpress.errors import PublishError
+from clinicpress.outputs.release import RELEASES, Release, live_versions, release_ids, release_versions
 from clinicpress.outputs.reports import published_report, report_relpath
 from clinicpress.renderers.base import Artifact
 from clinicpress.renderers.catalog import CatalogEntry, render_catalog
@@ -71,7 +72,7 @@ def publish_release(
     if not ready:
         return None
     files: dict[str, list[str]] = {}
-    with Release(out_dir) as release:
+    with Release(out_dir, keep=site.publishing.keep_releases) as release:
         for item in ready:
             slug = item.article.key
             # A channel dropped since the last publish must not linger.
@@ -92,3 +93,42 @@ def publish_release(
             release.write(artifact.relpath, artifact.data)
         release_dir = release.commit()
     return PublishedRelease(release.release_id, release_dir, files)
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    release_id: str  # the new live release
+    slug: str
+    from_version: str
+    to_version: str
+    source_release: str  # where the restored files came from
+
+
+def rollback_article(out_dir: Path, slug: str, site: SiteConfig, now: datetime) -> RolledBack:
+    """Make the previous version of one article live again, in a new release (one switch).
+
+    The previous version is the newest kept release holding a different
+    version of ``slug``; its files are restored as they were published.
+    """
+    current = live_versions(out_dir).get(slug)
+    if current is None:
+        raise PublishError(f"{out_dir}: {slug!r} is not live, so it cannot be rolled back")
+    for release_id in reversed(release_ids(out_dir)):
+        version = release_versions(out_dir, release_id).get(slug)
+        if version is not None and version != current:
+            break
+    else:
+        raise PublishError(f"{out_dir}: no earlier version of {slug!r} is kept (see clinicpress releases)")
+    source = out_dir / RELEASES / release_id
+    with Release(out_dir, keep=site.publishing.keep_releases) as release:
+        for stale in _previous_files(release, slug):
+            release.remove(stale)
+        report = (source / report_relpath(slug)).read_bytes()
+        channels: dict[str, list[str]] = json.loads(report).get("channels", {})
+        for relpath in [path for paths in channels.values() for path in paths]:
+            release.write(relpath, (source / relpath).read_bytes())
+        release.write(report_relpath(slug), report)
+        for artifact in render_catalog(_catalog(release), site, now):
+            release.write(artifact.relpath, artifact.data)
+        release.commit()
+    return RolledBack(release.release_id, slug, current, version, release_id)

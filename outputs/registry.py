@@ -8,7 +8,7 @@ version number, when a Registry opens.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -33,22 +33,17 @@ from sqlalchemy import (
     create_engine,
     func,
     select,
+    tuple_,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinicpress.checks.model import LinkResult, LinkStatus
 from clinicpress.checks.transitions import State
-from clinicpress.errors import ClinicpressError
+from clinicpress.errors import RegistryError
 from clinicpress.site import License, SiteConfig
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: release_events
 REGISTRY_FILE = "registry.sqlite"
-
-
-class RegistryError(ClinicpressError):
-    """The registry database could not be opened or written."""
-
-    exit_code = 2
 
 
 class _UTCDateTime(TypeDecorator[datetime]):
@@ -140,6 +135,18 @@ alerts = Table(
     Column("body", Text, nullable=False),
     Column("created_at", _UTCDateTime, nullable=False),
     Column("deliveries", JSON, nullable=False),  # one {"destination", "ok", "error"} per alert URL
+)
+
+
+release_events = Table(
+    "release_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", _UTCDateTime, nullable=False),
+    Column("action", String(16), nullable=False),  # "rollback" (publishes are rows of `publishes`)
+    Column("release_id", String(64), nullable=False),  # the release live after the action
+    Column("slug", String(80)),  # None: the whole site
+    Column("detail", Text, nullable=False),
 )
 
 
@@ -236,7 +243,9 @@ class Registry:
                     f"registry {self._shown_url()}: schema version {current} is newer than this "
                     f"clinicpress ({SCHEMA_VERSION}); upgrade clinicpress"
                 )
-            # Future migrations step from `current` to SCHEMA_VERSION here.
+            elif current < SCHEMA_VERSION:
+                # 1 → 2 only added a table, which create_all() made above.
+                conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
 
     # -- publishing ------------------------------------------------------
     def _source_id(self, conn: Connection, url: str) -> int:
@@ -302,17 +311,20 @@ class Registry:
                 )
         return True
 
-    def latest_publishes(self) -> list[PublishedArticle]:
-        """The newest recorded version of every article, by slug."""
+    def latest_publishes(self, live: Mapping[str, str] | None = None) -> list[PublishedArticle]:
+        """The live version of every article (``live``: slug → version), else the newest recorded."""
         newest = (
             select(publishes.c.slug, func.max(publishes.c.id).label("id"))
             .group_by(publishes.c.slug)
             .subquery()
         )
+        query = select(publishes).join(newest, publishes.c.id == newest.c.id)
+        if live:
+            # After a rollback the live version is not the newest one recorded.
+            pairs = tuple_(publishes.c.slug, publishes.c.version)
+            query = select(publishes).where(pairs.in_(list(live.items())))
         with self._tx() as conn:
-            rows = conn.execute(
-                select(publishes).join(newest, publishes.c.id == newest.c.id).order_by(publishes.c.slug)
-            ).mappings()
+            rows = conn.execute(query.order_by(publishes.c.slug)).mappings()
             result: list[PublishedArticle] = []
             for row in list(rows):
                 cited = conn.execute(
@@ -428,6 +440,18 @@ class Registry:
                     key=key, kind=kind, title=title, body=body, created_at=created_at, deliveries=deliveries
                 )
             )
+
+    def record_event(
+        self, *, action: str, release_id: str, slug: str | None, detail: str, at: datetime
+    ) -> None:
+        values = {"at": at, "action": action, "release_id": release_id, "slug": slug, "detail": detail}
+        with self._tx() as conn:
+            conn.execute(release_events.insert().values(**values))
+
+    def events(self) -> list[dict[str, Any]]:
+        query = select(release_events).order_by(release_events.c.id)
+        with self._tx() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     def alert_log(self) -> list[dict[str, Any]]:
         with self._tx() as conn:

@@ -47,8 +47,9 @@ class Release:
     removes the staging folder: nothing of it ever becomes visible.
     """
 
-    def __init__(self, out_dir: Path | str) -> None:
+    def __init__(self, out_dir: Path | str, *, keep: int = KEEP_RELEASES) -> None:
         self.out_dir = Path(out_dir)
+        self.keep = keep
         self.release_id = _new_release_id()
         self._releases = self.out_dir / RELEASES
         self._staging = self._releases / f"{STAGING_PREFIX}{self.release_id}"
@@ -58,19 +59,7 @@ class Release:
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> Self:
-        try:
-            self._releases.mkdir(parents=True, exist_ok=True)
-            self._lock = (self.out_dir / ".lock").open("wb")
-        except OSError as exc:
-            raise PublishError(f"{self.out_dir}: cannot create the output folder ({exc.strerror})") from None
-        try:
-            fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            self._lock = None
-            raise PublishError(
-                f"{self.out_dir}: another publish is running there; try again when it ends"
-            ) from None
+        self._lock = _lock(self.out_dir)
         self._check_stable_paths()
         remove_stale_staging(self.out_dir)
         live = self.live_release()
@@ -131,17 +120,15 @@ class Release:
         final = self._releases / self.release_id
         try:
             self._staging.rename(final)
-            link_tmp = self.out_dir / f".{CURRENT}.{self.release_id}"
-            os.symlink(f"{RELEASES}/{self.release_id}", link_tmp)
-            os.replace(link_tmp, self.out_dir / CURRENT)
         except OSError as exc:
-            raise PublishError(f"{self.out_dir}: could not switch the new release live ({exc})") from None
+            raise PublishError(f"{self.out_dir}: could not finish the new release ({exc})") from None
+        switch_live(self.out_dir, self.release_id)
         self._committed = final
         for name in CHANNEL_DIRS:
             stable = self.out_dir / name
             if not stable.is_symlink():
                 os.symlink(f"{CURRENT}/{name}", stable)
-        prune_releases(self.out_dir, keep=KEEP_RELEASES)
+        prune_releases(self.out_dir, keep=self.keep)
         return final
 
     def live_release(self) -> Path | None:
@@ -154,6 +141,63 @@ class Release:
                 raise PublishError(
                     f"{path} exists and is not a clinicpress link; move it away or choose another --out"
                 )
+
+
+def _lock(out_dir: Path) -> IO[bytes]:
+    """The output folder's lock: one publish or rollback at a time (released on close)."""
+    try:
+        (out_dir / RELEASES).mkdir(parents=True, exist_ok=True)
+        handle = (out_dir / ".lock").open("wb")
+    except OSError as exc:
+        raise PublishError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise PublishError(f"{out_dir}: another publish is running there; try again when it ends") from None
+    return handle
+
+
+def switch_live(out_dir: Path, release_id: str) -> None:
+    """Point ``current`` at ``releases/<release_id>`` in one atomic rename."""
+    link_tmp = out_dir / f".{CURRENT}.{release_id}"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            link_tmp.unlink()
+        os.symlink(f"{RELEASES}/{release_id}", link_tmp)
+        os.replace(link_tmp, out_dir / CURRENT)
+    except OSError as exc:
+        raise PublishError(f"{out_dir}: could not switch release {release_id} live ({exc})") from None
+
+
+def release_ids(out_dir: Path) -> list[str]:
+    """Every complete release, oldest first (ids sort by creation time)."""
+    folder = out_dir / RELEASES
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def release_versions(out_dir: Path, release_id: str) -> dict[str, str]:
+    """Slug → version of the articles in one release (from its reports)."""
+    return _versions_in(out_dir / RELEASES / release_id)
+
+
+def rollback_site(out_dir: Path) -> tuple[str, str]:
+    """Make the release before the live one live again; returns (from, to)."""
+    lock = _lock(out_dir)
+    try:
+        live = live_release(out_dir)
+        ids = release_ids(out_dir)
+        if live is None or live.name not in ids:
+            raise PublishError(f"{out_dir}: nothing is published there, so there is nothing to roll back")
+        index = ids.index(live.name)
+        if index == 0:
+            raise PublishError(f"{out_dir}: {live.name} is the oldest release kept; there is none before it")
+        switch_live(out_dir, ids[index - 1])
+        return live.name, ids[index - 1]
+    finally:
+        lock.close()
 
 
 def _safe_relpath(relpath: str) -> Path:
@@ -173,10 +217,12 @@ def live_release(out_dir: Path) -> Path | None:
 def live_versions(out_dir: Path) -> dict[str, str]:
     """Slug → version of every article live now (from its report in the live release)."""
     live = live_release(out_dir)
-    if live is None:
-        return {}
+    return {} if live is None else _versions_in(live)
+
+
+def _versions_in(release: Path) -> dict[str, str]:
     versions: dict[str, str] = {}
-    for report in (live / "reports").glob("*.json"):
+    for report in (release / "reports").glob("*.json"):
         try:
             data = json.loads(report.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -7,20 +7,25 @@ Usage::
         farm.route("/flaky", Reply(503), Reply(200))        # 1st request 503, then 200 forever
         farm.route("/no-head", Reply(200), head=[Reply(405)])
         farm.route("/moved", Reply.redirect(301, "/ok"))
+        farm.route("/walled", Reply(403), agents={"Mozilla": Reply(200)})   # by User-Agent
         httpx.get(farm.url("/ok"))
         assert farm.hits("/ok", "GET") == 1
 
 Replies are served in order per route (all methods share one counter, or
 HEAD has its own list when ``head`` is given); the last reply repeats.
-Unknown paths answer 404. Only loopback, port 0 (the OS picks a free
-port), one daemon thread per connection; a ``delay`` sleeps on an event
-that ``close()`` sets, so stopping the farm never waits for a slow reply.
+A route's ``agents`` map a User-Agent substring to the reply for requests
+carrying it (a bot wall that lets browsers through). Unknown paths answer
+404. ``times(path)`` gives the monotonic start time of every request.
+Only loopback, port 0 (the OS picks a free port), one daemon thread per
+connection; a ``delay`` sleeps on an event that ``close()`` sets, so
+stopping the farm never waits for a slow reply.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,14 +51,21 @@ class Reply:
         return cls(status, {"Location": location})
 
 
+_EMPTY_AGENTS: Mapping[str, Reply] = MappingProxyType({})
+
+
 @dataclass
 class Route:
     replies: Sequence[Reply]
     head: Sequence[Reply] | None = None  # HEAD's own sequence, e.g. a server that refuses HEAD
+    agents: Mapping[str, Reply] = field(default_factory=lambda: _EMPTY_AGENTS)
     served: int = 0
     served_head: int = 0
 
-    def next_reply(self, method: str) -> Reply:
+    def next_reply(self, method: str, user_agent: str = "") -> Reply:
+        for needle, reply in self.agents.items():
+            if needle in user_agent:
+                return reply
         if method == "HEAD" and self.head is not None:
             reply = self.head[min(self.served_head, len(self.head) - 1)]
             self.served_head += 1
@@ -65,6 +77,7 @@ class Route:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a hung keep-alive connection must not block shutdown
+    request_queue_size = 256  # listen backlog: tests open dozens of connections at once
     farm: HTTPFarm
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -116,6 +129,8 @@ class HTTPFarm:
         self._in_flight: Counter[str] = Counter()
         self._max_in_flight: Counter[str] = Counter()
         self._last_headers: dict[str, dict[str, str]] = {}
+        self._agents: dict[str, list[str]] = {}
+        self._times: dict[str, list[float]] = {}
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -163,12 +178,20 @@ class HTTPFarm:
     def url(self, path: str) -> str:
         return self.base + path
 
-    def route(self, path: str, *replies: Reply, head: Sequence[Reply] | None = None) -> str:
+    def route(
+        self,
+        path: str,
+        *replies: Reply,
+        head: Sequence[Reply] | None = None,
+        agents: Mapping[str, Reply] | None = None,
+    ) -> str:
         """Define (or replace) what ``path`` answers; returns its absolute URL."""
         if not replies:
             raise ValueError("a route needs at least one reply")
         with self._lock:
-            self._routes[path] = Route(list(replies), list(head) if head is not None else None)
+            self._routes[path] = Route(
+                list(replies), list(head) if head is not None else None, dict(agents or {})
+            )
         return self.url(path)
 
     # -- what the server saw ---------------------------------------------
@@ -188,6 +211,16 @@ class HTTPFarm:
         with self._lock:
             return dict(self._last_headers.get(path, {}))
 
+    def agents(self, path: str) -> list[str]:
+        """The User-Agent of every request to ``path``, in order."""
+        with self._lock:
+            return list(self._agents.get(path, []))
+
+    def times(self, path: str) -> list[float]:
+        """When each request to ``path`` arrived (time.monotonic), in order."""
+        with self._lock:
+            return list(self._times.get(path, []))
+
     def requests(self) -> Iterator[tuple[str, str]]:
         """Every (method, path) seen, as a multiset."""
         with self._lock:
@@ -198,18 +231,24 @@ class HTTPFarm:
             self._hits.clear()
             self._max_in_flight.clear()
             self._last_headers.clear()
+            self._agents.clear()
+            self._times.clear()
             for route in self._routes.values():
                 route.served = route.served_head = 0
 
     # -- used by the handler ---------------------------------------------
     def _begin(self, method: str, path: str, headers: dict[str, str]) -> Reply:
+        now = time.monotonic()
         with self._lock:
             self._last_headers[path] = headers
+            agent = headers.get("User-Agent", "")
+            self._agents.setdefault(path, []).append(agent)
+            self._times.setdefault(path, []).append(now)
             self._hits[(method, path)] += 1
             self._in_flight[path] += 1
             self._max_in_flight[path] = max(self._max_in_flight[path], self._in_flight[path])
             route = self._routes.get(path)
-            return route.next_reply(method) if route is not None else self.default
+            return route.next_reply(method, agent) if route is not None else self.default
 
     def _end(self, path: str) -> None:
         with self._lock:

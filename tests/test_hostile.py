@@ -117,10 +117,16 @@ class Workspace:
     cwd: Path
 
     def written(self) -> list[str]:
-        """Every file under root that is not an input (the CLI must write none for check)."""
+        """Every file under root that is not an input (the CLI must write none for check).
+
+        The link checker's cache (``<out>/.cache/``, successes only) is the one exception.
+        """
         inputs = {*self.files, self.site}
+        cache = self.out / ".cache"
         return sorted(
-            str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file() and p not in inputs
+            str(p.relative_to(self.root))
+            for p in self.root.rglob("*")
+            if p.is_file() and p not in inputs and not p.is_relative_to(cache)
         )
 
 

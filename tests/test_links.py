@@ -7,19 +7,33 @@ Names under .invalid never resolve (RFC 6761), here or on a machine with interne
 from __future__ import annotations
 
 import asyncio
+import gzip
+import itertools
+import pickle
 import socket
 import time
 from collections.abc import Iterator, Sequence
 
+import httpx
 import pytest
 from httpfarm import HTTPFarm, Reply
 
 from clinicpress.checks import links
-from clinicpress.checks.links import LinkReport, check_urls, check_urls_async
+from clinicpress.checks.links import (
+    LinkBatch,
+    LinkReport,
+    check_batch_async,
+    check_urls,
+    check_urls_async,
+    merge_batches,
+    plan_batches,
+)
 from clinicpress.checks.model import LinkResult, LinkStatus
 from clinicpress.site import LinkCheckSettings
 
-FAST = LinkCheckSettings(allow_private_hosts=["127.0.0.1"], timeout=0.5, retries=1)
+FAST = LinkCheckSettings(allow_private_hosts=["127.0.0.1"], timeout=0.5, retries=1, min_interval=0)
+# No body checks: the checker asks HEAD first (the HEAD → GET rules).
+HEAD_FIRST = FAST.model_copy(update={"soft_404": False, "check_fragments": False})
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +60,15 @@ def test_200_is_ok(farm: HTTPFarm) -> None:
     assert result.status is LinkStatus.OK
     assert result.http_status == 200
     assert result.final_url is None
-    assert farm.hits("/ok", "HEAD") == 1
-    assert farm.hits("/ok", "GET") == 0
+    assert farm.hits("/ok", "GET") == 1  # the body is read (soft-404 check): one GET, no HEAD
+    assert farm.hits("/ok", "HEAD") == 0
+
+
+def test_200_without_body_checks_is_one_head(farm: HTTPFarm) -> None:
+    result = one(farm.route("/ok-head", Reply(200, body=b"hello")), HEAD_FIRST)
+    assert result.status is LinkStatus.OK
+    assert farm.hits("/ok-head", "HEAD") == 1
+    assert farm.hits("/ok-head", "GET") == 0
 
 
 @pytest.mark.parametrize("code", [404, 410])
@@ -68,14 +89,14 @@ def test_other_4xx_is_broken_with_code(farm: HTTPFarm) -> None:
 
 def test_head_404_but_get_200_is_ok(farm: HTTPFarm) -> None:
     url = farm.route("/head-404", Reply(200), head=[Reply(404)])
-    assert one(url).status is LinkStatus.OK
+    assert one(url, HEAD_FIRST).status is LinkStatus.OK
     assert farm.hits("/head-404", "GET") == 1
 
 
 def test_405_on_head_falls_back_to_get(farm: HTTPFarm) -> None:
     url = farm.route("/no-head", Reply(200, body=b"x" * 3_000_000), head=[Reply(405)])
     started = time.monotonic()
-    result = one(url)
+    result = one(url, HEAD_FIRST)
     assert result.status is LinkStatus.OK
     assert result.http_status == 200
     assert farm.hits("/no-head", "HEAD") == 1
@@ -127,12 +148,11 @@ def test_too_many_redirects_is_broken(farm: HTTPFarm) -> None:
     assert farm.hits("/chain-4") == 0
 
 
-@pytest.mark.parametrize("code", [401, 403, 999])
-def test_bot_wall(farm: HTTPFarm, code: int) -> None:
-    result = one(farm.route(f"/wall-{code}", Reply(code)))
+def test_999_is_a_bot_wall(farm: HTTPFarm) -> None:
+    result = one(farm.route("/wall-999", Reply(999)))
     assert result.status is LinkStatus.BOT_BLOCKED
     assert "bot wall" in result.reason
-    assert result.http_status == code
+    assert result.http_status == 999
 
 
 # -- transient failures and retries ---------------------------------------------------------
@@ -157,7 +177,7 @@ def test_503_always_is_unverified(farm: HTTPFarm) -> None:
 def test_503_once_then_200_is_ok(farm: HTTPFarm) -> None:
     result = one(farm.route("/flaky", Reply(503), Reply(200)))
     assert result.status is LinkStatus.OK
-    assert farm.hits("/flaky", "HEAD") == 2
+    assert farm.hits("/flaky", "GET") == 2
 
 
 def test_429_with_retry_after_0_then_200_is_ok(farm: HTTPFarm) -> None:
@@ -210,7 +230,6 @@ def test_malformed_mailto_and_tel_are_refused(url: str) -> None:
         "file:///etc/passwd",
         "ftp://example.org/x",
         "www.example.org/page",
-        "doi:10.3389/fpsyt.2018.00277",
     ],
 )
 def test_other_schemes_are_refused(url: str) -> None:
@@ -227,7 +246,7 @@ def test_excluded_url_is_skipped(farm: HTTPFarm) -> None:
 
 
 def test_duplicates_give_one_result_each_in_input_order(farm: HTTPFarm) -> None:
-    a = farm.route("/dup-a", Reply(200))
+    a = farm.route("/dup-a", Reply(200, body=b'<html><h2 id="section">S</h2></html>'))
     b = farm.route("/dup-b", Reply(404))
     report = run([b, a, b, a, "mailto:x@example.org", a + "#section"])
     assert list(report.results) == [b, a, "mailto:x@example.org", a + "#section"]
@@ -369,7 +388,7 @@ def test_every_result_has_a_one_line_reason(farm: HTTPFarm) -> None:
 
 def test_server_error_only_on_head_is_ok_after_a_last_get(farm: HTTPFarm) -> None:
     url = farm.route("/head-500", Reply(200), head=[Reply(500)])
-    assert one(url).status is LinkStatus.OK
+    assert one(url, HEAD_FIRST).status is LinkStatus.OK
     assert farm.hits("/head-500", "HEAD") == 2  # tried, retried
     assert farm.hits("/head-500", "GET") == 1
 
@@ -380,3 +399,321 @@ def test_unusual_5xx_is_retried(farm: HTTPFarm) -> None:
 
 def test_no_urls_gives_an_empty_report() -> None:
     assert check_urls([], FAST) == LinkReport(results={}, network_down=False, summary=None)
+
+
+# -- soft-404s ------------------------------------------------------------------------------
+
+
+def _page(title: str = "A study", h1: str = "", ids: Sequence[str] = (), extra: str = "") -> bytes:
+    anchors = "".join(f'<section id="{i}">x</section>' for i in ids)
+    heading = f"<h1>{h1}</h1>" if h1 else ""
+    head = f"<!doctype html><html><head><title>{title}</title></head>"
+    return f"{head}<body>{heading}{anchors}{extra}</body></html>".encode()
+
+
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+
+
+def test_soft_404_by_title_is_broken(farm: HTTPFarm) -> None:
+    result = one(farm.route("/soft-title", Reply(200, HTML, _page("Page Not Found | Example Journal"))))
+    assert result.status is LinkStatus.BROKEN
+    assert "soft 404" in result.reason
+    assert "Page Not Found" in result.reason
+    assert result.http_status == 200
+
+
+def test_soft_404_by_first_heading_is_broken(farm: HTTPFarm) -> None:
+    body = _page("Example Journal", h1="Sorry, this article is no longer available")
+    result = one(farm.route("/soft-h1", Reply(200, HTML, body)))
+    assert result.status is LinkStatus.BROKEN
+    assert "no longer available" in result.reason
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["Outcomes in 404 patients treated with ketamine", "Genes not found in mice", "Not found: a history"],
+)
+def test_titles_that_merely_mention_404_are_ok(farm: HTTPFarm, title: str) -> None:
+    path = f"/real-title-{abs(hash(title))}"
+    assert one(farm.route(path, Reply(200, HTML, _page(title)))).status is LinkStatus.OK
+
+
+def test_soft_404_in_gzip_and_utf16_bodies(farm: HTTPFarm) -> None:
+    gz = farm.route(
+        "/soft-gzip",
+        Reply(200, {**HTML, "Content-Encoding": "gzip"}, gzip.compress(_page("404 Not Found"))),
+    )
+    utf16_body = _page("Page not found").decode().encode("utf-16")
+    u16 = farm.route("/soft-utf16", Reply(200, {"Content-Type": "text/html; charset=utf-16"}, utf16_body))
+    report = run([gz, u16])
+    assert report.results[gz].status is LinkStatus.BROKEN
+    assert report.results[u16].status is LinkStatus.BROKEN
+
+
+def test_gzip_bomb_is_read_only_up_to_the_cap(farm: HTTPFarm) -> None:
+    bomb = gzip.compress(b"<html><title>Fine</title>" + b" " * (50 * 1024 * 1024))
+    started = time.monotonic()
+    result = one(farm.route("/bomb", Reply(200, {**HTML, "Content-Encoding": "gzip"}, bomb)))
+    assert result.status is LinkStatus.OK
+    assert time.monotonic() - started < 3
+
+
+def test_deep_link_redirected_to_home_page_is_soft_404(farm: HTTPFarm) -> None:
+    farm.route("/", Reply(200, HTML, _page("Example Journal")))
+    result = one(farm.route("/articles/2019/ketamine-study", Reply.redirect(301, "/")))
+    assert result.status is LinkStatus.BROKEN
+    assert "home page" in result.reason
+    assert result.final_url == farm.url("/")
+
+
+def test_language_root_redirected_home_is_ok(farm: HTTPFarm) -> None:
+    farm.route("/", Reply(200, HTML, _page("Example Journal")))
+    result = one(farm.route("/en", Reply.redirect(302, "/")))
+    assert result.status is LinkStatus.OK
+
+
+def test_soft_404_check_can_be_turned_off_per_host(farm: HTTPFarm) -> None:
+    url = farm.route("/soft-off", Reply(200, HTML, _page("Page not found")))
+    settings = LinkCheckSettings.model_validate(
+        {**FAST.model_dump(), "hosts": {"127.0.0.1": {"soft_404": False}}}
+    )
+    assert one(url, settings).status is LinkStatus.OK
+
+
+# -- #fragments -----------------------------------------------------------------------------
+
+
+def test_missing_anchor_is_broken_and_present_anchors_are_ok(farm: HTTPFarm) -> None:
+    body = _page(ids=["methods"], extra='<a name="results">r</a>')
+    base = farm.route("/anchors", Reply(200, HTML, body))
+    urls = [base + "#methods", base + "#results", base + "#discussion", base + "#top", base]
+    report = run(urls)
+    assert report.results[base + "#methods"].status is LinkStatus.OK
+    assert report.results[base + "#results"].status is LinkStatus.OK  # <a name>
+    missing = report.results[base + "#discussion"]
+    assert missing.status is LinkStatus.BROKEN
+    assert "missing anchor #discussion" in missing.reason
+    assert report.results[base + "#top"].status is LinkStatus.OK  # browsers scroll to the top
+    assert report.results[base].status is LinkStatus.OK
+    assert farm.hits("/anchors") == 1  # every fragment variant shares one fetch
+
+
+def test_anchor_checked_on_the_page_a_redirect_ends_on(farm: HTTPFarm) -> None:
+    farm.route("/anchor-new", Reply(200, HTML, _page(ids=["dosing"])))
+    old = farm.route("/anchor-old", Reply.redirect(301, "/anchor-new"))
+    report = run([old + "#dosing", old + "#nope"])
+    assert report.results[old + "#dosing"].status is LinkStatus.REDIRECTED
+    assert report.results[old + "#nope"].status is LinkStatus.BROKEN
+    assert "anchor-new" in report.results[old + "#nope"].reason
+
+
+def test_fragment_check_opt_out_per_host(farm: HTTPFarm) -> None:
+    url = farm.route("/anchors-js", Reply(200, HTML, _page())) + "#rendered-by-javascript"
+    settings = LinkCheckSettings.model_validate(
+        {**FAST.model_dump(), "hosts": {"127.0.0.1": {"check_fragments": False}}}
+    )
+    assert one(url, settings).status is LinkStatus.OK
+    assert one(url, FAST.model_copy(update={"check_fragments": False})).status is LinkStatus.OK
+
+
+def test_fragment_on_a_non_html_page_is_not_checked(farm: HTTPFarm) -> None:
+    url = farm.route("/paper.pdf", Reply(200, {"Content-Type": "application/pdf"}, b"%PDF-1.7"))
+    result = one(url + "#figure-2")
+    assert result.status is LinkStatus.OK
+    assert "not checked" in result.reason
+
+
+# -- bot walls ------------------------------------------------------------------------------
+
+
+def test_cloudflare_challenge_header_is_bot_blocked_without_retries(farm: HTTPFarm) -> None:
+    url = farm.route("/cf", Reply(403, {"cf-mitigated": "challenge", "Server": "cloudflare"}))
+    result = one(url)
+    assert result.status is LinkStatus.BOT_BLOCKED
+    assert "Cloudflare" in result.reason
+    assert farm.hits("/cf") == 1  # no retry, no browser retry: a challenge does not clear
+
+
+@pytest.mark.parametrize(
+    ("code", "body"),
+    [
+        (503, b"<html><head><title>Just a moment...</title></head></html>"),
+        (429, b'<html><div class="g-recaptcha"></div></html>'),
+        (403, b"<html><h1>Access Denied</h1>Reference #18.2d351ab8.1700000000.1a2b3c</html>"),
+    ],
+)
+def test_bot_wall_markers_in_the_body(farm: HTTPFarm, code: int, body: bytes) -> None:
+    path = f"/wall-body-{code}"
+    result = one(farm.route(path, Reply(code, HTML, body)))
+    assert result.status is LinkStatus.BOT_BLOCKED, result.reason
+    assert result.http_status == code
+    assert farm.hits(path) == 1
+
+
+def test_403_that_clears_with_a_browser_user_agent_is_bot_blocked(farm: HTTPFarm) -> None:
+    url = farm.route("/ua-wall", Reply(403), agents={"Mozilla/": Reply(200, HTML, _page())})
+    result = one(url)
+    assert result.status is LinkStatus.BOT_BLOCKED
+    assert "browser User-Agent" in result.reason
+    agents = farm.agents("/ua-wall")
+    assert agents[0] == FAST.user_agent
+    assert agents[1].startswith("Mozilla/")
+    assert len(agents) == 2
+
+
+def test_plain_403_for_browsers_too_is_unverified_not_broken(farm: HTTPFarm) -> None:
+    result = one(farm.route("/forbidden", Reply(403, HTML, b"<html><h1>Forbidden</h1></html>")))
+    assert result.status is LinkStatus.UNVERIFIED
+    assert "no bot-wall markers" in result.reason
+    assert farm.hits("/forbidden") == 2  # ours, then once with a browser User-Agent
+
+
+def test_401_needs_a_login_is_unverified(farm: HTTPFarm) -> None:
+    result = one(farm.route("/login", Reply(401)))
+    assert result.status is LinkStatus.UNVERIFIED
+    assert "login" in result.reason
+
+
+# -- DOIs and PubMed IDs --------------------------------------------------------------------
+
+
+@pytest.fixture
+def resolvers(farm: HTTPFarm) -> LinkCheckSettings:
+    return FAST.model_copy(
+        update={"doi_resolver": farm.url("/doi/"), "pubmed_resolver": farm.url("/pubmed/")}
+    )
+
+
+def test_doi_resolver_302_is_ok_not_redirected(farm: HTTPFarm, resolvers: LinkCheckSettings) -> None:
+    farm.route("/publisher/article-1", Reply(200, HTML, _page("Ketamine for alcohol use disorder")))
+    farm.route("/doi/10.3389/fpsyt.2018.00277", Reply.redirect(302, "/publisher/article-1"))
+    doi_url = farm.url("/doi/10.3389/fpsyt.2018.00277")
+    report = run([doi_url, "doi:10.3389/fpsyt.2018.00277"], resolvers)
+    for url in (doi_url, "doi:10.3389/fpsyt.2018.00277"):
+        result = report.results[url]
+        assert result.status is LinkStatus.OK, result.reason
+        assert "DOI 10.3389/fpsyt.2018.00277 resolves" in result.reason
+        assert result.final_url == farm.url("/publisher/article-1")
+    assert farm.hits("/doi/10.3389/fpsyt.2018.00277") == 1  # doi: and the URL share one fetch
+
+
+def test_doi_the_resolver_does_not_know_is_broken(farm: HTTPFarm, resolvers: LinkCheckSettings) -> None:
+    farm.route("/doi/10.9999/does-not-exist", Reply(404, HTML, _page("Error: DOI Not Found")))
+    result = one("doi:10.9999/does-not-exist", resolvers)
+    assert result.status is LinkStatus.BROKEN
+    assert result.reason.startswith("DOI not found: 10.9999/does-not-exist")
+
+
+def test_pmid_is_checked_at_pubmed(farm: HTTPFarm, resolvers: LinkCheckSettings) -> None:
+    farm.route("/pubmed/30233240/", Reply(200, HTML, _page("Ketamine - PubMed")))
+    farm.route("/pubmed/99999999999/", Reply(404))
+    report = run(["pmid:30233240", farm.url("/pubmed/99999999999/")], resolvers)
+    assert report.results["pmid:30233240"].status is LinkStatus.OK
+    missing = report.results[farm.url("/pubmed/99999999999/")]
+    assert missing.status is LinkStatus.BROKEN
+    assert missing.reason.startswith("PubMed ID not found: 99999999999")
+
+
+def test_real_doi_org_urls_are_recognised() -> None:
+    run_ = links._Run(FAST, 0.0)
+    assert run_._kind_of(httpx.URL("https://doi.org/10.1000/xyz")) == ("doi", "10.1000/xyz")
+    assert run_._kind_of(httpx.URL("http://dx.doi.org/10.1000/a%2Fb")) == ("doi", "10.1000/a/b")
+    assert run_._kind_of(httpx.URL("https://pubmed.ncbi.nlm.nih.gov/30233240/")) == ("pmid", "30233240")
+    assert run_._kind_of(httpx.URL("https://doi.org/")) == (None, "")
+
+
+@pytest.mark.parametrize("url", ["doi:11.1/x", "doi:", "pmid:abc"])
+def test_malformed_identifiers_are_broken(url: str) -> None:
+    assert one(url).status is LinkStatus.BROKEN
+
+
+# -- politeness -----------------------------------------------------------------------------
+
+
+def test_min_interval_between_requests_to_one_host(farm: HTTPFarm) -> None:
+    farm.route("/paced", Reply(200))
+    urls = [farm.url(f"/paced?i={i}") for i in range(5)]
+    started = time.monotonic()
+    report = run(urls, FAST.model_copy(update={"min_interval": 0.15, "per_host": 4}))
+    assert all(r.status is LinkStatus.OK for r in report.results.values())
+    times = sorted(farm.times("/paced"))
+    assert len(times) == 5
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.12, gaps  # server-side arrival times; a little scheduling slack
+    assert time.monotonic() - started < 5  # bounded: ~0.6 s of intervals
+
+
+def test_per_host_override_of_interval_and_concurrency(farm: HTTPFarm) -> None:
+    farm.route("/slow-host", Reply(200, delay=0.05))
+    urls = [farm.url(f"/slow-host?i={i}") for i in range(4)]
+    settings = LinkCheckSettings.model_validate(
+        {
+            **FAST.model_dump(),
+            "per_host": 8,
+            "hosts": {"127.0.0.1": {"per_host": 1, "min_interval": 0.1}},
+        }
+    )
+    run(urls, settings)
+    times = sorted(farm.times("/slow-host"))
+    assert farm.max_in_flight("/slow-host") == 1
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.08
+
+
+def test_default_user_agent_has_a_contact_url(farm: HTTPFarm) -> None:
+    farm.route("/ua-default", Reply(200))
+    one(farm.url("/ua-default"))
+    assert "+https://" in farm.last_headers("/ua-default")["User-Agent"]
+
+
+def test_many_connections_are_spread_over_several_clients(farm: HTTPFarm) -> None:
+    farm.route("/bulk", Reply(200, HTML, _page()))
+    urls = [farm.url(f"/bulk?i={i}") for i in range(120)]
+    settings = FAST.model_copy(update={"concurrency": 24, "per_host": 24, "timeout": 2.0})
+    report = run(urls, settings)
+    assert [r.status for r in report.results.values()] == [LinkStatus.OK] * 120
+    assert farm.hits("/bulk") == 120
+
+
+# -- batches --------------------------------------------------------------------------------
+
+
+def test_plan_batches_keeps_a_host_together() -> None:
+    urls = [
+        *(f"https://a.example/{i}" for i in range(5)),
+        *(f"https://b.example/{i}" for i in range(3)),
+        "https://c.example/x",
+        "mailto:x@example.org",
+        "doi:10.1000/1",
+        "https://doi.org/10.1000/2",
+    ]
+    batches = plan_batches(urls, size=6)
+    assert sorted(u for b in batches for u in b) == sorted(urls)
+    for host in ("a.example", "b.example", "doi"):
+        assert sum(any(host in u for u in b) for b in batches) == 1, host
+    with pytest.raises(ValueError, match="at least 1"):
+        plan_batches(urls, size=0)
+
+
+def test_merge_decides_network_down_over_all_batches(farm: HTTPFarm) -> None:
+    ok = farm.route("/batch-ok", Reply(200))
+    dns_only = asyncio.run(check_batch_async(["https://nowhere.invalid/a"], FAST, backoff=0.01))
+    working = asyncio.run(check_batch_async([ok], FAST, backoff=0.01))
+    assert not dns_only.network_seen
+    assert working.network_seen
+
+    # Alone, the DNS-only batch looks like network down; with the other batch it is a dead host.
+    alone = merge_batches([dns_only])
+    assert alone.network_down
+    assert alone.results["https://nowhere.invalid/a"].status is LinkStatus.UNVERIFIED
+    merged = merge_batches([dns_only, working], urls=[ok, "https://nowhere.invalid/a"])
+    assert not merged.network_down
+    assert list(merged.results) == [ok, "https://nowhere.invalid/a"]
+    assert merged.results["https://nowhere.invalid/a"].status is LinkStatus.BROKEN
+    assert merged.results[ok].status is LinkStatus.OK
+
+
+def test_batches_survive_serialisation(farm: HTTPFarm) -> None:
+    # Prefect persists task results: a batch must round-trip through JSON and pickle.
+    batch = asyncio.run(check_batch_async([farm.route("/ser", Reply(200)), "https://x.invalid/"], FAST))
+    assert LinkBatch.model_validate_json(batch.model_dump_json()) == batch
+    assert pickle.loads(pickle.dumps(batch)) == batch

@@ -1,0 +1,5 @@
+"""``python -m bench.linkcheck``: see run.py."""
+
+from bench.linkcheck.run import main
+
+raise SystemExit(main())

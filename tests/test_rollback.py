@@ -1,0 +1,82 @@
+"""Rollback: the previous release, or one article's previous version, live again in one step."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import MINIMAL_FRONT_MATTER, WriteArticle
+from typer.testing import CliRunner
+
+from clinicpress.cli import app
+from clinicpress.outputs.registry import Registry
+from clinicpress.outputs.release import live_versions
+
+runner = CliRunner()
+
+
+def _write(write_article: WriteArticle, name: str, body: str) -> Path:
+    front = MINIMAL_FRONT_MATTER.replace("Test Article", name.title())
+    return write_article(front_matter=front, body=body, name=f"{name}.md")
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_rollback_site_and_one_article(
+    write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path
+) -> None:
+    from clinicpress.flows.publish import publish_flow
+
+    site = write_site()
+    out = tmp_path / "out"
+    alpha = _write(write_article, "alpha", "Alpha, first version.\n")
+    beta = _write(write_article, "beta", "Beta, first version.\n")
+    first = publish_flow(paths=[str(alpha), str(beta)], site_path=str(site), out_dir=str(out))
+    v1 = live_versions(out)
+
+    _write(write_article, "alpha", "Alpha, second version.\n")
+    _write(write_article, "beta", "Beta, second version.\n")
+    second = publish_flow(paths=[str(alpha), str(beta)], site_path=str(site), out_dir=str(out))
+    v2 = live_versions(out)
+    assert v1["alpha"] != v2["alpha"]
+
+    # One article: alpha goes back to its first version, beta stays on its second.
+    result = runner.invoke(app, ["rollback", "alpha", "--site", str(site), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "alpha rolled back" in result.stdout
+    assert live_versions(out) == {"alpha": v1["alpha"], "beta": v2["beta"]}
+    assert "first version" in (out / "web" / "alpha" / "index.html").read_text()
+    assert "second version" in (out / "web" / "beta" / "index.html").read_text()
+    assert (out / "handouts" / "alpha.pdf").is_file()
+    with Registry(f"sqlite:///{out / 'registry.sqlite'}") as registry:
+        # The monitor checks what is live, not the newest version recorded.
+        live = {a.slug: a.version for a in registry.latest_publishes(live_versions(out))}
+        assert live == {"alpha": v1["alpha"], "beta": v2["beta"]}
+        [event] = registry.events()
+        assert (event["action"], event["slug"]) == ("rollback", "alpha")
+
+    # The whole site: back to the release before the live one.
+    listed = runner.invoke(app, ["releases", "--out", str(out)])
+    assert listed.stdout.splitlines()[0].startswith("live")
+    result = runner.invoke(app, ["rollback", "--site", str(site), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "current").resolve().name == second.release_id
+    result = runner.invoke(app, ["rollback", "--site", str(site), "--out", str(out)])
+    assert (out / "current").resolve().name == first.release_id
+    assert live_versions(out) == v1
+    assert "first version" in (out / "web" / "beta" / "index.html").read_text()
+
+    # Nothing before the oldest: a clear message, exit 2.
+    result = runner.invoke(app, ["rollback", "--site", str(site), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "oldest release kept" in result.stderr
+
+
+def test_rollback_with_nothing_published(write_site: Callable[..., Path], tmp_path: Path) -> None:
+    site = write_site()
+    result = runner.invoke(app, ["rollback", "--site", str(site), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "nothing is published" in result.stderr
+    result = runner.invoke(app, ["rollback", "x", "--site", str(site), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "'x' is not live" in result.stderr
