@@ -8,7 +8,7 @@ TYPECHECK  := .build/typecheck
 
 AXE_JS     := .build/node/node_modules/axe-core/axe.min.js
 
-.PHONY: publish test lint typecheck pytest browser-deps bench-linkcheck bench-monitor clean
+.PHONY: publish test test-slow lint typecheck pytest browser-deps bench-linkcheck bench-monitor clean
 
 publish: $(RUN_STAMP)
 	$(BIN)/clinicpress publish
@@ -41,6 +41,10 @@ typecheck: $(TEST_STAMP)
 
 pytest: $(TEST_STAMP) browser-deps
 	$(BIN)/python -m pytest
+
+# The long fault-injection matrices (about 11 minutes), deselected from `make test`.
+test-slow: $(TEST_STAMP)
+	$(BIN)/python -m pytest -m slow
 
 # axe-core (npm) for the accessibility tests in Chromium; without npm those tests skip and say why.
 browser-deps:

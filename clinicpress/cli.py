@@ -23,7 +23,7 @@ from clinicpress import progress
 from clinicpress.checks.model import ArticleReport, Verdict
 from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.console import report_lines, summary_line
-from clinicpress.errors import ClinicpressError
+from clinicpress.errors import ClinicpressError, InputError
 from clinicpress.outputs.release import live_release, release_ids, release_versions, rollback_site
 from clinicpress.runtime import configure_runtime
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
@@ -52,6 +52,10 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Where published files go", 
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings block too")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Re-render articles whose version is live already")]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Check every source again (ignore the cache)")]
+TestToOpt = Annotated[
+    str | None,
+    typer.Option("--test-to", metavar="ADDRESS", help="Send one [TEST] newsletter to ADDRESS only"),
+]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show Prefect's logs and full tracebacks")]
 
 
@@ -163,13 +167,19 @@ def publish(
     strict: StrictOpt = False,
     force: ForceOpt = False,
     no_cache: NoCacheOpt = False,
+    test_to: TestToOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Verify articles and publish those that pass into --out (all channels or none)."""
+    """Verify articles and publish those that pass into --out (all channels or none).
+
+    With [newsletter.smtp] and a subscribers file configured, each newly published
+    version's newsletter is sent once the release is live (re-runs resume, never resend).
+    """
     configure_runtime(verbose)
     with _errors(verbose):
         # Validate before starting Prefect: bad input fails in milliseconds, not seconds.
-        _, articles = _load(paths, site)
+        site_config, articles = _load(paths, site)
+        _check_delivery(site_config, test_to)
         from clinicpress.flows.publish import publish_flow  # Prefect is slow to import
 
         with _progress(f"Publishing {len(articles)} article(s) (starting Prefect)…"):
@@ -180,6 +190,7 @@ def publish(
                 strict=strict,
                 force=force,
                 use_cache=not no_cache,
+                test_to=test_to,
             )
     for outcome in result.outcomes:
         if outcome.unchanged:
@@ -190,7 +201,29 @@ def publish(
             out_console.print(line, markup=False)
         for relpath in outcome.files:
             out_console.print(f"  → {Path(result.out_dir) / relpath}", markup=False)
+    for summary in result.newsletters:
+        out_console.print(summary, markup=False)
+    if result.newsletters_incomplete:
+        # Not exit 1: the release is live. The send resumes on the next publish, never resending.
+        out_console.print(
+            "warning  newsletter: not every recipient was reached; run clinicpress publish again to resume",
+            markup=False,
+        )
     raise typer.Exit(_exit_code([o.report for o in result.outcomes]))
+
+
+def _check_delivery(site: SiteConfig, test_to: str | None) -> None:
+    """Newsletter settings that would fail only after the release went live: fail now instead."""
+    from clinicpress.outputs.subscribers import address_problem, load_subscribers
+
+    news = site.newsletter
+    if test_to is not None:
+        if news.smtp is None:
+            raise InputError(None, "--test-to", "needs an SMTP server", "[newsletter.smtp] in site.toml")
+        if problem := address_problem(test_to):
+            raise InputError(None, "--test-to", problem, "an address like you@example.org")
+    elif news.smtp is not None and news.subscribers is not None:
+        load_subscribers(news.subscribers)
 
 
 @app.command()

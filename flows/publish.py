@@ -23,13 +23,15 @@ from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
 from clinicpress.checks.verify import all_urls, verify_article
 from clinicpress.console import links_table
 from clinicpress.errors import RenderError
-from clinicpress.flows.tasks import LINK_BATCH_RUNNER, check_sources, record_publish
+from clinicpress.flows.tasks import LINK_BATCH_RUNNER, check_sources, record_publish, send_newsletter_task
+from clinicpress.outputs.delivery import SendReport
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.outputs.release import live_versions
+from clinicpress.outputs.subscribers import load_subscribers
 from clinicpress.renderers.base import Artifact, RenderContext
 from clinicpress.renderers.registry import render_article, template_fingerprint
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
-from clinicpress.sources.article import Article
+from clinicpress.sources.article import Article, Channel
 from clinicpress.sources.loader import discover_articles, load_articles
 from clinicpress.versioning import article_version
 
@@ -47,6 +49,8 @@ class PublishResult(BaseModel):
     out_dir: str
     release_id: str | None
     outcomes: list[ArticleOutcome]
+    newsletters: list[str] = []  # one summary per newsletter send (SMTP configured)
+    newsletters_incomplete: bool = False
 
     @property
     def blocked(self) -> bool:
@@ -105,6 +109,21 @@ def _blocked_by(report: ArticleReport, problems: list[Problem]) -> ArticleReport
     return report.model_copy(update={"verdict": Verdict.BLOCKED, "problems": [*report.problems, *problems]})
 
 
+def _newsletters(
+    site: SiteConfig, out_dir: str, now: datetime, live: list[tuple[Article, str]], test_to: str | None
+) -> list[SendReport]:
+    """Send (or resume) each live version's newsletter, when an SMTP server is configured."""
+    news = site.newsletter
+    if news.smtp is None or (test_to is None and news.subscribers is None):
+        return []  # the .eml outbox is the only newsletter output
+    recipients = [] if test_to or news.subscribers is None else list(load_subscribers(news.subscribers))
+    return [
+        send_newsletter_task(article, version, site, out_dir, now, recipients, test_to)
+        for article, version in live
+        if Channel.NEWSLETTER in article.channels
+    ]
+
+
 @flow(name="publish", validate_parameters=True, task_runner=LINK_BATCH_RUNNER)
 def publish_flow(
     paths: list[str] | None = None,
@@ -113,6 +132,7 @@ def publish_flow(
     strict: bool = False,
     force: bool = False,
     use_cache: bool = True,
+    test_to: str | None = None,
 ) -> PublishResult:
     """Verify articles and publish those that pass, all channels or none.
 
@@ -131,12 +151,12 @@ def publish_flow(
     live = {} if force else live_versions(Path(out_dir))
     ready: list[ReadyArticle] = []
     final_reports: list[ArticleReport] = []
-    unchanged: set[str] = set()
+    unchanged: dict[str, tuple[Article, str]] = {}
     progress.start("render", len(articles))
     for article, report in zip(articles, reports, strict=True):
         version = article_version(article, site, templates)
         if report.verdict is not Verdict.BLOCKED and live.get(article.key) == version:
-            unchanged.add(article.key)
+            unchanged[article.key] = (article, version)
         elif report.verdict is not Verdict.BLOCKED:
             try:
                 artifacts = render(article, site, RenderContext(published_at=now, version=version))
@@ -157,6 +177,9 @@ def publish_flow(
     release = publish(out_dir, ready, site, now)
     if release is not None:
         record_publish(site, out_dir, release, ready, links, now)
+    # After the swap: live versions (new, or unchanged with a send left to resume) get their newsletter.
+    live_now = [(item.article, item.version) for item in ready] + list(unchanged.values())
+    sends = _newsletters(site, out_dir, now, live_now, test_to)
     files = release.files if release else {}
     result = PublishResult(
         out_dir=out_dir,
@@ -170,6 +193,8 @@ def publish_flow(
             )
             for r in final_reports
         ],
+        newsletters=[send.summary() for send in sends],
+        newsletters_incomplete=any(not send.complete for send in sends),
     )
     if any(r.links for r in final_reports):
         table = links_table(final_reports)

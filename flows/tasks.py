@@ -15,9 +15,13 @@ from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.links import LinkBatch, LinkReport, check_batch, merge_batches, plan_batches
 from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.checks.verify import all_urls
+from clinicpress.outputs.delivery import SendReport, send_newsletter
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
 from clinicpress.outputs.registry import Registry
+from clinicpress.outputs.subscribers import Subscriber
+from clinicpress.renderers.base import RenderContext
 from clinicpress.site import SiteConfig
+from clinicpress.sources.article import Article
 
 # Link batches run in parallel threads (each an asyncio loop with its own clients);
 # bounded, as DESIGN.md asks of every ThreadPoolTaskRunner. (Typed Any: the flow decorator
@@ -88,3 +92,21 @@ def record_publish(
             for url, archived in lookup_archives(pending, site.archive).items():
                 registry.record_archive(url, archived, published_at)
     return recorded
+
+
+@task(name="send-newsletter", cache_policy=NO_CACHE)
+def send_newsletter_task(
+    article: Article,
+    version: str,
+    site: SiteConfig,
+    out_dir: str,
+    published_at: datetime,
+    recipients: list[Subscriber],
+    test_to: str | None,
+) -> SendReport:
+    """Only after the swap committed: an email cannot be recalled (DESIGN.md)."""
+    assert site.newsletter.smtp is not None
+    context = RenderContext(published_at=published_at, version=version)
+    return send_newsletter(
+        article, site, context, out_dir, recipients=recipients, smtp=site.newsletter.smtp, test_to=test_to
+    )

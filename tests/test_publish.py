@@ -238,3 +238,50 @@ def test_unchanged_articles_are_not_rendered_again(
     article.write_text(article.read_text().replace("No sources.", "No sources yet."))
     edited = publish_flow(paths=[str(article)], site_path=str(site), out_dir=str(out))
     assert edited.outcomes[0].published
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_publish_sends_the_newsletter_once_after_the_swap(
+    write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path
+) -> None:
+    from smtpserver import SMTPTestServer
+
+    subscribers = tmp_path / "subscribers.csv"
+    subscribers.write_text("email\nann@example.org\nbob@example.org\n")
+    article = _article_citing(write_article)
+    out = tmp_path / "out"
+    with SMTPTestServer() as server:
+        site = write_site(timeout="2.0", retries="0")
+        text = site.read_text().replace(
+            'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"',
+            'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"\n'
+            f'subscribers = "{subscribers}"\n\n'
+            f'[newsletter.smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\ntimeout = 5',
+        )
+        site.write_text(text)
+
+        result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])
+        assert result.exit_code == 0, result.output
+        assert "2 accepted" in result.stdout
+        assert [len(server.messages_to(a)) for a in ("ann@example.org", "bob@example.org")] == [1, 1]
+
+        # Publishing again (the version is live): the send is complete, nobody gets a second copy.
+        again = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])
+        assert again.exit_code == 0, again.output
+        assert "0 sent by this run" in again.stdout
+        assert len(server.accepted) == 2
+
+        test = runner.invoke(
+            app,
+            ["publish", "--site", str(site), "--out", str(out), "--test-to", "me@example.org", str(article)],
+        )
+        assert test.exit_code == 0, test.output
+        [message] = server.messages_to("me@example.org")
+        assert "[TEST]" in str(message.message()["Subject"])
+        assert len(server.accepted) == 3
+
+    bad = runner.invoke(
+        app, ["publish", "--site", str(site), "--out", str(out), "--test-to", "not-an-address"]
+    )
+    assert bad.exit_code == 2
+    assert "--test-to" in bad.stderr
