@@ -175,15 +175,20 @@ def publish_flow(
         progress.advance("render")
 
     release = publish(out_dir, ready, site, now)
-    if release is not None:
-        record_publish(site, out_dir, release, ready, links, now)
+    went_live = [item for item in ready if release is not None and item.article.key in release.files]
+    if release is not None and went_live:
+        record_publish(site, out_dir, release, went_live, links, now)
+    # A concurrent run of the same trigger made these versions live first: nothing to do.
+    for item in ready:
+        if release is not None and item.article.key in release.already_live:
+            unchanged[item.article.key] = (item.article, item.version)
     # After the swap: live versions (new, or unchanged with a send left to resume) get their newsletter.
-    live_now = [(item.article, item.version) for item in ready] + list(unchanged.values())
+    live_now = [(item.article, item.version) for item in went_live] + list(unchanged.values())
     sends = _newsletters(site, out_dir, now, live_now, test_to)
     files = release.files if release else {}
     result = PublishResult(
         out_dir=out_dir,
-        release_id=release.release_id if release else None,
+        release_id=release.release_id if release else None,  # None: no new release
         outcomes=[
             ArticleOutcome(
                 report=r,

@@ -161,6 +161,18 @@ def review_alert(article: PublishedArticle) -> Alert:
     )
 
 
+# How alarming each transition is, in the receiving tool's own terms (colours, icons).
+_NOTIFY_TYPE = {
+    Kind.SOURCE_BROKEN: apprise.NotifyType.FAILURE,
+    Kind.LICENSE_EXPIRED: apprise.NotifyType.FAILURE,
+    Kind.SOURCE_MOVED: apprise.NotifyType.WARNING,
+    Kind.LICENSE_EXPIRING: apprise.NotifyType.WARNING,
+    Kind.REVIEW_DUE: apprise.NotifyType.WARNING,
+    Kind.SOURCE_RECOVERED: apprise.NotifyType.SUCCESS,
+    Kind.LICENSE_RENEWED: apprise.NotifyType.SUCCESS,
+}
+
+
 def destination_name(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
@@ -178,7 +190,7 @@ def deliver(alert: Alert, urls: Sequence[str], *, retries: int, backoff: float =
         error = "the service did not accept the alert"
         for attempt in range(retries + 1):
             try:
-                if sender.notify(title=alert.title, body=alert.body):
+                if sender.notify(title=alert.title, body=alert.body, notify_type=_NOTIFY_TYPE[alert.kind]):
                     deliveries.append(Delivery(name, ok=True))
                     break
             except Exception as exc:  # a broken plugin must not stop the other destinations

@@ -29,9 +29,10 @@ class ReadyArticle:
 
 @dataclass(frozen=True)
 class PublishedRelease:
-    release_id: str
-    release_dir: Path
+    release_id: str | None  # None: nothing new went live
+    release_dir: Path | None
     files: dict[str, list[str]]  # slug → paths under --out, report included
+    already_live: list[str]  # slugs whose version a concurrent run made live first
 
 
 def _catalog(release: Release) -> list[CatalogEntry]:
@@ -59,6 +60,10 @@ def _previous_files(release: Release, slug: str) -> list[str]:
     return [path for paths in channels.values() for path in paths]
 
 
+# A second publish of the same articles waits for the first instead of failing.
+LOCK_WAIT_SECONDS = 600.0
+
+
 def publish_release(
     out_dir: Path,
     ready: list[ReadyArticle],
@@ -67,13 +72,21 @@ def publish_release(
 ) -> PublishedRelease | None:
     """All channels of every ready article go live together, or none do.
 
-    Returns None (and writes nothing) when no article is ready.
+    Returns None (and writes nothing) when no article is ready. Under the lock,
+    an article whose version went live meanwhile (a concurrent run of the same
+    trigger) is left out: one version, one release.
     """
     if not ready:
         return None
     files: dict[str, list[str]] = {}
-    with Release(out_dir, keep=site.publishing.keep_releases) as release:
-        for item in ready:
+    release = Release(out_dir, keep=site.publishing.keep_releases, wait=LOCK_WAIT_SECONDS)
+    with release:
+        live = live_versions(out_dir)
+        already = [item.article.key for item in ready if live.get(item.article.key) == item.version]
+        todo = [item for item in ready if item.article.key not in already]
+        if not todo:
+            return PublishedRelease(None, None, {}, already)
+        for item in todo:
             slug = item.article.key
             # A channel dropped since the last publish must not linger.
             for stale in _previous_files(release, slug):
@@ -92,7 +105,7 @@ def publish_release(
         for artifact in render_catalog(_catalog(release), site, published_at):
             release.write(artifact.relpath, artifact.data)
         release_dir = release.commit()
-    return PublishedRelease(release.release_id, release_dir, files)
+    return PublishedRelease(release.release_id, release_dir, files, already)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -47,9 +48,10 @@ class Release:
     removes the staging folder: nothing of it ever becomes visible.
     """
 
-    def __init__(self, out_dir: Path | str, *, keep: int = KEEP_RELEASES) -> None:
+    def __init__(self, out_dir: Path | str, *, keep: int = KEEP_RELEASES, wait: float = 0.0) -> None:
         self.out_dir = Path(out_dir)
         self.keep = keep
+        self.wait = wait
         self.release_id = _new_release_id()
         self._releases = self.out_dir / RELEASES
         self._staging = self._releases / f"{STAGING_PREFIX}{self.release_id}"
@@ -59,7 +61,7 @@ class Release:
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> Self:
-        self._lock = _lock(self.out_dir)
+        self._lock = _lock(self.out_dir, self.wait)
         self._check_stable_paths()
         remove_stale_staging(self.out_dir)
         live = self.live_release()
@@ -143,19 +145,29 @@ class Release:
                 )
 
 
-def _lock(out_dir: Path) -> IO[bytes]:
-    """The output folder's lock: one publish or rollback at a time (released on close)."""
+def _lock(out_dir: Path, wait: float = 0.0) -> IO[bytes]:
+    """The output folder's lock: one publish or rollback at a time (released on close).
+
+    Waits up to ``wait`` seconds for another holder to finish (the kernel frees
+    the lock of a killed process, so a dead run never blocks the next).
+    """
     try:
         (out_dir / RELEASES).mkdir(parents=True, exist_ok=True)
         handle = (out_dir / ".lock").open("wb")
     except OSError as exc:
         raise PublishError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise PublishError(f"{out_dir}: another publish is running there; try again when it ends") from None
-    return handle
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                handle.close()
+                raise PublishError(
+                    f"{out_dir}: another publish is running there; try again when it ends"
+                ) from None
+            time.sleep(0.1)
 
 
 def switch_live(out_dir: Path, release_id: str) -> None:

@@ -302,6 +302,7 @@ def test_publish_then_monitor_alerts_once_per_transition(
         assert run(404) == []  # still broken: no second alert
         assert run(200) == ["source.recovered"]
 
+    assert [post["type"] for post in webhook.posts] == ["failure", "success"]
     kinds = [post["title"] for post in webhook.posts]
     assert kinds == ["[clinicpress] A cited source is broken", "[clinicpress] A cited source works again"]
     broken = webhook.posts[0]["message"]
