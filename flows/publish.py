@@ -81,9 +81,9 @@ def consistency(article: Article, site: SiteConfig, artifacts: list[Artifact]) -
 
 @task(name="publish-release", cache_policy=NO_CACHE)
 def publish(
-    out_dir: str, ready: list[ReadyArticle], site: SiteConfig, published_at: datetime
+    out_dir: str, ready: list[ReadyArticle], site: SiteConfig, published_at: datetime, force: bool
 ) -> PublishedRelease | None:
-    return publish_release(Path(out_dir), ready, site, published_at)
+    return publish_release(Path(out_dir), ready, site, published_at, force=force)
 
 
 def summary_markdown(result: PublishResult) -> str:
@@ -174,7 +174,7 @@ def publish_flow(
         final_reports.append(report)
         progress.advance("render")
 
-    release = publish(out_dir, ready, site, now)
+    release = publish(out_dir, ready, site, now, force)
     went_live = [item for item in ready if release is not None and item.article.key in release.files]
     if release is not None and went_live:
         record_publish(site, out_dir, release, went_live, links, now)

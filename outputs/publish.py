@@ -69,19 +69,21 @@ def publish_release(
     ready: list[ReadyArticle],
     site: SiteConfig,
     published_at: datetime,
+    *,
+    force: bool = False,
 ) -> PublishedRelease | None:
     """All channels of every ready article go live together, or none do.
 
     Returns None (and writes nothing) when no article is ready. Under the lock,
     an article whose version went live meanwhile (a concurrent run of the same
-    trigger) is left out: one version, one release.
+    trigger) is left out, unless ``force``: one version, one release.
     """
     if not ready:
         return None
     files: dict[str, list[str]] = {}
     release = Release(out_dir, keep=site.publishing.keep_releases, wait=LOCK_WAIT_SECONDS)
     with release:
-        live = live_versions(out_dir)
+        live = {} if force else live_versions(out_dir)
         already = [item.article.key for item in ready if live.get(item.article.key) == item.version]
         todo = [item for item in ready if item.article.key not in already]
         if not todo:
