@@ -61,7 +61,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
-    DateTime,
     Engine,
     ForeignKey,
     Index,
@@ -70,7 +69,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     create_engine,
     func,
@@ -79,7 +77,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinicpress.errors import ClinicpressError, InputError
-from clinicpress.outputs.registry import registry_url
+from clinicpress.outputs.registry import UTCDateTime, new_id, registry_url
 from clinicpress.outputs.subscribers import Subscriber, address_problem
 from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.newsletter import MessageTemplate, personalise, render_message_template
@@ -114,21 +112,6 @@ class State(enum.StrEnum):
 # -- schema (the registry's database, our own MetaData) --------------------------------------
 
 
-class _UTC(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC out (SQLite keeps no time zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 metadata = MetaData()
 
 sends = Table(
@@ -139,12 +122,12 @@ sends = Table(
     Column("version", String(64), nullable=False),
     Column("title", Text, nullable=False),
     # The Date header of every recipient's message: fixed at the first enqueue.
-    Column("published_at", _UTC, nullable=False),
-    Column("created_at", _UTC, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
     Column("candidates", Integer, nullable=False),
-    Column("completed_at", _UTC),
+    Column("completed_at", UTCDateTime),
     Column("lease_owner", String(200)),  # "<host>:<pid>:<run id>"
-    Column("lease_until", _UTC),
+    Column("lease_until", UTCDateTime),
     UniqueConstraint("slug", "version", name="uq_newsletter_send_slug_version"),
 )
 
@@ -163,9 +146,9 @@ recipients_table = Table(
     Column("message_id", Text),  # to look the message up in the server's log
     Column("smtp_response", Text),
     Column("last_error", Text),
-    Column("claimed_at", _UTC),
-    Column("finished_at", _UTC),
-    Column("updated_at", _UTC, nullable=False),
+    Column("claimed_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("send_id", "address_key", name="uq_newsletter_recipient"),
     Index("ix_newsletter_recipients_state", "send_id", "state"),
 )
@@ -176,8 +159,8 @@ runs = Table(
     Column("id", String(32), primary_key=True),
     Column("send_id", ForeignKey("newsletter_sends.id", ondelete="CASCADE"), nullable=False),
     Column("owner", String(200), nullable=False),
-    Column("started_at", _UTC, nullable=False),
-    Column("finished_at", _UTC),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
     Column("sent", Integer, nullable=False, default=0),
     Column("complete", Boolean, nullable=False, default=False),
     Column("summary", Text),
@@ -194,8 +177,8 @@ test_sends = Table(
     Column("message_id", Text),
     Column("smtp_response", Text),
     Column("last_error", Text),
-    Column("created_at", _UTC, nullable=False),
-    Column("finished_at", _UTC),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
 )
 
 
@@ -284,11 +267,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _new_id(primary_key: Any) -> int:
-    assert primary_key is not None
-    return int(primary_key[0])
-
-
 class _LeaseLost(DeliveryError):
     """Another run took this send over (ours looked dead): stop at once."""
 
@@ -374,7 +352,7 @@ class DeliveryStore:
         unique = list(first.values())
         try:
             with self.engine.begin() as conn:
-                send_id = _new_id(
+                send_id = new_id(
                     conn.execute(
                         sends.insert().values(
                             slug=slug,
@@ -1014,7 +992,7 @@ def _test_send(
     template = render_message_template(article, site, context)
     msg = personalise(template, to=test_to, subject_prefix=TEST_SUBJECT_PREFIX)
     with store.tx() as conn:
-        test_id = _new_id(
+        test_id = new_id(
             conn.execute(
                 test_sends.insert().values(
                     slug=article.key,

@@ -46,7 +46,7 @@ SCHEMA_VERSION = 2  # 2: release_events
 REGISTRY_FILE = "registry.sqlite"
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
+class UTCDateTime(TypeDecorator[datetime]):
     """Aware datetimes in, aware UTC datetimes out (SQLite keeps no time zone)."""
 
     impl = DateTime(timezone=True)
@@ -76,7 +76,7 @@ publishes = Table(
     Column("slug", String(80), nullable=False, index=True),
     Column("version", String(64), nullable=False),
     Column("title", Text, nullable=False),
-    Column("published_at", _UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
     Column("release_id", String(64)),
     Column("channels", JSON, nullable=False),  # {"web": ["web/<slug>/index.html", …], …}
     Column("licenses", JSON, nullable=False),  # [{"program_id", "issuer", "expires"}]
@@ -92,7 +92,7 @@ sources = Table(
     Column("url", Text, nullable=False, unique=True),
     Column("archive_url", Text),
     Column("archive_timestamp", String(14)),
-    Column("archive_checked_at", _UTCDateTime),
+    Column("archive_checked_at", UTCDateTime),
 )
 
 publish_sources = Table(
@@ -109,7 +109,7 @@ source_checks = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("source_id", ForeignKey("sources.id"), nullable=False, index=True),
-    Column("checked_at", _UTCDateTime, nullable=False),
+    Column("checked_at", UTCDateTime, nullable=False),
     Column("status", String(16), nullable=False),
     Column("reason", Text, nullable=False),
     Column("http_status", Integer),
@@ -121,7 +121,7 @@ alert_state = Table(
     metadata,
     Column("key", String(200), primary_key=True),  # "source:<id>", "license:<program>", "review:<slug>"
     Column("state", String(32), nullable=False),
-    Column("since", _UTCDateTime, nullable=False),
+    Column("since", UTCDateTime, nullable=False),
     Column("failures", Integer, nullable=False),
 )
 
@@ -133,7 +133,7 @@ alerts = Table(
     Column("kind", String(40), nullable=False),
     Column("title", Text, nullable=False),
     Column("body", Text, nullable=False),
-    Column("created_at", _UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
     Column("deliveries", JSON, nullable=False),  # one {"destination", "ok", "error"} per alert URL
 )
 
@@ -142,7 +142,7 @@ release_events = Table(
     "release_events",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("at", _UTCDateTime, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
     Column("action", String(16), nullable=False),  # "rollback" (publishes are rows of `publishes`)
     Column("release_id", String(64), nullable=False),  # the release live after the action
     Column("slug", String(80)),  # None: the whole site
@@ -182,7 +182,7 @@ class Archived:
     timestamp: str  # YYYYMMDDhhmmss, as the Wayback Machine gives it
 
 
-def _new_id(primary_key: Any) -> int:
+def new_id(primary_key: Any) -> int:
     """The id of a row just inserted (SQLAlchemy types the key as optional)."""
     assert primary_key is not None
     return int(primary_key[0])
@@ -252,7 +252,7 @@ class Registry:
         found = conn.execute(select(sources.c.id).where(sources.c.url == url)).scalar()
         if found is not None:
             return int(found)
-        return _new_id(conn.execute(sources.insert().values(url=url)).inserted_primary_key)
+        return new_id(conn.execute(sources.insert().values(url=url)).inserted_primary_key)
 
     def record_publish(
         self,
@@ -276,7 +276,7 @@ class Registry:
             if exists is not None:
                 return False
             try:
-                publish_id = _new_id(
+                publish_id = new_id(
                     conn.execute(
                         publishes.insert().values(
                             slug=slug,
