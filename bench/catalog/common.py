@@ -1,0 +1,135 @@
+"""What the catalog benchmarks share: the farm, process-tree RSS, running `clinicpress publish`."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from httpfarm import HTTPFarm, Reply  # noqa: E402  (the tests' loopback server)
+
+from .generate import Catalog, make_catalog  # noqa: E402
+
+CLINICPRESS = ROOT / ".venv" / "bin" / "clinicpress"
+PAPER = b"<html><head><title>Paper</title></head><body>A paper.</body></html>"
+
+
+@contextmanager
+def farm_catalog(folder: Path, articles: int) -> Iterator[tuple[HTTPFarm, Catalog]]:
+    """A catalog in ``folder`` whose every source answers 200 on a loopback farm."""
+    with HTTPFarm() as farm:
+        catalog = make_catalog(folder, articles, farm.base.rstrip("/"))
+        for url in catalog.urls:
+            farm.route(url.removeprefix(farm.base.rstrip("/")), Reply(200, body=PAPER))
+        yield farm, catalog
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(ppid, []).append(int(entry.name))
+    return tree
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_mb(root: int, include_root: bool = True) -> float:
+    """Resident memory of ``root`` and all its descendants now, in MB (shared pages counted per process)."""
+    tree = _children()
+    pids, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        pids.append(pid)
+        stack.extend(tree.get(pid, []))
+    if not include_root:
+        pids.remove(root)
+    return sum(_rss_kb(p) for p in pids) / 1024
+
+
+class PeakRSS:
+    """Samples the RSS of a process tree every 0.2 s in a thread; ``peak`` in MB."""
+
+    def __init__(self, root: int, include_root: bool = True) -> None:
+        self.root, self.include_root, self.peak = root, include_root, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss_mb(self.root, self.include_root))
+            self._stop.wait(0.2)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_rss_mb: float  # the whole tree: clinicpress, Prefect's embedded API, any workers
+    cpu_seconds: float  # user + system of the process and the children it waited for
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),  # our own database: other runs on this machine do not interfere
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
+    else:
+        env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def run_publish(
+    catalog: Catalog, out: Path, env: dict[str, str], *extra: str, paths: list[Path] | None = None
+) -> Run:
+    """``clinicpress publish`` as a whole process, timed, with the peak RSS of its process tree."""
+    args = [str(CLINICPRESS), "publish", "--site", str(catalog.site), "--out", str(out), *extra]
+    args += [str(p) for p in paths] if paths else [str(catalog.content)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    with PeakRSS(proc.pid) as rss:
+        stdout, stderr = proc.communicate(timeout=7200)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(seconds, rss.peak, cpu, proc.returncode, stdout, stderr)

@@ -1,0 +1,210 @@
+"""Benchmark: full rebuild of N articles × 3 channels, against the floor measured in the same run.
+
+    .venv/bin/python -m bench.catalog.full_rebuild --articles 100 [--workers 2] [--runs 1]
+
+Rows (each on the same catalog, same farm, same run):
+
+- floor: the renderers called directly (web, handout, newsletter), no Prefect,
+  one process per core (``multiprocessing`` forkserver pool, process start
+  and imports included); then the same plus the consistency check.
+- pipeline without Prefect: the publish steps as plain calls (load, link
+  check, verify, render + consistency check in ``RenderPool``,
+  ``publish_release``, registry record): what the flow costs once it uses the pool.
+- ``clinicpress publish``: the whole process as a user runs it (Prefect's
+  embedded API with its own PREFECT_HOME), peak RSS of its process tree.
+
+"Prefect share" = the part of the publish run's CPU time not explained by
+the work itself (render + check per article as measured in the floor's
+workers, the other steps as measured in the pipeline): interpreter start,
+imports, the embedded API, flow and task runs. CPU time because wall time
+on a shared machine grows with other people's load. An estimate.
+Loopback only; the farm stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from .common import PeakRSS, farm_catalog, prefect_env, run_publish
+from .floor import PHASES, run_floor
+
+
+def _pipeline(
+    catalog_site: Path, content: Path, out: Path, workers: int
+) -> tuple[dict[str, float], dict[str, float], float]:
+    """The publish steps without Prefect, rendering in a RenderPool.
+
+    Returns wall seconds per step, this process's CPU seconds per step, the workers' peak RSS.
+    """
+    import os
+
+    from clinicpress.checks.links import check_urls
+    from clinicpress.checks.model import Verdict
+    from clinicpress.checks.verify import all_urls, verify_article
+    from clinicpress.flows.tasks import record_publish
+    from clinicpress.outputs.publish import ReadyArticle, publish_release
+    from clinicpress.renderers.base import RenderContext
+    from clinicpress.renderers.pool import Checked, RenderPool
+    from clinicpress.renderers.registry import template_fingerprint
+    from clinicpress.site import load_site
+    from clinicpress.sources.loader import discover_articles, load_articles
+    from clinicpress.versioning import article_version
+
+    steps: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    total = time.perf_counter()
+    mark = time.process_time()
+
+    def lap(step: str, start: float) -> None:
+        nonlocal mark
+        steps[step] = time.perf_counter() - start
+        cpu[step], mark = time.process_time() - mark, time.process_time()
+
+    with PeakRSS(os.getpid(), include_root=False) as rss, RenderPool(workers) as pool:
+        start = time.perf_counter()
+        site = load_site(catalog_site)
+        articles = load_articles(discover_articles([content]))
+        lap("load", start)
+        start = time.perf_counter()
+        links = check_urls(all_urls(articles), site.checks.links)
+        lap("link check", start)
+        now = datetime.now().astimezone()
+        start = time.perf_counter()
+        reports = [verify_article(a, site, links, on=now.date(), strict=False) for a in articles]
+        lap("verify", start)
+        start = time.perf_counter()
+        templates = template_fingerprint()
+        versions = [article_version(a, site, templates) for a in articles]
+        jobs = [
+            (a, site, RenderContext(published_at=now, version=v))
+            for a, v in zip(articles, versions, strict=True)
+        ]
+        results = pool.render_and_check(jobs)
+        lap("render + check (pool)", start)
+        ready = [
+            ReadyArticle(a, r, v, res.artifacts)
+            for a, r, v, res in zip(articles, reports, versions, results, strict=True)
+            if isinstance(res, Checked) and not res.problems and r.verdict is not Verdict.BLOCKED
+        ]
+        start = time.perf_counter()
+        release = publish_release(out, ready, site, now)
+        lap("publish_release", start)
+        start = time.perf_counter()
+        if release is not None:
+            record_publish.fn(site, str(out), release, ready, links, now)
+        lap("registry record", start)
+    steps["total"] = time.perf_counter() - total
+    if len(ready) != len(articles):
+        print(f"  pipeline: only {len(ready)} of {len(articles)} articles were ready")
+    return steps, cpu, rss.peak
+
+
+def main() -> None:
+    import os
+
+    from clinicpress.renderers.pool import default_workers
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--articles", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--runs", type=int, default=1, help="repeat and report medians")
+    parser.add_argument("--skip-publish", action="store_true", help="only the floor and the pipeline")
+    args = parser.parse_args()
+    n = args.articles
+    rows: dict[str, list[tuple[float, float]]] = {}
+    phase_times: dict[str, list[float]] = {p: [] for p in PHASES}
+    pipeline_steps: dict[str, list[float]] = {}
+    pipeline_cpu: dict[str, list[float]] = {}
+    publish_cpu: list[float] = []
+    publish_row = "clinicpress publish (flow as is)"
+    with (
+        tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp,
+        farm_catalog(Path(tmp) / "content", n) as (_, cat),
+    ):
+        citations = sum(p.read_text().count("\n  - title:") for p in cat.articles)
+        print(
+            f"catalog: {n} articles × 3 channels, {citations} citations of {len(cat.urls)} distinct "
+            f"sources (loopback), {args.workers} workers, {os.cpu_count()} cores",
+            flush=True,
+        )
+        for run in range(args.runs):
+            with PeakRSS(os.getpid(), include_root=False) as rss:
+                floor = run_floor(cat.articles, cat.site, args.workers, check=False)
+            rows.setdefault("floor: renderers direct, 1 process/core", []).append((floor.seconds, rss.peak))
+            print(f"run {run + 1}: floor {floor.seconds:.1f} s", flush=True)
+            with PeakRSS(os.getpid(), include_root=False) as rss:
+                checked = run_floor(cat.articles, cat.site, args.workers, check=True)
+            rows.setdefault("floor + consistency check", []).append((checked.seconds, rss.peak))
+            for phase in PHASES:
+                phase_times[phase].extend(checked.times[phase])
+            if checked.failures:
+                print(f"  floor: {checked.failures} article(s) failed the consistency check")
+            print(f"run {run + 1}: floor + check {checked.seconds:.1f} s", flush=True)
+            steps, cpu, peak = _pipeline(
+                cat.site, cat.content, Path(tmp) / f"out-pipeline-{run}", args.workers
+            )
+            rows.setdefault("pipeline, no Prefect, RenderPool", []).append((steps["total"], peak))
+            for step, seconds in steps.items():
+                pipeline_steps.setdefault(step, []).append(seconds)
+            for step, seconds in cpu.items():
+                pipeline_cpu.setdefault(step, []).append(seconds)
+            print(f"run {run + 1}: pipeline {steps['total']:.1f} s", flush=True)
+            if not args.skip_publish:
+                out = Path(tmp) / f"out-publish-{run}"
+                done = run_publish(cat, out, prefect_env(Path(tmp) / "prefect-home"))
+                if done.returncode != 0:
+                    print(
+                        f"  publish exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+                    )
+                pdfs = len(list((out / "handouts").glob("*.pdf"))) if (out / "handouts").exists() else 0
+                rows.setdefault(publish_row, []).append((done.seconds, done.peak_rss_mb))
+                publish_cpu.append(done.cpu_seconds)
+                print(f"run {run + 1}: publish {done.seconds:.1f} s, {pdfs} handouts published", flush=True)
+
+    floor_s = statistics.median(s for s, _ in rows["floor: renderers direct, 1 process/core"])
+    print()
+    print(f"full rebuild, {n} articles (median of {args.runs} run(s))")
+    print(f"{'run':<42} {'seconds':>8} {'articles/s':>10} {'peak RSS MB':>12} {'÷ floor':>8}")
+    for name, values in rows.items():
+        seconds = statistics.median(s for s, _ in values)
+        peak = statistics.median(p for _, p in values)
+        print(f"{name:<42} {seconds:>8.1f} {n / seconds:>10.2f} {peak:>12.0f} {floor_s / seconds:>8.2f}")
+    print("(÷ floor: throughput as a fraction of the floor's; RSS: the process tree, workers included)")
+
+    print()
+    print(f"per article, CPU time in the floor's workers ({len(phase_times['handout'])} renders)")
+    print(f"{'phase':<14} {'median ms':>10} {'mean ms':>10} {'share':>7}")
+    means = {p: statistics.fmean(v) if v else 0.0 for p, v in phase_times.items()}
+    whole = sum(means.values())
+    for phase in PHASES:
+        samples = phase_times[phase]
+        median = statistics.median(samples) * 1000 if samples else 0.0
+        print(f"{phase:<14} {median:>10.0f} {means[phase] * 1000:>10.0f} {means[phase] / whole:>7.0%}")
+
+    print()
+    print("pipeline without Prefect, by step (median seconds)")
+    for step, step_times in pipeline_steps.items():
+        print(f"  {step:<24} {statistics.median(step_times):>7.2f}")
+
+    if publish_row in rows:
+        publish_s = statistics.median(s for s, _ in rows[publish_row])
+        cpu_s = statistics.median(publish_cpu)
+        # CPU seconds, not wall: other people's load on this machine inflates wall time, not CPU time.
+        other = ("load", "link check", "verify", "publish_release", "registry record")
+        work = n * whole + sum(statistics.median(pipeline_cpu[s]) for s in other)
+        print()
+        print(f"ratio publish / floor throughput: {floor_s / publish_s:.2f}")
+        print(
+            f"Prefect + process start share of the publish run's CPU (estimate): "
+            f"{max(0.0, cpu_s - work) / cpu_s:.0%} ({cpu_s:.1f} CPU s in all, {work:.1f} CPU s of work: "
+            f"render + check {n * whole:.1f}, other steps {work - n * whole:.1f})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Benchmark: one article, as a whole process and inside a running process, by phase.
+
+    .venv/bin/python -m bench.catalog.one_article [--runs 3]
+
+Starts ``prefect server`` on a free loopback port (its own PREFECT_HOME),
+then measures on the reference-derived catalog's first article (5 sources
+on a loopback farm):
+
+- ``clinicpress publish ARTICLE`` as a whole process against that server;
+- the ``publish`` flow called again and again inside one process that has
+  already run it once (what a served deployment does);
+- in that same warm process, each phase called directly without Prefect
+  (load, link check, verify, web, handout, newsletter, consistency,
+  publish_release, registry record). "Prefect overhead" = the warm flow
+  call minus the sum of the phases.
+
+Goal (issue 6): one article inside a running process ≤ 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+
+from .common import ROOT, farm_catalog, prefect_env, run_publish
+
+PHASES = (
+    "load",
+    "link check",
+    "verify",
+    "web",
+    "handout",
+    "newsletter",
+    "consistency",
+    "publish_release",
+    "registry record",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _inner(article: str, site_path: str, out: str, runs: int) -> None:
+    """Runs in a child process: the warm flow calls and the direct phases, printed as JSON."""
+    from clinicpress.runtime import configure_runtime
+
+    configure_runtime(verbose=False)
+    from clinicpress.checks.consistency import consistency_problems
+    from clinicpress.checks.links import check_urls
+    from clinicpress.checks.verify import all_urls, verify_article
+    from clinicpress.flows.publish import publish_flow
+    from clinicpress.flows.tasks import record_publish
+    from clinicpress.outputs.publish import ReadyArticle, publish_release
+    from clinicpress.renderers.base import Artifact, RenderContext
+    from clinicpress.renderers.registry import RENDERERS, template_fingerprint
+    from clinicpress.site import load_site
+    from clinicpress.sources.loader import load_articles
+    from clinicpress.versioning import article_version
+
+    start = time.perf_counter()
+    publish_flow(paths=[article], site_path=site_path, out_dir=out)
+    first = time.perf_counter() - start
+    flow_times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        publish_flow(paths=[article], site_path=site_path, out_dir=out)
+        flow_times.append(time.perf_counter() - start)
+    phases: dict[str, list[float]] = {p: [] for p in PHASES}
+    for _ in range(runs):
+        t = time.perf_counter()
+        site = load_site(site_path)
+        [art] = load_articles([Path(article)])
+        phases["load"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        links = check_urls(all_urls([art]), site.checks.links)
+        phases["link check"].append(time.perf_counter() - t)
+        now = datetime.now().astimezone()
+        t = time.perf_counter()
+        report = verify_article(art, site, links, on=now.date(), strict=False)
+        phases["verify"].append(time.perf_counter() - t)
+        version = article_version(art, site, template_fingerprint())
+        context = RenderContext(published_at=now, version=version)
+        artifacts: list[Artifact] = []
+        for channel, renderer in RENDERERS.items():
+            t = time.perf_counter()
+            artifacts.extend(renderer.render(art, site, context))
+            phases[channel.value].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        consistency_problems(art, site, artifacts)
+        phases["consistency"].append(time.perf_counter() - t)
+        ready = [ReadyArticle(art, report, version, artifacts)]
+        t = time.perf_counter()
+        release = publish_release(Path(out), ready, site, now)
+        phases["publish_release"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        if release is not None:
+            record_publish.fn(site, out, release, ready, links, now)
+        phases["registry record"].append(time.perf_counter() - t)
+    print(json.dumps({"first": first, "flow": flow_times, "phases": phases}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--inner", nargs=3, metavar=("ARTICLE", "SITE", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inner:
+        article, site_path, out = args.inner
+        _inner(article, site_path, out, runs=args.runs)
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp,
+        farm_catalog(Path(tmp) / "content", 1) as (_, cat),
+    ):
+        port = _free_port()
+        api = f"http://127.0.0.1:{port}/api"
+        env = prefect_env(Path(tmp) / "prefect-home", api)
+        server = subprocess.Popen(
+            [str(ROOT / ".venv/bin/prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env={**env, "PREFECT_API_URL": ""},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.5)
+            else:
+                raise SystemExit("prefect server did not start in 180 s")
+            article = cat.articles[0]
+            whole = []
+            for run in range(args.runs):
+                done = run_publish(cat, Path(tmp) / "out-cli", env, paths=[article])
+                if done.returncode != 0:
+                    raise SystemExit(f"publish failed:\n{done.stdout}\n{done.stderr}")
+                whole.append(done.seconds)
+                print(f"run {run + 1}: whole process {done.seconds:.2f} s", flush=True)
+            start = time.perf_counter()
+            inner_args = [str(article), str(cat.site), str(Path(tmp) / "out-warm")]
+            inner = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.catalog.one_article",
+                    "--runs",
+                    str(args.runs),
+                    "--inner",
+                    *inner_args,
+                ],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if inner.returncode != 0:
+                raise SystemExit(f"in-process run failed:\n{inner.stdout}\n{inner.stderr[-3000:]}")
+            data = json.loads(inner.stdout.strip().splitlines()[-1])
+            print(f"in-process child done in {time.perf_counter() - start:.1f} s", flush=True)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    flow = statistics.median(data["flow"])
+    phases = {p: statistics.median(v) for p, v in data["phases"].items()}
+    work = sum(phases.values())
+    print()
+    print(f"one article ({len(cat.urls)} sources on loopback), running prefect server, median of {args.runs}")
+    print(f"{'measure':<44} {'seconds':>8}")
+    print(f"{'clinicpress publish, whole process':<44} {statistics.median(whole):>8.2f}")
+    print(f"{'flow call in a process, first call':<44} {data['first']:>8.2f}")
+    print(f"{'flow call in a running process (warm)':<44} {flow:>8.2f}")
+    for phase in PHASES:
+        print(f"{'  ' + phase:<44} {phases[phase]:>8.3f}")
+    print(f"{'  Prefect overhead (warm call − phases)':<44} {flow - work:>8.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,357 @@
+"""Render articles in parallel: long-lived worker processes, one job at a time each.
+
+Why processes: WeasyPrint is CPU-bound Python (and not thread-safe with a
+shared ``FontConfiguration``), so threads do not scale across cores.
+
+Why our own small pool and not ``ProcessPoolExecutor``:
+
+- ``max_tasks_per_child`` deadlocks on Python 3.11 (CPython gh-115634, fixed
+  in 3.13+): the executor stops replacing a worker that retired at its limit.
+- One crashed worker (a segfault in a C library, the OOM killer) breaks a
+  ``ProcessPoolExecutor`` for every pending job, and ``multiprocessing.Pool``
+  waits forever for the lost result. Here it is that one job's ``RenderError``
+  and a replacement worker takes the rest.
+
+Start method: ``forkserver`` with this module preloaded. The server process
+imports WeasyPrint, the renderers and the consistency check once (~3 s on a
+busy 2-core machine, in the background while the caller does other work);
+each worker is then forked from that clean, single-threaded server in a few
+ms, so recycling is cheap. Each worker owns its copy of ``handout.FONT_CONFIG``
+(created before any render, so no font folder is shared) and warms its own
+caches (Jinja templates, WeasyPrint's user-agent stylesheet). ``fork`` from
+the caller is unsafe here: a Prefect flow process runs threads (event loop,
+embedded API, log shipping) whose locks a forked child could inherit held.
+``spawn`` works too but re-imports everything in every new worker.
+
+A worker exits by itself after ``recycle_after`` jobs and is replaced, so the
+memory that WeasyPrint and Pango caches accumulate stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from types import TracebackType
+from typing import Literal, TypeAlias, TypeVar
+
+from clinicpress.checks.consistency import consistency_problems
+from clinicpress.checks.model import Problem
+from clinicpress.errors import RenderError
+from clinicpress.site import SiteConfig
+from clinicpress.sources.article import Article
+
+from .base import Artifact, RenderContext
+from .registry import render_article
+
+RenderJob: TypeAlias = tuple[Article, SiteConfig, RenderContext]
+StartMethod = Literal["forkserver", "spawn", "fork"]
+
+DEFAULT_RECYCLE_AFTER = 200
+# A 15-page handout takes ~3 s on a loaded 2-core machine; a job 100× slower is stuck, not slow.
+DEFAULT_JOB_TIMEOUT = 300.0
+# Loggers whose level the workers copy from the caller (the CLI quiets them unless -v).
+_COPIED_LOGGERS = ("weasyprint", "fontTools", "clinicpress")
+
+
+@dataclass(frozen=True)
+class Checked:
+    """One article's artifacts and what the consistency check found in them (empty: consistent)."""
+
+    artifacts: list[Artifact]
+    problems: list[Problem]
+
+
+_Result = TypeVar("_Result", list[Artifact], Checked)
+
+
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity, not the machine's total)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# --- the worker process ------------------------------------------------------------------
+
+
+def _job(article: Article, site: SiteConfig, context: RenderContext, check: bool) -> list[Artifact] | Checked:
+    artifacts = render_article(article, site, context)
+    if not check:
+        return artifacts
+    return Checked(artifacts, consistency_problems(article, site, artifacts))
+
+
+def _worker_main(conn: Connection, recycle_after: int, log_levels: dict[str, int]) -> None:
+    """Serve jobs from ``conn`` until ``recycle_after`` are done, ``None`` arrives or the pipe closes."""
+    # Ctrl-C goes to the whole process group: the parent decides, and closes us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name, level in log_levels.items():
+        logging.getLogger(name).setLevel(level)
+    for _ in range(recycle_after):
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        index, article, site, context, check = message
+        result: list[Artifact] | Checked | RenderError
+        try:
+            result = _job(article, site, context, check)
+        except RenderError as exc:
+            result = exc
+        except Exception as exc:  # any library error is this article's failure, never the batch's
+            result = RenderError(f"{article.key}: rendering failed ({type(exc).__name__}: {exc})")
+        conn.send((index, result))
+
+
+# --- the pool ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    done: int = 0
+    job: int | None = None  # index of the job in flight
+    since: float = 0.0  # monotonic time the job was sent
+
+
+@dataclass
+class PoolStats:
+    """What the pool did so far (for tests, benchmarks and logs)."""
+
+    started: list[int] = field(default_factory=list)  # pid of every worker ever started
+    renders_by_pid: dict[int, int] = field(default_factory=dict)
+    crashed: int = 0  # workers that died or were killed in the middle of a job
+
+
+class RenderPool:
+    """Long-lived render workers; results come back in job order, one error per failed job.
+
+    ::
+
+        with RenderPool() as pool:
+            results = pool.render_and_check(jobs)   # list of Checked | RenderError
+
+    Workers start in the background when the pool is created, so creating it
+    early (before the link check) hides their start-up. Not thread-safe: one
+    batch at a time.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        recycle_after: int = DEFAULT_RECYCLE_AFTER,
+        *,
+        start_method: StartMethod = "forkserver",
+        job_timeout: float | None = DEFAULT_JOB_TIMEOUT,
+    ) -> None:
+        if recycle_after < 1:
+            raise ValueError(f"recycle_after must be at least 1, got {recycle_after}")
+        self.size = workers if workers is not None else default_workers()
+        if self.size < 1:
+            raise ValueError(f"workers must be at least 1, got {self.size}")
+        self.recycle_after = recycle_after
+        self.job_timeout = job_timeout
+        self.stats = PoolStats()
+        self._ctx: BaseContext = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            # The server imports this module (hence WeasyPrint) and the caller's main module
+            # once; workers fork from it warm and skip re-importing main (a guarded script).
+            self._ctx.set_forkserver_preload(["__main__", __name__])
+        self._log_levels = {name: logging.getLogger(name).getEffectiveLevel() for name in _COPIED_LOGGERS}
+        self._workers: list[_Worker] = []
+        self._closed = False
+        self._start_error: BaseException | None = None
+        self._starter = threading.Thread(target=self._start_all, name="render-pool-start", daemon=True)
+        self._starter.start()
+
+    # -- lifecycle --
+
+    def _spawn(self) -> _Worker:
+        parent_end, child_end = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(  # type: ignore[attr-defined]
+            target=_worker_main,
+            args=(child_end, self.recycle_after, self._log_levels),
+            name="clinicpress-render",
+            daemon=True,  # dies with the parent even if close() is never reached
+        )
+        process.start()
+        child_end.close()  # only the worker holds it now: its death shows as EOF here
+        assert process.pid is not None
+        self.stats.started.append(process.pid)
+        return _Worker(process, parent_end)
+
+    def _start_all(self) -> None:
+        try:
+            for _ in range(self.size):
+                self._workers.append(self._spawn())
+        except BaseException as exc:  # re-raised in the caller's thread by _ready()
+            self._start_error = exc
+
+    def _ready(self) -> None:
+        if self._closed:
+            raise RuntimeError("the render pool is closed")
+        self._starter.join()
+        if self._start_error is not None:
+            raise RuntimeError(f"render workers could not start: {self._start_error}") from self._start_error
+
+    def _retire(self, worker: _Worker, *, kill: bool = False) -> None:
+        if kill:
+            worker.process.kill()
+        worker.process.join(timeout=10)
+        if worker.process.is_alive():  # pragma: no cover - a worker that ignores its closed pipe
+            worker.process.kill()
+            worker.process.join(timeout=10)
+        worker.conn.close()
+        worker.process.close()
+
+    def _replace(self, worker: _Worker, *, kill: bool = False) -> None:
+        self._retire(worker, kill=kill)
+        self._workers[self._workers.index(worker)] = self._spawn()
+
+    def close(self) -> None:
+        """Stop every worker (idempotent). Workers mid-job are killed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._starter.join()
+        for worker in self._workers:
+            try:
+                if worker.job is None:
+                    worker.conn.send(None)
+            except OSError:
+                pass  # already gone
+        for worker in self._workers:
+            self._retire(worker, kill=worker.job is not None)
+        self._workers.clear()
+
+    def __enter__(self) -> RenderPool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the workers alive now."""
+        self._starter.join()
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    # -- rendering --
+
+    def render(
+        self, jobs: Sequence[RenderJob], on_result: Callable[[int], None] | None = None
+    ) -> list[list[Artifact] | RenderError]:
+        """``render_article`` of every job, in job order; a failed job is its ``RenderError``.
+
+        ``on_result(index)`` is called in this thread as each job finishes (a progress bar).
+        """
+        return self._run(jobs, check=False, on_result=on_result, kind=list)
+
+    def render_and_check(
+        self, jobs: Sequence[RenderJob], on_result: Callable[[int], None] | None = None
+    ) -> list[Checked | RenderError]:
+        """Render and run the consistency check in the worker (reading a PDF back is CPU work too)."""
+        return self._run(jobs, check=True, on_result=on_result, kind=Checked)
+
+    def _run(
+        self,
+        jobs: Sequence[RenderJob],
+        *,
+        check: bool,
+        on_result: Callable[[int], None] | None,
+        kind: type[_Result],
+    ) -> list[_Result | RenderError]:
+        self._ready()
+        results: list[_Result | RenderError | None] = [None] * len(jobs)
+        pending = deque(range(len(jobs)))
+        left = len(jobs)
+
+        def finish(index: int, result: _Result | RenderError) -> None:
+            nonlocal left
+            results[index] = result
+            left -= 1
+            if on_result is not None:
+                on_result(index)
+
+        while left:
+            for worker in self._workers:
+                if worker.job is None and pending:
+                    index = pending.popleft()
+                    article, site, context = jobs[index]
+                    try:
+                        worker.conn.send((index, article, site, context, check))
+                    except OSError:  # the worker died while idle: the job was never sent
+                        pending.appendleft(index)
+                        self._replace(worker, kill=True)
+                        continue
+                    worker.job, worker.since = index, time.monotonic()
+            busy = [w for w in self._workers if w.job is not None]
+            multiprocessing.connection.wait([w.conn for w in busy], timeout=self._wait_timeout(busy))
+            for worker in busy:
+                self._collect(worker, jobs, kind, finish)
+        return [r for r in results if r is not None]
+
+    def _wait_timeout(self, busy: list[_Worker]) -> float | None:
+        if self.job_timeout is None or not busy:
+            return None
+        oldest = min(w.since for w in busy)
+        return max(0.0, oldest + self.job_timeout - time.monotonic())
+
+    def _collect(
+        self,
+        worker: _Worker,
+        jobs: Sequence[RenderJob],
+        kind: type[_Result],
+        finish: Callable[[int, _Result | RenderError], None],
+    ) -> None:
+        index = worker.job
+        assert index is not None
+        key = jobs[index][0].key
+        try:
+            if worker.conn.poll():
+                reply_index, result = worker.conn.recv()
+            elif self.job_timeout is not None and time.monotonic() - worker.since > self.job_timeout:
+                self.stats.crashed += 1
+                worker.job = None
+                self._replace(worker, kill=True)
+                finish(index, RenderError(f"{key}: rendering took over {self.job_timeout:.0f} s; stopped"))
+                return
+            else:
+                return  # still working
+        except (EOFError, OSError):  # the pipe closed without a reply: the worker died mid-job
+            code = worker.process.exitcode if not worker.process.is_alive() else None
+            self.stats.crashed += 1
+            worker.job = None
+            self._replace(worker, kill=True)
+            finish(index, RenderError(f"{key}: the render worker died (exit code {code})"))
+            return
+        assert reply_index == index, f"worker answered job {reply_index}, expected {index}"
+        worker.job = None
+        worker.done += 1
+        pid = worker.process.pid
+        assert pid is not None
+        self.stats.renders_by_pid[pid] = self.stats.renders_by_pid.get(pid, 0) + 1
+        if worker.done >= self.recycle_after:
+            self._replace(worker)  # it exits by itself after its last reply
+        if not isinstance(result, RenderError | kind):
+            result = RenderError(f"{key}: unexpected reply from the render worker ({type(result).__name__})")
+        finish(index, result)
+
+
+__all__ = ["Checked", "PoolStats", "RenderJob", "RenderPool", "default_workers"]
