@@ -7,17 +7,18 @@ with retries where the network I/O is.
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, datetime
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
 from clinicpress import progress
 from clinicpress.checks.cache import open_cache
-from clinicpress.checks.consistency import consistency_problems
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
 from clinicpress.checks.verify import all_urls, verify_article
@@ -28,14 +29,17 @@ from clinicpress.outputs.delivery import SendReport
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.outputs.release import live_versions
 from clinicpress.outputs.subscribers import load_subscribers
-from clinicpress.renderers.base import Artifact, RenderContext
-from clinicpress.renderers.registry import render_article, template_fingerprint
+from clinicpress.renderers.base import RenderContext
+from clinicpress.renderers.pool import Checked, RenderJob, RenderPool, render_and_check_here
+from clinicpress.renderers.registry import template_fingerprint
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article, Channel
 from clinicpress.sources.loader import discover_articles, load_articles
 from clinicpress.versioning import article_version
 
 DEFAULT_OUT_DIR = Path("published")
+POOL_THRESHOLD = 8  # articles to render before worker processes are worth their start-up
+RENDER_BATCH = 50  # articles per render task
 
 
 class ArticleOutcome(BaseModel):
@@ -69,14 +73,10 @@ def verify(
     return [verify_article(a, site, links, on=on, strict=strict) for a in articles]
 
 
-@task(name="render", cache_policy=NO_CACHE)
-def render(article: Article, site: SiteConfig, context: RenderContext) -> list[Artifact]:
-    return render_article(article, site, context)
-
-
-@task(name="consistency", cache_policy=NO_CACHE)
-def consistency(article: Article, site: SiteConfig, artifacts: list[Artifact]) -> list[Problem]:
-    return consistency_problems(article, site, artifacts)
+@task(name="render-batch", cache_policy=NO_CACHE)
+def render_batch(pool: RenderPool | None, jobs: list[RenderJob]) -> list[Checked | RenderError]:
+    """Render and consistency-check a batch: one task per batch, never one per article."""
+    return pool.render_and_check(jobs) if pool is not None else render_and_check_here(jobs)
 
 
 @task(name="publish-release", cache_policy=NO_CACHE)
@@ -149,30 +149,38 @@ def publish_flow(
 
     templates = template_fingerprint()
     live = {} if force else live_versions(Path(out_dir))
-    ready: list[ReadyArticle] = []
-    final_reports: list[ArticleReport] = []
     unchanged: dict[str, tuple[Article, str]] = {}
-    progress.start("render", len(articles))
-    for article, report in zip(articles, reports, strict=True):
+    todo: list[tuple[int, Article, str]] = []  # (index in reports, article, version) to render
+    for index, (article, report) in enumerate(zip(articles, reports, strict=True)):
+        if report.verdict is Verdict.BLOCKED:
+            continue
         version = article_version(article, site, templates)
-        if report.verdict is not Verdict.BLOCKED and live.get(article.key) == version:
+        if live.get(article.key) == version:
             unchanged[article.key] = (article, version)
-        elif report.verdict is not Verdict.BLOCKED:
-            try:
-                artifacts = render(article, site, RenderContext(published_at=now, version=version))
-            except RenderError as exc:
-                report = _blocked_by(
-                    report, [Problem(check="render", severity=Severity.BLOCKED, message=str(exc))]
-                )
-            else:
-                # The three channels must state the same facts; any difference blocks the article.
-                mismatches = consistency(article, site, artifacts)
-                if mismatches:
-                    report = _blocked_by(report, mismatches)
-                else:
-                    ready.append(ReadyArticle(article, report, version, artifacts))
-        final_reports.append(report)
-        progress.advance("render")
+        else:
+            todo.append((index, article, version))
+
+    progress.start("render", len(todo))
+    jobs = [(article, site, RenderContext(published_at=now, version=version)) for _, article, version in todo]
+    results: list[Checked | RenderError] = []
+    # Worker processes pay off only for a catalog: their start costs seconds.
+    with RenderPool() if len(jobs) >= POOL_THRESHOLD else contextlib.nullcontext() as pool:
+        for start in range(0, len(jobs), RENDER_BATCH):
+            batch = jobs[start : start + RENDER_BATCH]
+            results += render_batch(quote(pool), quote(batch))  # type: ignore[call-overload]
+            progress.advance("render", len(batch))
+
+    ready: list[ReadyArticle] = []
+    final_reports = list(reports)
+    for (index, article, version), rendered in zip(todo, results, strict=True):
+        if isinstance(rendered, RenderError):
+            problem = Problem(check="render", severity=Severity.BLOCKED, message=str(rendered))
+            final_reports[index] = _blocked_by(reports[index], [problem])
+        elif rendered.problems:
+            # The three channels must state the same facts; any difference blocks the article.
+            final_reports[index] = _blocked_by(reports[index], rendered.problems)
+        else:
+            ready.append(ReadyArticle(article, reports[index], version, rendered.artifacts))
 
     release = publish(out_dir, ready, site, now, force)
     went_live = [item for item in ready if release is not None and item.article.key in release.files]

@@ -93,6 +93,20 @@ def _job(article: Article, site: SiteConfig, context: RenderContext, check: bool
     return Checked(artifacts, consistency_problems(article, site, artifacts))
 
 
+def render_and_check_here(jobs: Sequence[RenderJob]) -> list[Checked | RenderError]:
+    """What ``RenderPool.render_and_check`` does, in this process (few articles: no pool start-up)."""
+    results: list[Checked | RenderError] = []
+    for article, site, context in jobs:
+        try:
+            checked = _job(article, site, context, True)
+        except RenderError as exc:
+            results.append(exc)
+        else:
+            assert isinstance(checked, Checked)
+            results.append(checked)
+    return results
+
+
 def _worker_main(conn: Connection, recycle_after: int, log_levels: dict[str, int]) -> None:
     """Serve jobs from ``conn`` until ``recycle_after`` are done, ``None`` arrives or the pipe closes."""
     # Ctrl-C goes to the whole process group: the parent decides, and closes us.

@@ -285,3 +285,22 @@ def test_publish_sends_the_newsletter_once_after_the_swap(
     )
     assert bad.exit_code == 2
     assert "--test-to" in bad.stderr
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_catalog_renders_in_worker_processes(
+    write_article: WriteArticle,
+    write_site: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import clinicpress.flows.publish as publish_module
+
+    monkeypatch.setattr(publish_module, "POOL_THRESHOLD", 2)  # the pool path, with a small catalog
+    paths = [str(_article_citing(write_article, name=f"article-{n}.md")) for n in range(3)]
+    site = write_site()
+    out = tmp_path / "out"
+    result = publish_module.publish_flow(paths=paths, site_path=str(site), out_dir=str(out))
+    assert [o.published for o in result.outcomes] == [True, True, True]
+    for n in range(3):
+        assert (out / "handouts" / f"article-{n}.pdf").read_bytes().startswith(b"%PDF")
