@@ -61,7 +61,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
-    Engine,
     ForeignKey,
     Index,
     Integer,
@@ -70,14 +69,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
     func,
     select,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinicpress.errors import ClinicpressError, InputError
-from clinicpress.outputs.registry import UTCDateTime, new_id, registry_url
+from clinicpress.outputs.registry import UTCDateTime, new_id, open_engine, registry_url, shown_url
 from clinicpress.outputs.subscribers import Subscriber, address_problem
 from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.newsletter import MessageTemplate, personalise, render_message_template
@@ -302,12 +300,7 @@ class DeliveryStore:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-                # Two runs may write at once: wait for the lock instead of failing.
-                self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
-            else:
-                self.engine = create_engine(url)
+            self.engine = open_engine(url)
             metadata.create_all(self.engine)
         except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
             raise DeliveryError(f"delivery records {self._shown_url()}: cannot open ({exc})") from None
@@ -319,8 +312,7 @@ class DeliveryStore:
         self.engine.dispose()
 
     def _shown_url(self) -> str:
-        head, sep, tail = self.url.rpartition("@")  # never print a password from the URL
-        return f"{head.split('://')[0]}://…@{tail}" if sep else self.url
+        return shown_url(self.url)
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:

@@ -188,6 +188,21 @@ def new_id(primary_key: Any) -> int:
     return int(primary_key[0])
 
 
+def open_engine(url: str) -> Engine:
+    """An engine for the registry database (SQLite: its folder created, writers wait for the lock)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Two runs (a publish and a monitor) may write at once: wait for the lock instead of failing.
+        return create_engine(url, connect_args={"timeout": 30})
+    return create_engine(url)
+
+
+def shown_url(url: str) -> str:
+    """The URL without a password that may sit in it, for messages."""
+    head, sep, tail = url.rpartition("@")
+    return f"{head.split('://')[0]}://…@{tail}" if sep else url
+
+
 def registry_url(site: SiteConfig, out_dir: Path) -> str:
     """``[registry] url`` if set, else SQLite in the output folder."""
     return site.registry.url or f"sqlite:///{(out_dir / REGISTRY_FILE).resolve()}"
@@ -199,9 +214,7 @@ class Registry:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = create_engine(url, future=True)
+            self.engine = open_engine(url)
             self._migrate()
         except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
             raise RegistryError(f"registry {self._shown_url()}: cannot open ({exc})") from None
@@ -220,9 +233,7 @@ class Registry:
         self.engine.dispose()
 
     def _shown_url(self) -> str:
-        # Never print a password that may sit in the URL.
-        head, sep, tail = self.url.rpartition("@")
-        return f"{head.split('://')[0]}://…@{tail}" if sep else self.url
+        return shown_url(self.url)
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
