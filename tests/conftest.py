@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from clinicpress.site import SiteConfig, load_site
+from clinicpress.sources.article import Article
+from clinicpress.sources.loader import load_article
+
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_ARTICLE = ROOT / "content" / "ketamine-therapy-substance-abuse.md"
 REFERENCE_SITE = ROOT / "content" / "site.toml"
@@ -20,6 +24,17 @@ last_reviewed: 2026-11-01
 """
 
 WriteArticle = Callable[..., Path]
+
+
+# The reference article and site, shared read-only (frozen models) by the tests that need them.
+@pytest.fixture(scope="session")
+def site() -> SiteConfig:
+    return load_site(REFERENCE_SITE)
+
+
+@pytest.fixture(scope="session")
+def article() -> Article:
+    return load_article(REFERENCE_ARTICLE)
 
 
 @pytest.fixture

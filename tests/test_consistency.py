@@ -15,22 +15,12 @@ from clinicpress.renderers.handout import HandoutRenderer
 from clinicpress.renderers.newsletter import personalise, render_message_template
 from clinicpress.renderers.registry import render_article
 from clinicpress.renderers.web import WebRenderer
-from clinicpress.site import SiteConfig, load_site
-from clinicpress.sources import Article, Channel, Reviewer, load_article
+from clinicpress.site import SiteConfig
+from clinicpress.sources import Article, Channel, Reviewer
 
 ROOT = Path(__file__).resolve().parents[1]
 SLUG = "ketamine-therapy-substance-abuse"
 CONTEXT = RenderContext(published_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), version="0" * 64)
-
-
-@pytest.fixture(scope="module")
-def site() -> SiteConfig:
-    return load_site(ROOT / "content" / "site.toml")
-
-
-@pytest.fixture(scope="module")
-def article() -> Article:
-    return load_article(ROOT / "content" / f"{SLUG}.md")
 
 
 @pytest.fixture(scope="module")

@@ -38,9 +38,8 @@ from clinicpress.outputs.delivery import (
 from clinicpress.outputs.registry import registry_url
 from clinicpress.outputs.subscribers import Subscriber, SubscribersError, load_subscribers
 from clinicpress.renderers.base import RenderContext
-from clinicpress.site import SiteConfig, Smtp, load_site
+from clinicpress.site import SiteConfig, Smtp
 from clinicpress.sources.article import Article
-from clinicpress.sources.loader import load_article
 
 PUBLISHED_AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 V1 = "1" * 64
@@ -48,16 +47,6 @@ V2 = "2" * 64
 
 # The long matrix (about 11 minutes): deselected by default, `make test-slow` runs it.
 SLOW = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def site() -> SiteConfig:
-    return load_site(REFERENCE_SITE)
-
-
-@pytest.fixture(scope="module")
-def article() -> Article:
-    return load_article(REFERENCE_ARTICLE)
 
 
 @pytest.fixture

@@ -17,22 +17,11 @@ from clinicpress.errors import RenderError
 from clinicpress.renderers.base import Artifact, RenderContext
 from clinicpress.renderers.pool import Checked, RenderJob, RenderPool, default_workers
 from clinicpress.renderers.registry import render_article
-from clinicpress.site import SiteConfig, load_site
+from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
-from clinicpress.sources.loader import load_article
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXT = RenderContext(published_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), version="0" * 64)
-
-
-@pytest.fixture(scope="module")
-def article() -> Article:
-    return load_article(ROOT / "content" / "ketamine-therapy-substance-abuse.md")
-
-
-@pytest.fixture(scope="module")
-def site() -> SiteConfig:
-    return load_site(ROOT / "content" / "site.toml")
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
-from conftest import REFERENCE_SITE
 from hostile.inert import inert_problems
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -25,7 +23,7 @@ from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.handout import render_handout_html, render_handout_pdf
 from clinicpress.renderers.newsletter import build_message
 from clinicpress.renderers.web import render_web_html
-from clinicpress.site import SiteConfig, load_site
+from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import load_article
 
@@ -67,11 +65,6 @@ yaml_values = st.recursive(
     ),
     max_leaves=12,
 )
-
-
-@pytest.fixture(scope="module")
-def site() -> SiteConfig:
-    return load_site(REFERENCE_SITE)
 
 
 def _load(tmp_path: Path, data: bytes) -> None:

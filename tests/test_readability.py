@@ -17,18 +17,13 @@ from clinicpress.checks.readability import (
     readability_problems,
     split_sentences,
 )
-from clinicpress.sources import Article, load_article
+from clinicpress.sources import Article
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMPLE = (
     "## What to expect\n\nYou will meet your nurse. She will ask how you feel. "
     "Then you rest for an hour.[^1]\n\n- Bring a friend.\n- Eat a light meal\n"
 )
-
-
-@pytest.fixture(scope="module")
-def article() -> Article:
-    return load_article(ROOT / "content" / "ketamine-therapy-substance-abuse.md")
 
 
 def with_body(article: Article, body: str) -> Article:

@@ -52,24 +52,14 @@ from clinicpress.renderers.newsletter import (
 from clinicpress.renderers.registry import RENDERERS, render_article, template_fingerprint
 from clinicpress.renderers.text import WIDTH, render_body_text
 from clinicpress.renderers.web import WebRenderer, render_web_html
-from clinicpress.site import SiteConfig, load_site
-from clinicpress.sources import Article, Channel, Reviewer, load_article
+from clinicpress.site import SiteConfig
+from clinicpress.sources import Article, Channel, Reviewer
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 SLUG = "ketamine-therapy-substance-abuse"
 CONTEXT = RenderContext(published_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), version="0" * 64)
 XSS = "<script>alert(1)</script>"
-
-
-@pytest.fixture(scope="module")
-def article() -> Article:
-    return load_article(ROOT / "content" / f"{SLUG}.md")
-
-
-@pytest.fixture(scope="module")
-def site() -> SiteConfig:
-    return load_site(ROOT / "content" / "site.toml")
 
 
 def check_golden(name: str, actual: str) -> None:
