@@ -96,8 +96,6 @@ class Release:
             target.unlink()
         with target.open("xb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         self.written.append(relpath)
         return self.out_dir / relpath
 
@@ -120,6 +118,9 @@ class Release:
     def commit(self) -> Path:
         """Make the new release live in one atomic step; return its folder."""
         final = self._releases / self.release_id
+        # Durable before it is visible: one sync for the whole release, not one fsync per file
+        # (5,000 fsyncs cost ~7 s here; a power cut must not leave a live release of empty files).
+        os.sync()
         try:
             self._staging.rename(final)
         except OSError as exc:

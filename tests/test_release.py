@@ -10,8 +10,8 @@ from clinicpress.errors import PublishError
 from clinicpress.outputs.release import KEEP_RELEASES, Release, live_release
 
 
-def _publish(out: Path, files: dict[str, bytes]) -> Path:
-    with Release(out) as release:
+def _publish(out: Path, files: dict[str, bytes], keep: int = KEEP_RELEASES) -> Path:
+    with Release(out, keep=keep) as release:
         for relpath, data in files.items():
             release.write(relpath, data)
         return release.commit()
@@ -90,3 +90,40 @@ def test_old_releases_are_pruned(tmp_path: Path) -> None:
     releases = [p for p in (out / "releases").iterdir() if not p.name.startswith(".")]
     assert len(releases) == KEEP_RELEASES
     assert (out / "web" / "a" / "index.html").read_bytes() == str(KEEP_RELEASES + 1).encode()
+
+
+def test_a_reader_polling_during_switches_never_sees_a_gap_or_a_mix(tmp_path: Path) -> None:
+    """Readers follow the stable paths while releases switch: always a whole, single version."""
+    import threading
+
+    out = tmp_path / "out"
+    _publish(out, {"web/a/index.html": b"v0", "reports/a.json": b"v0"})
+    seen: list[tuple[bytes, bytes]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def read_forever() -> None:
+        while not stop.is_set():
+            try:
+                # One consistent view: resolve `current` once, as a web server resolves a request.
+                live = (out / "current").resolve()
+                seen.append(
+                    ((live / "web/a/index.html").read_bytes(), (live / "reports/a.json").read_bytes())
+                )
+            except OSError as exc:  # a 404 for a reader
+                errors.append(exc)
+
+    reader = threading.Thread(target=read_forever)
+    reader.start()
+    try:
+        for version in range(1, 30):
+            data = f"v{version}".encode()
+            # Enough releases kept that none is pruned under a reader holding it (that is a
+            # web server's concern: keep_releases bounds how old a resolved release may get).
+            _publish(out, {"web/a/index.html": data, "reports/a.json": data}, keep=100)
+    finally:
+        stop.set()
+        reader.join()
+    assert errors == []
+    assert len(seen) > 30
+    assert all(page == report for page, report in seen)  # never one file of one version, one of another
