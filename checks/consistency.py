@@ -15,6 +15,8 @@ import email
 import email.policy
 import io
 import re
+import shutil
+import subprocess
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -158,11 +160,30 @@ def _link_uris(page: pypdf.PageObject) -> list[str]:
     return uris
 
 
+def page_texts(data: bytes, pdf: pypdf.PdfReader) -> list[str]:
+    """The text of every page: poppler's pdftotext where installed (~40 ms for a
+    5-page handout), else pypdf's pure-Python extractor (~0.5 s, the same facts)."""
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is not None:
+        try:
+            # A fixed argv (no shell), the PDF on stdin. -raw keeps content-stream order, as pypdf
+            # reads it: pdftotext's default layout order failed the sources-in-order comparison.
+            command = [pdftotext, "-raw", "-enc", "UTF-8", "-", "-"]
+            done = subprocess.run(command, input=data, capture_output=True, timeout=60, check=True)  # noqa: S603
+        except (OSError, subprocess.SubprocessError):
+            pass  # fall back to pypdf below
+        else:
+            pages = done.stdout.decode("utf-8", "replace").split("\f")
+            if len(pages) == len(pdf.pages) + 1 and not pages[-1].strip():
+                return pages[:-1]  # pdftotext ends every page with a form feed
+    return [page.extract_text() or "" for page in pdf.pages]
+
+
 def read_pdf(channel: str, data: bytes, facts: Facts) -> list[Problem]:
     reader = _Reader(channel)
     try:
         pdf = pypdf.PdfReader(io.BytesIO(data))
-        pages = [page.extract_text() or "" for page in pdf.pages]
+        pages = page_texts(data, pdf)
         uris = [uri for page in pdf.pages for uri in _link_uris(page)]
         meta_title = norm(str(pdf.metadata.title or "")) if pdf.metadata else ""
     except (pypdf.errors.PdfReadError, ValueError, KeyError) as exc:

@@ -130,3 +130,18 @@ def test_only_the_article_channels_are_read(
     web_only = article.model_copy(update={"channels": [Channel.WEB]})
     web = [a for a in artifacts if a.channel is Channel.WEB]
     assert consistency_problems(web_only, site, web) == []
+
+
+def test_pdf_text_from_pdftotext_and_from_pypdf_agree(
+    article: Article, site: SiteConfig, artifacts: list[Artifact], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both extractors find the same facts (pdftotext where installed, pypdf elsewhere)."""
+    import shutil
+
+    from clinicpress.checks import consistency
+
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext is not installed (Debian: apt-get install -y poppler-utils)")
+    assert consistency_problems(article, site, artifacts) == []
+    monkeypatch.setattr(consistency.shutil, "which", lambda _name: None)
+    assert consistency_problems(article, site, artifacts) == []
