@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from functools import cache
-
-from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from clinicpress.renderers.markdown import body_tokens
 from clinicpress.sources.article import Article
-
-
-@cache
-def _parser() -> MarkdownIt:
-    # Same preset as the renderers: raw HTML off, so only Markdown links count.
-    return MarkdownIt("js-default")
 
 
 def _links(tokens: list[Token]) -> list[str]:
@@ -30,7 +22,8 @@ def _links(tokens: list[Token]) -> list[str]:
 
 def body_links(article: Article) -> list[str]:
     """Links written in the Markdown body (in-page ``#anchors`` excluded)."""
-    return _links(_parser().parse(article.body))
+    # The renderers' own parse: the links checked are exactly the links published.
+    return _links(body_tokens(article))
 
 
 def article_urls(article: Article) -> list[str]:

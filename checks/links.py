@@ -99,12 +99,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchItem",
+    "IPAddress",
     "LinkBatch",
     "LinkReport",
+    "allowed_hosts",
     "check_batch",
     "check_batch_async",
     "check_urls",
     "check_urls_async",
+    "disallowed_reason",
+    "host_of",
+    "literal_ip",
     "merge_batches",
     "plan_batches",
 ]
@@ -378,12 +383,17 @@ def _finish(items: list[BatchItem], *, network_seen: bool) -> LinkReport:
     return LinkReport(results=final, network_down=network_down, summary=summary)
 
 
-def _host_of(url: httpx.URL) -> str:
+def allowed_hosts(settings: LinkCheckSettings) -> frozenset[str]:
+    """``allow_private_hosts`` normalised the way hosts are compared (case, brackets, final dot)."""
+    return frozenset(h.strip().strip("[]").lower().rstrip(".") for h in settings.allow_private_hosts)
+
+
+def host_of(url: httpx.URL) -> str:
     # raw_host is what httpcore connects to (IDNA-encoded, IPv6 without brackets).
     return url.raw_host.decode("ascii", "replace").lower()
 
 
-def _literal_ip(host: str) -> IPAddress | None:
+def literal_ip(host: str) -> IPAddress | None:
     """The address a host string denotes by itself, as the C resolver would read it."""
     bare = host.rstrip(".")
     try:
@@ -399,7 +409,7 @@ def _literal_ip(host: str) -> IPAddress | None:
     return None
 
 
-def _disallowed(addr: IPAddress) -> str | None:
+def disallowed_reason(addr: IPAddress) -> str | None:
     """Why connecting to ``addr`` is refused, or None for a public address."""
     if isinstance(addr, ipaddress.IPv6Address):
         embedded: ipaddress.IPv4Address | None = addr.ipv4_mapped or addr.sixtofour
@@ -410,7 +420,7 @@ def _disallowed(addr: IPAddress) -> str | None:
         elif embedded is None and int(addr) >> 32 == 0 and int(addr) > 1:
             embedded = ipaddress.IPv4Address(int(addr))  # deprecated IPv4-compatible ::a.b.c.d
         if embedded is not None:
-            why = _disallowed(embedded)
+            why = disallowed_reason(embedded)
             return f"{why} (embedded in {addr})" if why else None
     checks = (
         ("loopback", addr.is_loopback),
@@ -470,7 +480,7 @@ class _Run:
         self.settings = settings
         self.backoff = backoff
         self.excludes = [re.compile(p) for p in settings.exclude]
-        self.allowed = {h.strip().strip("[]").lower().rstrip(".") for h in settings.allow_private_hosts}
+        self.allowed = allowed_hosts(settings)
         self.global_sem = asyncio.Semaphore(settings.concurrency)
         self.host_sems: dict[str, asyncio.Semaphore] = {}
         self.policies: dict[str, HostPolicy] = {}
@@ -486,9 +496,9 @@ class _Run:
         self._clients: list[httpx.AsyncClient] = []
         self._turn = itertools.count()
         doi = httpx.URL(settings.doi_resolver)
-        self.doi_host, self.doi_prefix = _host_of(doi), doi.path
+        self.doi_host, self.doi_prefix = host_of(doi), doi.path
         pubmed = httpx.URL(settings.pubmed_resolver)
-        self.pubmed_host, self.pubmed_prefix = _host_of(pubmed), pubmed.path
+        self.pubmed_host, self.pubmed_prefix = host_of(pubmed), pubmed.path
 
     def policy(self, host: str) -> HostPolicy:
         found = self.policies.get(host)
@@ -535,7 +545,7 @@ class _Run:
                 isinstance(target, _Target)
                 and target.fragment
                 and checkable_fragment(target.fragment)
-                and self.policy(_host_of(target.fetch)).check_fragments
+                and self.policy(host_of(target.fetch)).check_fragments
             ):
                 self.want_anchors.add(str(target.fetch))
         return [asyncio.ensure_future(self.check(t)) for t in targets]
@@ -565,10 +575,10 @@ class _Run:
         except (httpx.InvalidURL, ValueError) as exc:
             # httpx rejects some spellings browsers accept (0177.0.0.1): still name an address we refuse.
             try:
-                literal = _literal_ip(urlsplit(cleaned).hostname or "")
+                literal = literal_ip(urlsplit(cleaned).hostname or "")
             except ValueError:
                 literal = None
-            why = _disallowed(literal) if literal is not None else None
+            why = disallowed_reason(literal) if literal is not None else None
             if why:
                 return _Outcome(url, LinkStatus.REFUSED, f"{why} is not allowed")
             return _Outcome(url, LinkStatus.BROKEN, f"not a valid URL ({exc})")
@@ -591,7 +601,7 @@ class _Run:
         return _Outcome(url, LinkStatus.BROKEN, f"malformed {scheme}: link (expected {example})")
 
     def _kind_of(self, url: httpx.URL) -> tuple[Literal["doi", "pmid"] | None, str]:
-        host, path = _host_of(url), unquote(url.path)
+        host, path = host_of(url), unquote(url.path)
         rest: str | None = None
         if host == self.doi_host and path.startswith(self.doi_prefix):
             rest = path[len(self.doi_prefix) :]
@@ -626,10 +636,10 @@ class _Run:
             return outcome
         if outcome.status not in (LinkStatus.OK, LinkStatus.REDIRECTED):
             return outcome
-        hosts = [_host_of(target.fetch)]
+        hosts = [host_of(target.fetch)]
         if outcome.final_url:
             with contextlib.suppress(httpx.InvalidURL, ValueError):
-                hosts.append(_host_of(httpx.URL(outcome.final_url)))
+                hosts.append(host_of(httpx.URL(outcome.final_url)))
         if not all(self.policy(h).check_fragments for h in hosts):
             return outcome
         page = outcome.page
@@ -651,7 +661,7 @@ class _Run:
         )
 
     def _wants_body(self, url: httpx.URL, key: str) -> bool:
-        return key in self.want_anchors or self.policy(_host_of(url)).soft_404
+        return key in self.want_anchors or self.policy(host_of(url)).soft_404
 
     async def _follow(self, target: _Target) -> _Outcome:
         """Walk the redirect chain from ``target``; classify where it ends."""
@@ -779,7 +789,7 @@ class _Run:
 
     def _went_home(self, start: httpx.URL, final_url: str) -> bool:
         """A deep URL that ends on a site's home page: the page is gone (soft-404)."""
-        if not self.policy(_host_of(start)).soft_404:
+        if not self.policy(host_of(start)).soft_404:
             return False
         segments = [s for s in start.path.split("/") if s]
         if not segments or (len(segments) == 1 and _HOME_ALIAS.match(segments[0])):
@@ -862,7 +872,7 @@ class _Run:
         vetted = await self._vet_host(url)  # every attempt: a transient DNS failure is asked again
         if vetted is not None:
             return vetted
-        host = _host_of(url)
+        host = host_of(url)
         policy = self.policy(host)
         host_sem = self.host_sems.get(host)
         if host_sem is None:
@@ -961,11 +971,11 @@ class _Run:
     # -- SSRF and DNS ----------------------------------------------------
     async def _vet_host(self, url: httpx.URL) -> _Outcome | None:
         """None if we may connect to ``url``'s host; else refused, or a DNS failure."""
-        host = _host_of(url)
+        host = host_of(url)
         allowed = host.rstrip(".") in self.allowed
-        literal = _literal_ip(host)
+        literal = literal_ip(host)
         if literal is not None:
-            why = None if allowed else _disallowed(literal)
+            why = None if allowed else disallowed_reason(literal)
             return _Outcome("", LinkStatus.REFUSED, f"{why} is not allowed") if why else None
         resolution = await self._resolve(host)
         if resolution.failure is not None:
@@ -976,7 +986,7 @@ class _Run:
         if allowed:
             return None
         for addr in resolution.addresses:
-            why = _disallowed(addr)
+            why = disallowed_reason(addr)
             if why:
                 return _Outcome("", LinkStatus.REFUSED, f"{host} resolves to {why}, which is not allowed")
         return None
@@ -1009,12 +1019,12 @@ class _Run:
         except OSError as exc:
             return _Resolution(failure="dns-error", detail=f"DNS lookup of {host} failed ({exc})")
         addresses = tuple(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
-        if any(_disallowed(a) is None for a in addresses):
+        if any(disallowed_reason(a) is None for a in addresses):
             self.network_seen = True  # a public answer: the resolver works
         return _Resolution(addresses=addresses)
 
     def _cookies_for(self, client: httpx.AsyncClient, url: httpx.URL) -> frozenset[tuple[str, str, str]]:
-        host = _host_of(url)
+        host = host_of(url)
         return frozenset(
             (c.domain, c.name, c.value or "")
             for c in client.cookies.jar

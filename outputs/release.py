@@ -57,7 +57,6 @@ class Release:
         self._staging = self._releases / f"{STAGING_PREFIX}{self.release_id}"
         self._lock: IO[bytes] | None = None
         self._committed: Path | None = None
-        self.written: list[str] = []
 
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> Self:
@@ -96,7 +95,6 @@ class Release:
             target.unlink()
         with target.open("xb") as handle:
             handle.write(data)
-        self.written.append(relpath)
         return self.out_dir / relpath
 
     def remove(self, relpath: str) -> None:

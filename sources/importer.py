@@ -32,7 +32,7 @@ import yaml
 from bs4 import BeautifulSoup, Tag
 from bs4.element import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction
 
-from clinicpress.checks.links import IPAddress, _disallowed, _host_of, _literal_ip
+from clinicpress.checks.links import IPAddress, allowed_hosts, disallowed_reason, host_of, literal_ip
 from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.errors import InputError
 from clinicpress.sources.article import MAX_SLUG, RESERVED_SLUGS, SLUG, slugify
@@ -256,21 +256,20 @@ def fetch_page(url: str, settings: LinkCheckSettings) -> tuple[bytes, str, str |
 
 
 def _vet(url: str, settings: LinkCheckSettings) -> httpx.URL:
-    """The URL, if we may connect to it; the same rules as checks/links.py's ``_vet_host``."""
+    """The URL, if we may connect to it: the link checker's rules and helpers (checks/links.py)."""
     try:
         target = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
         raise InputError(url, None, f"is not a valid URL ({exc})", "an http(s) URL") from None
     if target.scheme not in ("http", "https") or not target.raw_host:
         raise InputError(url, None, "is not an http(s) URL", "an http(s) URL or an HTML file") from None
-    host = _host_of(target)
-    allowed = {h.strip().strip("[]").lower().rstrip(".") for h in settings.allow_private_hosts}
-    if host.rstrip(".") in allowed:
+    host = host_of(target)
+    if host.rstrip(".") in allowed_hosts(settings):
         return target
-    literal = _literal_ip(host)
+    literal = literal_ip(host)
     addresses = [literal] if literal is not None else _resolve(host, url)
     for address in addresses:
-        why = _disallowed(address)
+        why = disallowed_reason(address)
         if why:
             raise InputError(
                 url, None, f"{host} is a {why}, which is refused", "a public address (or allow_private_hosts)"
