@@ -42,7 +42,7 @@ typecheck: $(TEST_STAMP)
 pytest: $(TEST_STAMP) browser-deps
 	$(BIN)/python -m pytest
 
-# The long fault-injection matrices (about 11 minutes), deselected from `make test`.
+# The long fault-injection matrices, deselected from `make test`; .ci/run runs both.
 test-slow: $(TEST_STAMP)
 	$(BIN)/python -m pytest -m slow
 

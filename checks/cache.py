@@ -47,6 +47,7 @@ def settings_fingerprint(settings: LinkCheckSettings) -> str:
     relevant = settings.model_dump(
         include={
             "allow_private_hosts",
+            "allow_private_networks",
             "check_fragments",
             "soft_404",
             "max_redirects",
@@ -56,6 +57,8 @@ def settings_fingerprint(settings: LinkCheckSettings) -> str:
         },
         mode="json",
     )
+    if not relevant.get("allow_private_networks"):  # unset: cache entries made before it stay valid
+        relevant.pop("allow_private_networks", None)
     for host in relevant.get("hosts", {}).values():  # politeness does not change verdicts
         host.pop("per_host", None)
         host.pop("min_interval", None)

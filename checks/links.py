@@ -53,10 +53,14 @@ Decisions worth knowing:
 * SSRF: literal IPs (including the inet_aton forms ``2130706433``,
   ``0x7f.1``, ``127.1`` that httpx passes through as host names and the C
   resolver turns into addresses) and every resolved address are vetted;
-  one disallowed address refuses the host. Not done yet (later issue): the
-  connection is not pinned to the vetted address, httpx resolves again when
-  it connects, so a DNS answer that changes in between (rebinding) is not
-  caught.
+  one disallowed address refuses the host. ``allow_private_hosts`` (by name) and
+  ``allow_private_networks`` (by address) make exceptions for tests and intranets.
+* Connection pinning (DNS rebinding): a run resolves a name once (cached per run,
+  transient failures excepted) and its clients connect only to the addresses that
+  answer vetted (:class:`_PinnedBackend`), never resolving again: a second DNS answer
+  that is private is never connected to, on any hop or retry. TLS still checks the
+  certificate against the name. Several addresses: tried in the resolver's order, a new
+  attempt every 250 ms until one connects (Happy Eyeballs, as httpx does for a name).
 """
 
 from __future__ import annotations
@@ -74,11 +78,12 @@ import socket
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlsplit
 
+import httpcore
 import httpx
 from pydantic import BaseModel, ConfigDict
 
@@ -100,6 +105,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchItem",
     "IPAddress",
+    "IPNetwork",
     "LinkBatch",
     "LinkReport",
     "allowed_hosts",
@@ -120,6 +126,7 @@ RETRY_AFTER_CAP = 5.0  # seconds; a server asking for longer is not waited for
 DEFAULT_BACKOFF = 0.5  # seconds; first retry waits ~this, doubling, with jitter
 REASON_LIMIT = 300
 CONNECTIONS_PER_CLIENT = 4  # measured on the bench farm (2 cores): 4 beat 8 and 16; see bench/linkcheck
+HAPPY_EYEBALLS_DELAY = 0.25  # seconds before the next vetted address is tried too (anyio's, RFC 8305)
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PERMANENT = frozenset({301, 308})
@@ -139,6 +146,7 @@ _TEL = re.compile(r"^\+?[0-9().\- ]+$")
 _C0_AND_SPACE = "".join(map(chr, range(0x21)))
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # Network-level outcome of a link, used to decide "network down" for the run.
 NetFailure = Literal["dns-missing", "dns-error", "connect"]
@@ -409,8 +417,14 @@ def literal_ip(host: str) -> IPAddress | None:
     return None
 
 
-def disallowed_reason(addr: IPAddress) -> str | None:
-    """Why connecting to ``addr`` is refused, or None for a public address."""
+def disallowed_reason(addr: IPAddress, allowed_networks: Sequence[IPNetwork] = ()) -> str | None:
+    """Why connecting to ``addr`` is refused, or None for a public address.
+
+    ``allowed_networks`` (``[checks.links] allow_private_networks``): addresses in them are
+    allowed, also when embedded in an IPv6 address (``::ffff:10.0.0.1`` is 10.0.0.1).
+    """
+    if any(addr in network for network in allowed_networks):  # other IP version: never in it
+        return None
     if isinstance(addr, ipaddress.IPv6Address):
         embedded: ipaddress.IPv4Address | None = addr.ipv4_mapped or addr.sixtofour
         if embedded is None and addr.teredo is not None:
@@ -420,7 +434,7 @@ def disallowed_reason(addr: IPAddress) -> str | None:
         elif embedded is None and int(addr) >> 32 == 0 and int(addr) > 1:
             embedded = ipaddress.IPv4Address(int(addr))  # deprecated IPv4-compatible ::a.b.c.d
         if embedded is not None:
-            why = disallowed_reason(embedded)
+            why = disallowed_reason(embedded, allowed_networks)
             return f"{why} (embedded in {addr})" if why else None
     checks = (
         ("loopback", addr.is_loopback),
@@ -481,6 +495,7 @@ class _Run:
         self.backoff = backoff
         self.excludes = [re.compile(p) for p in settings.exclude]
         self.allowed = allowed_hosts(settings)
+        self.networks: tuple[IPNetwork, ...] = tuple(settings.allow_private_networks)
         self.global_sem = asyncio.Semaphore(settings.concurrency)
         self.host_sems: dict[str, asyncio.Semaphore] = {}
         self.policies: dict[str, HostPolicy] = {}
@@ -520,11 +535,22 @@ class _Run:
                 self._clients = []
 
     def _client(self, connections: int) -> httpx.AsyncClient:
+        # A small pool: httpcore's pool work grows with the square of open connections.
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        transport = httpx.AsyncHTTPTransport(verify=_tls_context(), limits=limits, trust_env=False)
+        # httpx 0.28 has no network_backend argument: its own pool, rebuilt with our backend
+        # (connect only to vetted addresses). tests/test_rebinding.py fails if this stops working.
+        transport._pool = httpcore.AsyncConnectionPool(
+            ssl_context=_tls_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_PinnedBackend(self.pinned),
+        )
         return httpx.AsyncClient(
             follow_redirects=False,  # by hand: every hop is recorded and vetted
             timeout=httpx.Timeout(self.settings.timeout),
-            # A small pool: httpcore's pool work grows with the square of open connections.
-            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            transport=transport,
             headers={
                 "User-Agent": self.settings.user_agent,
                 "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
@@ -533,7 +559,6 @@ class _Run:
             },
             trust_env=False,  # no env proxies: they would resolve and connect where we did not vet
             event_hooks={"response": [_stash_location]},
-            verify=_tls_context(),
         )
 
     # -- reading the input URLs --------------------------------------------
@@ -975,7 +1000,7 @@ class _Run:
         allowed = host.rstrip(".") in self.allowed
         literal = literal_ip(host)
         if literal is not None:
-            why = None if allowed else disallowed_reason(literal)
+            why = None if allowed else disallowed_reason(literal, self.networks)
             return _Outcome("", LinkStatus.REFUSED, f"{why} is not allowed") if why else None
         resolution = await self._resolve(host)
         if resolution.failure is not None:
@@ -986,10 +1011,28 @@ class _Run:
         if allowed:
             return None
         for addr in resolution.addresses:
-            why = disallowed_reason(addr)
+            why = disallowed_reason(addr, self.networks)
             if why:
                 return _Outcome("", LinkStatus.REFUSED, f"{host} resolves to {why}, which is not allowed")
         return None
+
+    def pinned(self, host: str) -> tuple[IPAddress, ...]:
+        """The addresses the clients may connect to for ``host``: what _vet_host let through.
+
+        The same rules on the same cached resolution, so vetting and connecting cannot disagree;
+        () when this run has no vetted answer for the name (the backend then fails closed).
+        """
+        host = host.lower()
+        allowed = host.rstrip(".") in self.allowed
+        literal = literal_ip(host)
+        if literal is not None:
+            return (literal,) if allowed or disallowed_reason(literal, self.networks) is None else ()
+        resolution = self.dns.get(host)
+        if resolution is None or resolution.failure is not None:
+            return ()
+        if allowed or all(disallowed_reason(a, self.networks) is None for a in resolution.addresses):
+            return resolution.addresses
+        return ()
 
     async def _resolve(self, host: str) -> _Resolution:
         # Cached per host per run (a lock so concurrent links to one host ask once); transient
@@ -1033,6 +1076,98 @@ class _Run:
 
 
 _LOCATION = "clinicpress.location"
+
+
+class _PinnedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to the addresses a run vetted (no rebinding).
+
+    httpcore hands over the URL's host; it is never resolved here: ``vetted`` gives the run's
+    addresses for it, and none means no connection (fail closed). TLS is untouched: httpcore
+    passes the host name to ``start_tls``, so SNI and the certificate check use the name.
+    """
+
+    def __init__(self, vetted: Callable[[str], tuple[IPAddress, ...]]) -> None:
+        self._vetted = vetted
+        self._inner = httpcore.AnyIOBackend()  # what httpcore's default backend uses under asyncio
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = self._vetted(host)
+        if not addresses:
+            raise httpcore.ConnectError(f"no vetted address for {host} in this run (not resolving it again)")
+
+        def connect(address: IPAddress, limit: float | None) -> Awaitable[httpcore.AsyncNetworkStream]:
+            return self._inner.connect_tcp(
+                str(address), port, timeout=limit, local_address=local_address, socket_options=socket_options
+            )
+
+        if len(addresses) == 1:
+            return await connect(addresses[0], timeout)  # what httpx does with a one-address name
+        try:
+            async with asyncio.timeout(timeout):  # one connect timeout for all the attempts
+                return await _first_to_connect([functools.partial(connect, a, None) for a in addresses])
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"no vetted address of {host} connected in time") from None
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError("the link checker connects over TCP only")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+async def _first_to_connect(
+    attempts: Sequence[Callable[[], Awaitable[httpcore.AsyncNetworkStream]]],
+) -> httpcore.AsyncNetworkStream:
+    """Happy Eyeballs over fixed addresses: the next attempt starts when the last one failed or
+    has not connected within HAPPY_EYEBALLS_DELAY; the first to connect wins, the rest are
+    cancelled (or closed, if they connected too). A dead first address costs 250 ms, not a timeout.
+    """
+    waiting = list(attempts)
+    running: set[asyncio.Future[httpcore.AsyncNetworkStream]] = set()
+    errors: list[BaseException] = []
+    winner: httpcore.AsyncNetworkStream | None = None
+    try:
+        while waiting or running:
+            if waiting:
+                running.add(asyncio.ensure_future(waiting.pop(0)()))
+            done, running = await asyncio.wait(
+                running,
+                timeout=HAPPY_EYEBALLS_DELAY if waiting else None,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                exc = task.exception()
+                if exc is None:
+                    stream = task.result()
+                    if winner is None:
+                        winner = stream
+                    else:
+                        await stream.aclose()  # two connected at once: keep one
+                elif isinstance(exc, httpcore.ConnectError | httpcore.ConnectTimeout):
+                    errors.append(exc)
+                elif winner is None:
+                    raise exc
+            if winner is not None:
+                return winner
+    finally:
+        for task in running:
+            task.cancel()
+        for result in await asyncio.gather(*running, return_exceptions=True):
+            if isinstance(result, httpcore.AsyncNetworkStream):  # connected while being cancelled
+                await result.aclose()
+    raise httpcore.ConnectError("All connection attempts failed") from (errors[0] if errors else None)
 
 
 @functools.cache

@@ -11,6 +11,7 @@ Per-host overrides live in sub-tables::
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -52,6 +53,13 @@ class LinkCheckSettings(BaseModel):
         default_factory=list,
         description="Hosts that may resolve to private/loopback addresses (tests use 127.0.0.1)",
     )
+    allow_private_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list,
+        description=(
+            "Addresses in these networks are allowed, like allow_private_hosts but by address "
+            '(for an intranet: ["10.20.0.0/16"]); the checker still connects only to the address it vetted'
+        ),
+    )
     timeout: float = Field(default=10.0, gt=0, description="Seconds per request")
     concurrency: int = Field(default=8, ge=1, le=512)
     per_host: int = Field(default=2, ge=1, le=256)
@@ -80,6 +88,26 @@ class LinkCheckSettings(BaseModel):
             except re.error as exc:
                 raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from exc
         return values
+
+    @field_validator("allow_private_networks", mode="before")
+    @classmethod
+    def _networks(cls, values: object) -> object:
+        # Parsed here for a readable error (pydantic's union error names its internals) and strictly:
+        # "10.0.0.1/8" is a typo for an address or for 10.0.0.0/8; guessing either widens the hole.
+        if not isinstance(values, list | tuple):
+            return values  # pydantic reports "not a list"
+        networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for value in values:
+            if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+                networks.append(value)
+                continue
+            try:
+                networks.append(ipaddress.ip_network(str(value).strip()))
+            except ValueError as exc:
+                raise ValueError(
+                    f"{value!r} is not a network like 10.20.0.0/16 or fd00:1::/64 ({exc})"
+                ) from None
+        return networks
 
     @field_validator("hosts")
     @classmethod

@@ -24,7 +24,14 @@ from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
 from clinicpress.checks.verify import all_urls, verify_article
 from clinicpress.console import links_table
 from clinicpress.errors import RenderError
-from clinicpress.flows.tasks import LINK_BATCH_RUNNER, check_sources, record_publish, send_newsletter_task
+from clinicpress.faults import fault_point
+from clinicpress.flows.tasks import (
+    LINK_BATCH_RUNNER,
+    check_sources,
+    record_publish,
+    record_unrecorded_live,
+    send_newsletter_task,
+)
 from clinicpress.outputs.delivery import SendReport
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.outputs.release import live_versions
@@ -63,14 +70,18 @@ class PublishResult(BaseModel):
 
 @task(name="load-inputs", cache_policy=NO_CACHE)
 def load_inputs(paths: list[str], site_path: str) -> tuple[SiteConfig, list[Article]]:
-    return load_site(site_path), load_articles(discover_articles(paths))
+    site, articles = load_site(site_path), load_articles(discover_articles(paths))
+    fault_point("load")
+    return site, articles
 
 
 @task(name="verify", cache_policy=NO_CACHE)
 def verify(
     articles: list[Article], site: SiteConfig, links: LinkReport, on: date, strict: bool
 ) -> list[ArticleReport]:
-    return [verify_article(a, site, links, on=on, strict=strict) for a in articles]
+    reports = [verify_article(a, site, links, on=on, strict=strict) for a in articles]
+    fault_point("check.verify")
+    return reports
 
 
 @task(name="render-batch", cache_policy=NO_CACHE)
@@ -190,6 +201,8 @@ def publish_flow(
     for item in ready:
         if release is not None and item.article.key in release.already_live:
             unchanged[item.article.key] = (item.article, item.version)
+    if unchanged:
+        record_unrecorded_live(site, out_dir, list(unchanged.values()), now)
     # After the swap: live versions (new, or unchanged with a send left to resume) get their newsletter.
     live_now = [(item.article, item.version) for item in went_live] + list(unchanged.values())
     sends = _newsletters(site, out_dir, now, live_now, test_to)

@@ -15,9 +15,11 @@ from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.links import LinkBatch, LinkReport, check_batch, merge_batches, plan_batches
 from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.checks.verify import all_urls
+from clinicpress.faults import fault_point
 from clinicpress.outputs.delivery import SendReport, send_newsletter
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
 from clinicpress.outputs.registry import Registry
+from clinicpress.outputs.release import live_release, live_report
 from clinicpress.outputs.subscribers import Subscriber
 from clinicpress.renderers.base import RenderContext
 from clinicpress.site import SiteConfig
@@ -42,6 +44,7 @@ def check_sources(urls: list[str], settings: LinkCheckSettings, cache: LinkCache
 
     "Network down" is decided over all batches together, not per batch.
     """
+    fault_point("check.links")
     futures = [check_links_batch.submit(batch, settings, cache) for batch in plan_batches(urls)]
     return merge_batches([future.result() for future in futures], urls=urls)
 
@@ -66,6 +69,7 @@ def record_publish(
 
     Returns the slugs recorded as new versions (re-publishing a version is a no-op).
     """
+    fault_point("record")
     with Registry.for_site(site, Path(out_dir)) as registry:
         recorded = [
             item.article.key
@@ -91,6 +95,45 @@ def record_publish(
             pending = [u for u in urls if u not in already]
             for url, archived in lookup_archives(pending, site.archive).items():
                 registry.record_archive(url, archived, published_at)
+    return recorded
+
+
+@task(name="record-live", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
+def record_unrecorded_live(
+    site: SiteConfig, out_dir: str, live: list[tuple[Article, str]], now: datetime
+) -> list[str]:
+    """Record live versions the registry lacks; returns their slugs.
+
+    A run killed between the switch and ``record-publish`` leaves its versions
+    live but unrecorded; the next run finds them unchanged, and without this
+    the monitor (which reads the registry) would never check them.
+    """
+    if not live:
+        return []
+    out = Path(out_dir)
+    with Registry.for_site(site, out) as registry:
+        missing = registry.unrecorded({article.key: version for article, version in live})
+        release = live_release(out)
+        recorded: list[str] = []
+        for article, version in live:
+            report = live_report(out, article.key) if article.key in missing else None
+            if report is None or release is None:
+                continue
+            channels = report.get("channels")
+            went_live = report.get("published_at")
+            registry.record_publish(
+                slug=article.key,
+                version=version,
+                title=article.title,
+                published_at=datetime.fromisoformat(went_live) if isinstance(went_live, str) else now,
+                release_id=release.name,
+                channels=channels if isinstance(channels, dict) else {},
+                licenses=site.licenses,
+                last_reviewed=article.last_reviewed,
+                next_review=article.review_due,
+                cited=[(s.title, s.url) for s in article.sources],
+            )
+            recorded.append(article.key)
     return recorded
 
 

@@ -75,6 +75,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinicpress.errors import ClinicpressError, InputError
+from clinicpress.faults import fault_point
 from clinicpress.outputs.registry import UTCDateTime, new_id, open_engine, registry_url, shown_url
 from clinicpress.outputs.subscribers import Subscriber, address_problem
 from clinicpress.renderers.base import RenderContext
@@ -854,6 +855,7 @@ class _Run:
         self.sent = 0
 
     def run(self) -> SendReport:
+        fault_point("newsletter.enqueue")
         send_id, published_at = self.store.ensure_send(
             self.article.key,
             self.context.version,
@@ -861,6 +863,7 @@ class _Run:
             self.context.published_at,
             self.recipients,
         )
+        fault_point("newsletter.enqueued")
         busy = self.store.acquire(send_id, self.owner, self.ttl)
         if busy is not None:
             return self.store.report(send_id, self.max_attempts, sent=0, busy=busy)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from clinicpress.checks.model import ArticleReport
 from clinicpress.errors import PublishError
+from clinicpress.faults import fault_point
 from clinicpress.outputs.release import RELEASES, Release, live_versions, release_ids, release_versions
 from clinicpress.outputs.reports import published_report, report_relpath
 from clinicpress.renderers.base import Artifact
@@ -106,6 +107,7 @@ def publish_release(
             files[slug] = [a.relpath for a in item.artifacts] + [report_relpath(slug)]
         for artifact in render_catalog(_catalog(release), site, published_at):
             release.write(artifact.relpath, artifact.data)
+        fault_point("stage")
         release_dir = release.commit()
     return PublishedRelease(release.release_id, release_dir, files, already)
 

@@ -322,6 +322,15 @@ class Registry:
                 )
         return True
 
+    def unrecorded(self, live: Mapping[str, str]) -> set[str]:
+        """The slugs of ``live`` (slug → version) whose version was never recorded."""
+        if not live:
+            return set()
+        pairs = tuple_(publishes.c.slug, publishes.c.version)
+        with self._tx() as conn:
+            found = conn.execute(select(publishes.c.slug).where(pairs.in_(list(live.items()))))
+            return set(live) - set(found.scalars())
+
     def latest_publishes(self, live: Mapping[str, str] | None = None) -> list[PublishedArticle]:
         """The live version of every article (``live``: slug → version), else the newest recorded."""
         newest = (

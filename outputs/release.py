@@ -26,9 +26,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 from clinicpress.errors import PublishError
+from clinicpress.faults import fault_point
 
 CHANNEL_DIRS = ("web", "handouts", "newsletter", "reports")
 RELEASES = "releases"
@@ -123,7 +124,9 @@ class Release:
             self._staging.rename(final)
         except OSError as exc:
             raise PublishError(f"{self.out_dir}: could not finish the new release ({exc})") from None
+        fault_point("switch")
         switch_live(self.out_dir, self.release_id)
+        fault_point("switched")
         self._committed = final
         for name in CHANNEL_DIRS:
             stable = self.out_dir / name
@@ -229,6 +232,18 @@ def live_versions(out_dir: Path) -> dict[str, str]:
     """Slug → version of every article live now (from its report in the live release)."""
     live = live_release(out_dir)
     return {} if live is None else _versions_in(live)
+
+
+def live_report(out_dir: Path, slug: str) -> dict[str, Any] | None:
+    """The report of ``slug`` in the live release (what went live, when, in which files)."""
+    live = live_release(out_dir)
+    if live is None:
+        return None
+    try:
+        data = json.loads((live / "reports" / f"{slug}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _versions_in(release: Path) -> dict[str, str]:

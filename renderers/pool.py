@@ -48,6 +48,7 @@ from typing import Literal, TypeAlias, TypeVar
 from clinicpress.checks.consistency import consistency_problems
 from clinicpress.checks.model import Problem
 from clinicpress.errors import RenderError
+from clinicpress.faults import fault_point
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
@@ -90,6 +91,7 @@ def _job(article: Article, site: SiteConfig, context: RenderContext, check: bool
     artifacts = render_article(article, site, context)
     if not check:
         return artifacts
+    fault_point("check.consistency")
     return Checked(artifacts, consistency_problems(article, site, artifacts))
 
 

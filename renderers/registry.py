@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+from clinicpress.faults import fault_point
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
@@ -27,6 +28,7 @@ def render_article(article: Article, site: SiteConfig, context: RenderContext) -
     artifacts: list[Artifact] = []
     for channel, renderer in RENDERERS.items():
         if channel in wanted:
+            fault_point(f"render.{channel.value}")
             artifacts.extend(renderer.render(article, site, context))
     return artifacts
 

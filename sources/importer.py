@@ -269,7 +269,7 @@ def _vet(url: str, settings: LinkCheckSettings) -> httpx.URL:
     literal = literal_ip(host)
     addresses = [literal] if literal is not None else _resolve(host, url)
     for address in addresses:
-        why = disallowed_reason(address)
+        why = disallowed_reason(address, settings.allow_private_networks)
         if why:
             raise InputError(
                 url, None, f"{host} is a {why}, which is refused", "a public address (or allow_private_hosts)"

@@ -1,0 +1,374 @@
+"""DNS rebinding: the link checker connects only to the address it vetted; the handout to none.
+
+Real parts only: an HTTP server on 127.0.0.2 (Linux routes all of 127/8 to lo) and, on
+127.0.0.1 *with the same port*, a listener that only counts connections, so a checker that
+resolved a name again and followed the second answer would land on the listener. The DNS
+is a resolver we control: ``socket.getaddrinfo`` (what asyncio's ``loop.getaddrinfo`` and
+anyio call) answers the test names from a table; IP literals go to the real one
+(numeric only, so no DNS query ever leaves the machine); other names do not exist.
+``allow_private_networks = ["127.0.0.2/32"]`` makes 127.0.0.2 count as public.
+
+See also tests/test_links.py::test_redirect_to_metadata_address_is_refused and the
+``sources-private-via-redirect`` case of tests/test_hostile.py (redirects to 169.254/16, 10/8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import select
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from clinicpress.checks import links
+from clinicpress.checks.links import LinkReport, check_urls_async
+from clinicpress.checks.model import LinkStatus
+from clinicpress.checks.settings import LinkCheckSettings
+from clinicpress.renderers.handout import render_handout_pdf
+from clinicpress.site import SiteConfig
+from clinicpress.sources.loader import load_article
+
+ORIGIN_IP = "127.0.0.2"  # the vetted address: allowed by allow_private_networks
+LISTENER_IP = "127.0.0.1"  # the rebinding target: loopback, never allowed here
+DEAD_IP = "127.0.0.3"  # nothing listens there: connection refused at once
+SETTINGS = LinkCheckSettings(
+    allow_private_networks=[f"{ORIGIN_IP}/32"], timeout=1.0, retries=1, min_interval=0
+)
+PAGE = b"<!doctype html><html><head><title>A study</title></head><body><h1>A study</h1></body></html>"
+_REAL_GETADDRINFO = socket.getaddrinfo
+
+
+# -- the parts: a listener, an origin server, a resolver -----------------------------------------
+
+
+class Listener:
+    """A TCP listener that accepts, counts and closes; counting drains the accept queue first,
+    so a connection whose handshake completed is counted even if our thread has not seen it yet."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._socket = sock
+        self._socket.setblocking(False)
+        self.port = int(sock.getsockname()[1])
+        self._count = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="rebind-listener", daemon=True)
+        self._thread.start()
+
+    @property
+    def connections(self) -> int:
+        self._take()
+        return self._count
+
+    def _take(self) -> None:
+        with self._lock:
+            while True:
+                try:
+                    conn, _ = self._socket.accept()
+                except (BlockingIOError, OSError):
+                    return
+                self._count += 1
+                conn.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([self._socket], [], [], 0.05)
+            except (OSError, ValueError):
+                return  # closed
+            if ready:
+                self._take()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._socket.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    origin: Origin
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.0"  # one request per connection: every request connects anew
+    timeout = 2
+
+    def do_GET(self) -> None:
+        status, headers, body = self.server.origin.answer(urlsplit(self.path).path)
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class Origin:
+    """The real HTTP server on 127.0.0.2: a page, redirects, a 503 that clears; hits counted."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._server = _Server((ORIGIN_IP, port), _Handler)
+        self._server.origin = self
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="rebind-origin",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def answer(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        with self._lock:
+            self.hits[path] += 1
+            seen = self.hits[path]
+        html = {"Content-Type": "text/html; charset=utf-8"}
+        if path == "/page":
+            return 200, html, PAGE
+        if path == "/hop":  # same host again: the next hop must use the same vetted address
+            return 302, {"Location": "/page"}, b""
+        if path == "/flaky":  # a retry connects again
+            return (503, {}, b"") if seen == 1 else (200, html, PAGE)
+        if path == "/to-listener":
+            return 302, {"Location": f"http://{LISTENER_IP}:{self.port}/"}, b""
+        if path == "/to-private-name":
+            return 302, {"Location": f"http://private.test:{self.port}/"}, b""
+        return 404, {}, b""
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=2)
+
+
+class Hosts:
+    """The origin on 127.0.0.2:P and the listener on 127.0.0.1:P: the same port, two addresses."""
+
+    def __init__(self) -> None:
+        for _ in range(20):  # the port is free on 127.0.0.1; on 127.0.0.2 it almost surely is too
+            sock = socket.create_server((LISTENER_IP, 0))
+            port = int(sock.getsockname()[1])
+            try:
+                self.origin = Origin(port)
+            except OSError:
+                sock.close()
+                continue
+            self.listener = Listener(sock)
+            self.port = port
+            return
+        raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://{name}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.origin.close()
+        self.listener.close()
+
+
+class Resolver:
+    """``socket.getaddrinfo`` for the test names: each name's answers in turn, the last repeating."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, Sequence[Sequence[str]]] = {}
+        self.asked: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def getaddrinfo(
+        self, host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> list[tuple[Any, ...]]:
+        name = (host.decode() if isinstance(host, bytes) else str(host or "")).lower().rstrip(".")
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            pass
+        else:  # a literal: the real resolver, forbidden from asking DNS
+            return _REAL_GETADDRINFO(host, port, family, type, proto, flags | socket.AI_NUMERICHOST)
+        with self._lock:
+            self.asked[name] += 1
+            turns = self.answers.get(name)
+            if turns is None:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            addresses = turns[min(self.asked[name], len(turns)) - 1]
+        number = int(port) if port not in (None, b"", "") else 0
+        return [
+            (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, number))
+            for address in addresses
+        ]
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[Hosts]:
+    running = Hosts()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> Resolver:
+    fake = Resolver()
+    fake.answers = {
+        "rebind.test": [[ORIGIN_IP], [LISTENER_IP]],  # vetted answer first, the rebinding after
+        "private.test": [[LISTENER_IP]],
+        "public.test": [[ORIGIN_IP]],
+        "multi.test": [[DEAD_IP, ORIGIN_IP], [LISTENER_IP]],
+        "dead.test": [[DEAD_IP], [LISTENER_IP]],
+    }
+    monkeypatch.setattr(socket, "getaddrinfo", fake.getaddrinfo)
+    return fake
+
+
+def run(urls: Sequence[str], settings: LinkCheckSettings = SETTINGS) -> LinkReport:
+    async def bounded() -> LinkReport:
+        async with asyncio.timeout(10):  # a hang fails the test instead of stalling the suite
+            return await check_urls_async(urls, settings, backoff=0.01)
+
+    return asyncio.run(bounded())
+
+
+# -- the link checker --------------------------------------------------------------------------
+
+
+def test_second_dns_answer_is_never_connected_to(hosts: Hosts, resolver: Resolver) -> None:
+    """The name answers 127.0.0.2 once, then 127.0.0.1: every request, redirect hop and
+    retry goes to 127.0.0.2, and the name is resolved exactly once."""
+    before, hits = hosts.listener.connections, hosts.origin.hits.copy()
+    page, hop, flaky = (hosts.url("rebind.test", p) for p in ("/page", "/hop", "/flaky"))
+    report = run([page, hop, flaky])
+    assert hosts.listener.connections == before  # first: the failure this test is about
+    assert {url: r.status for url, r in report.results.items()} == {
+        page: LinkStatus.OK,
+        hop: LinkStatus.OK,
+        flaky: LinkStatus.OK,
+    }, report.results
+    assert report.results[hop].final_url == page
+    got = hosts.origin.hits - hits
+    assert got == Counter({"/page": 2, "/hop": 1, "/flaky": 2})  # 5 connections, all to 127.0.0.2
+    assert resolver.asked["rebind.test"] == 1
+
+
+def test_first_dns_answer_private_is_refused_and_never_contacted(hosts: Hosts, resolver: Resolver) -> None:
+    before = hosts.listener.connections
+    result = run([hosts.url("private.test", "/")]).results[hosts.url("private.test", "/")]
+    assert result.status is LinkStatus.REFUSED
+    assert f"resolves to loopback address {LISTENER_IP}" in result.reason
+    assert hosts.listener.connections == before
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [("/to-listener", f"{LISTENER_IP} is not allowed"), ("/to-private-name", "resolves to loopback")],
+    ids=["to-address", "to-name"],
+)
+def test_redirect_to_the_listener_is_refused_and_never_contacted(
+    hosts: Hosts, resolver: Resolver, path: str, reason: str
+) -> None:
+    before, hits = hosts.listener.connections, hosts.origin.hits[path]
+    result = run([hosts.url("public.test", path)]).results[hosts.url("public.test", path)]
+    assert result.status is LinkStatus.REFUSED
+    assert result.reason.startswith("redirect to http://"), result.reason
+    assert reason in result.reason, result.reason
+    assert hosts.origin.hits[path] == hits + 1
+    assert hosts.listener.connections == before
+
+
+def test_several_vetted_addresses_the_first_that_connects_wins(hosts: Hosts, resolver: Resolver) -> None:
+    """multi.test answers 127.0.0.3 (refused) and 127.0.0.2, then 127.0.0.1: the pinned connect
+    tries the vetted addresses in order and never the later answer."""
+    settings = LinkCheckSettings(
+        allow_private_networks=[f"{ORIGIN_IP}/31"], timeout=1.0, retries=0, min_interval=0
+    )
+    before, hits = hosts.listener.connections, hosts.origin.hits["/page"]
+    url = hosts.url("multi.test", "/page")
+    assert run([url], settings).results[url].status is LinkStatus.OK
+    assert hosts.origin.hits["/page"] == hits + 1
+    assert hosts.listener.connections == before
+    assert resolver.asked["multi.test"] == 1
+
+
+def test_a_pinned_address_that_refuses_is_a_connect_failure_as_before(
+    hosts: Hosts, resolver: Resolver
+) -> None:
+    """Connect failures keep their meaning: one link, connection refused → network down, unverified."""
+    settings = LinkCheckSettings(allow_private_networks=[f"{DEAD_IP}/32"], timeout=1.0, retries=1)
+    before = hosts.listener.connections
+    url = hosts.url("dead.test", "/page")
+    report = run([url], settings)
+    assert report.network_down
+    assert report.results[url].status is LinkStatus.UNVERIFIED
+    assert "could not connect to dead.test" in report.results[url].reason
+    assert hosts.listener.connections == before
+    assert resolver.asked["dead.test"] == 1  # the retry used the cached, vetted answer
+
+
+def test_a_name_the_run_did_not_vet_is_never_connected_to(hosts: Hosts, resolver: Resolver) -> None:
+    """Fail closed: the checker's client refuses a name without a vetted answer in the run
+    (it never resolves it itself)."""
+    before, hits = hosts.listener.connections, hosts.origin.hits["/page"]
+
+    async def direct() -> None:
+        check = links._Run(SETTINGS, backoff=0.01)
+        async with asyncio.timeout(5), check.clients():
+            with pytest.raises(httpx.ConnectError, match=r"no vetted address for rebind\.test"):
+                await check._clients[0].get(hosts.url("rebind.test", "/page"))
+
+    asyncio.run(direct())
+    assert resolver.asked["rebind.test"] == 0
+    assert hosts.origin.hits["/page"] == hits
+    assert hosts.listener.connections == before
+
+
+def test_allow_private_networks_is_validated() -> None:
+    good = LinkCheckSettings(allow_private_networks=["10.20.0.0/16", "fd00:1::/64", "127.0.0.2"])
+    assert [str(n) for n in good.allow_private_networks] == ["10.20.0.0/16", "fd00:1::/64", "127.0.0.2/32"]
+    assert LinkCheckSettings().allow_private_networks == []
+    for bad in (["10.20.0.1/16"], ["intranet"], "10.0.0.0/8"):  # host bits set, a name, not a list
+        with pytest.raises(ValidationError, match="allow_private_networks"):
+            LinkCheckSettings(allow_private_networks=bad)
+
+
+# -- the handout renderer ----------------------------------------------------------------------
+
+
+def test_handout_fetches_neither_the_name_nor_the_address(
+    hosts: Hosts,
+    resolver: Resolver,
+    site: SiteConfig,
+    write_article: Callable[..., Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """WeasyPrint's fetcher serves only its own assets and data: URLs, so neither image is
+    fetched and the name is not even resolved (renderers/handout.py, LocalOnlyURLFetcher)."""
+    by_name = hosts.url("rebind.test", "/x.png")
+    by_address = hosts.url(LISTENER_IP, "/y.png")
+    body = f"Short.\n\n![x]({by_name})\n\n![y]({by_address})\n"
+    article = load_article(write_article(body=body))
+    before = hosts.listener.connections
+    with caplog.at_level(logging.WARNING, logger="clinicpress.renderers.handout"):
+        pdf = render_handout_pdf(article, site)
+    assert pdf.startswith(b"%PDF")
+    assert hosts.listener.connections == before
+    assert resolver.asked["rebind.test"] == 0
+    refused = " ".join(r.getMessage() for r in caplog.records)
+    assert f"refused to fetch {by_name}" in refused  # the images reached the fetcher: not stripped
+    assert f"refused to fetch {by_address}" in refused
