@@ -9,6 +9,7 @@ start.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from markdown_it.token import Token
 from textstat.backend.counts import _count_syllables  # type: ignore[import-untyped]
 
 from clinicpress.checks.model import Problem, Severity
-from clinicpress.renderers.markdown import body_tokens
+from clinicpress.renderers.markdown import body_tokens, body_tokens_of
 from clinicpress.sources.article import Article
 
 DEFAULT_MAX_GRADE = 8.0
@@ -53,7 +54,7 @@ class ReadabilityResult:
     grade: float
     words: int
     sentences: int
-    hardest: list[HardSentence]
+    hardest: tuple[HardSentence, ...]  # a tuple: results are cached and shared
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -79,7 +80,10 @@ def _inline_text(children: Sequence[Token] | None) -> str:
 
 def prose_blocks(article: Article) -> list[str]:
     """The body's paragraphs (list items and quotes included) as plain text, one a block."""
-    tokens = body_tokens(article)
+    return _prose_blocks(body_tokens(article))
+
+
+def _prose_blocks(tokens: list[Token]) -> list[str]:
     blocks: list[str] = []
     depth_table = 0
     for index, token in enumerate(tokens):
@@ -111,7 +115,14 @@ def _truncate(sentence: str) -> str:
 
 def readability(article: Article, hardest: int = HARDEST_SHOWN) -> ReadabilityResult:
     """Flesch–Kincaid grade of the body's prose, with its ``hardest`` sentences."""
-    blocks = prose_blocks(article)
+    return _readability(article.body, len(article.sources), hardest)
+
+
+# Grading every sentence is the slowest check (textstat); the result depends on the body alone,
+# so a served process re-verifying an unchanged catalog grades each body once.
+@functools.lru_cache(maxsize=4096)
+def _readability(body: str, source_count: int, hardest: int) -> ReadabilityResult:
+    blocks = _prose_blocks(body_tokens_of(body, source_count))
     text = "\n\n".join(blocks)
     sentences = [s for block in blocks for s in split_sentences(block)]
     ranked = sorted(
@@ -123,7 +134,7 @@ def readability(article: Article, hardest: int = HARDEST_SHOWN) -> ReadabilityRe
         grade=_grade(text) if text else 0.0,
         words=int(textstat.lexicon_count(text)) if text else 0,
         sentences=len(sentences),
-        hardest=ranked[:hardest],
+        hardest=tuple(ranked[:hardest]),
     )
 
 

@@ -7,12 +7,13 @@ that article published), 2 bad input or usage (one clear line, no traceback).
 from __future__ import annotations
 
 import json
+import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -29,6 +30,9 @@ from clinicpress.runtime import configure_runtime
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import discover_articles, load_articles
+
+if TYPE_CHECKING:
+    from clinicpress.flows.publish import ArticleOutcome  # Prefect is slow to import
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 DEFAULT_OUT = Path("published")
@@ -57,6 +61,20 @@ TestToOpt = Annotated[
     typer.Option("--test-to", metavar="ADDRESS", help="Send one [TEST] newsletter to ADDRESS only"),
 ]
 VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show Prefect's logs and full tracebacks")]
+WorkPoolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--work-pool",
+        metavar="NAME",
+        help="Publish as one flow run per batch on this Prefect work pool (see clinicpress deploy)",
+    ),
+]
+BatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size", min=1, metavar="N", help="Articles per flow run with --work-pool [default: 50]"
+    ),
+]
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -168,18 +186,26 @@ def publish(
     force: ForceOpt = False,
     no_cache: NoCacheOpt = False,
     test_to: TestToOpt = None,
+    work_pool: WorkPoolOpt = None,
+    batch_size: BatchSizeOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Verify articles and publish those that pass into --out (all channels or none).
 
     With [newsletter.smtp] and a subscribers file configured, each newly published
     version's newsletter is sent once the release is live (re-runs resume, never resend).
+    With --work-pool the batches run on that pool's workers (PREFECT_API_URL must name the server).
     """
+    if batch_size is not None and work_pool is None:
+        raise _fail("--batch-size: only with --work-pool; expected --work-pool NAME too", EXIT_USAGE)
     configure_runtime(verbose)
     with _errors(verbose):
         # Validate before starting Prefect: bad input fails in milliseconds, not seconds.
         site_config, articles = _load(paths, site)
         _check_delivery(site_config, test_to)
+        if work_pool is not None:
+            _publish_on_pool(articles, site, out, work_pool, batch_size, strict, force, not no_cache, test_to)
+            return
         from clinicpress.flows.publish import publish_flow  # Prefect is slow to import
 
         with _progress(f"Publishing {len(articles)} article(s) (starting Prefect)…"):
@@ -192,7 +218,14 @@ def publish(
                 use_cache=not no_cache,
                 test_to=test_to,
             )
-    for outcome in result.outcomes:
+    _print_published(result.outcomes, Path(result.out_dir), result.newsletters, result.newsletters_incomplete)
+    raise typer.Exit(_exit_code([o.report for o in result.outcomes]))
+
+
+def _print_published(
+    outcomes: list[ArticleOutcome], out_dir: Path, newsletters: list[str], incomplete: bool
+) -> None:
+    for outcome in outcomes:
         if outcome.unchanged:
             action = "unchanged, this version is live already (--force re-renders it)"
         else:
@@ -200,15 +233,59 @@ def publish(
         for line in report_lines(outcome.report, action=action, list_ok=False):
             out_console.print(line, markup=False)
         for relpath in outcome.files:
-            out_console.print(f"  → {Path(result.out_dir) / relpath}", markup=False)
-    for summary in result.newsletters:
+            out_console.print(f"  → {out_dir / relpath}", markup=False)
+    for summary in newsletters:
         out_console.print(summary, markup=False)
-    if result.newsletters_incomplete:
+    if incomplete:
         # Not exit 1: the release is live. The send resumes on the next publish, never resending.
         out_console.print(
             "warning  newsletter: not every recipient was reached; run clinicpress publish again to resume",
             markup=False,
         )
+
+
+def _publish_on_pool(
+    articles: list[Article],
+    site: Path,
+    out: Path,
+    work_pool: str,
+    batch_size: int | None,
+    strict: bool,
+    force: bool,
+    use_cache: bool,
+    test_to: str | None,
+) -> None:
+    """The publish-catalog flow here, one publish flow run per batch on the pool's workers."""
+    from clinicpress.flows.deployments import preflight  # the Prefect client only: quick to import
+
+    preflight(work_pool)  # no server, pool, deployment or worker: exit 2 now, not a wait
+    from clinicpress.flows.fanout import DEFAULT_BATCH_SIZE, BatchesFailed, publish_catalog_flow
+
+    size = batch_size or DEFAULT_BATCH_SIZE
+    batches = -(-len(articles) // size)
+    failure: BatchesFailed | None = None
+    with _progress(f"Publishing {len(articles)} article(s) in {batches} batch(es) on work pool {work_pool}…"):
+        try:
+            result = publish_catalog_flow(
+                # Absolute: the batches run in the workers' own working directories.
+                paths=[str(a.path.resolve()) for a in articles],
+                site_path=str(site.resolve()),
+                out_dir=str(out.resolve()),
+                work_pool=work_pool,
+                batch_size=size,
+                strict=strict,
+                force=force,
+                use_cache=use_cache,
+                test_to=test_to,
+            )
+        except BatchesFailed as exc:
+            failure, result = exc, exc.result  # the batches that completed are live: report them
+    for batch in result.batches:
+        out_console.print(batch.summary(len(result.batches)), markup=False)
+    _print_published(result.outcomes, out, result.newsletters, result.newsletters_incomplete)
+    out_console.print(result.summary(), markup=False)
+    if failure is not None:
+        raise _fail(str(failure), failure.exit_code)
     raise typer.Exit(_exit_code([o.report for o in result.outcomes]))
 
 
@@ -282,6 +359,38 @@ def serve(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose:
         from clinicpress.flows.deployments import serve_deployments  # Prefect is slow to import
 
         serve_deployments(site, out)
+
+
+@app.command()
+def deploy(
+    work_pool: Annotated[
+        str,
+        typer.Option(
+            "--work-pool", metavar="NAME", help="The Prefect process work pool (created if missing)"
+        ),
+    ],
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Register the publish flow on a Prefect process work pool, for publish --work-pool and its workers."""
+    configure_runtime(verbose)
+    with _errors(verbose):
+        load_site(site)  # bad input fails before Prefect starts
+        from clinicpress.flows.deployments import deploy_to_pool  # Prefect is slow to import
+
+        done = deploy_to_pool(site, out, work_pool)
+    pool = f"work pool {done.work_pool!r} ({'created' if done.pool_created else 'exists'}, process)"
+    # The worker's Python runs the batches: it must be the one clinicpress is installed in.
+    prefect = Path(sys.executable).parent / "prefect"
+    for line in (
+        f"{pool}: deployment {done.name} runs in {done.working_dir}",
+        f"  defaults: --site {done.site_path} --out {done.out_dir}",
+        f"  start workers (on machines that see these paths): {prefect} worker start --pool {done.work_pool} "
+        "--limit 1",
+        f"  then publish: clinicpress publish --work-pool {done.work_pool} [--batch-size N]",
+    ):
+        out_console.print(line, markup=False)
 
 
 @app.command()

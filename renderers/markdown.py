@@ -94,7 +94,12 @@ MD = _make_parser()
 
 def body_tokens(article: Article) -> list[Token]:
     """The body's token stream (fresh each call: tokens are mutable)."""
-    return MD.parse(article.body, {_ENV_SOURCES: len(article.sources)})
+    return body_tokens_of(article.body, len(article.sources))
+
+
+def body_tokens_of(body: str, source_count: int) -> list[Token]:
+    """``body_tokens`` from the two things the parse depends on (for callers that cache)."""
+    return MD.parse(body, {_ENV_SOURCES: source_count})
 
 
 @functools.lru_cache(maxsize=64)
@@ -235,6 +240,7 @@ __all__ = [
     "SourceEntry",
     "asset_text",
     "body_tokens",
+    "body_tokens_of",
     "canonical_url",
     "css_markup",
     "disclaimer",

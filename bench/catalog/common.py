@@ -1,9 +1,12 @@
-"""What the catalog benchmarks share: the farm, process-tree RSS, running `clinicpress publish`."""
+"""What the catalog benchmarks share: the farm, process-tree RSS, `clinicpress publish`, a prefect server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -133,3 +138,61 @@ def run_publish(
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Run(seconds, rss.peak, cpu, proc.returncode, stdout, stderr)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def prefect_server(home: Path, timeout: float = 180.0) -> Iterator[str]:
+    """A real ``prefect server`` on a free loopback port with its own PREFECT_HOME; yields its API URL.
+
+    Waits at most ``timeout`` seconds for ``/health``; always stopped on exit (its
+    process group: the server and anything it started). Its log is ``home/server.log``.
+    """
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    log_path = home / "server.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [str(ROOT / ".venv/bin/prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env={**prefect_env(home), "PREFECT_API_URL": ""},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopped as a whole below
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if server.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise SystemExit(f"prefect server exited ({server.returncode}):\n{tail}")
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"prefect server did not start in {timeout:.0f} s (log: {log_path})")
+            time.sleep(0.5)
+        yield api
+    finally:
+        _stop_group(server)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group led by ``proc`` (started with ``start_new_session``), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the leader if it is stuck, and anything left in its group
+    proc.wait(timeout=10)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,9 +29,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
-from .common import ROOT, farm_catalog, prefect_env, run_publish
+from .common import ROOT, farm_catalog, prefect_env, prefect_server, run_publish
 
 PHASES = (
     "load",
@@ -45,13 +42,6 @@ PHASES = (
     "publish_release",
     "registry record",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _inner(article: str, site_path: str, out: str, runs: int) -> None:
@@ -126,26 +116,9 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp,
         farm_catalog(Path(tmp) / "content", 1) as (_, cat),
     ):
-        port = _free_port()
-        api = f"http://127.0.0.1:{port}/api"
-        env = prefect_env(Path(tmp) / "prefect-home", api)
-        server = subprocess.Popen(
-            [str(ROOT / ".venv/bin/prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env={**env, "PREFECT_API_URL": ""},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.5)
-            else:
-                raise SystemExit("prefect server did not start in 180 s")
+        home = Path(tmp) / "prefect-home"
+        with prefect_server(home) as api:
+            env = prefect_env(home, api)
             article = cat.articles[0]
             whole = []
             for run in range(args.runs):
@@ -176,9 +149,6 @@ def main() -> None:
                 raise SystemExit(f"in-process run failed:\n{inner.stdout}\n{inner.stderr[-3000:]}")
             data = json.loads(inner.stdout.strip().splitlines()[-1])
             print(f"in-process child done in {time.perf_counter() - start:.1f} s", flush=True)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     flow = statistics.median(data["flow"])
     phases = {p: statistics.median(v) for p, v in data["phases"].items()}
     work = sum(phases.values())
