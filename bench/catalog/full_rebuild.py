@@ -1,6 +1,6 @@
 """Benchmark: full rebuild of N articles × 3 channels, against the floor measured in the same run.
 
-    .venv/bin/python -m bench.catalog.full_rebuild --articles 100 [--workers 2] [--runs 1]
+    .venv/bin/python -m bench.catalog.full_rebuild --articles 100 [--workers 2] [--runs 1] [--api-url URL]
 
 Rows (each on the same catalog, same farm, same run):
 
@@ -11,7 +11,9 @@ Rows (each on the same catalog, same farm, same run):
   check, verify, render + consistency check in ``RenderPool``,
   ``publish_release``, registry record): what the flow costs once it uses the pool.
 - ``clinicpress publish``: the whole process as a user runs it (Prefect's
-  embedded API with its own PREFECT_HOME), peak RSS of its process tree.
+  embedded API with its own PREFECT_HOME, or with ``--api-url`` a running
+  ``prefect server``, which is then not part of the process tree), peak RSS
+  of its process tree.
 
 "Prefect share" = the part of the publish run's CPU time not explained by
 the work itself (render + check per article as measured in the floor's
@@ -114,6 +116,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--runs", type=int, default=1, help="repeat and report medians")
     parser.add_argument("--skip-publish", action="store_true", help="only the floor and the pipeline")
+    parser.add_argument(
+        "--api-url", default=None, help="PREFECT_API_URL of a running prefect server (else the embedded API)"
+    )
     args = parser.parse_args()
     n = args.articles
     rows: dict[str, list[tuple[float, float]]] = {}
@@ -156,7 +161,7 @@ def main() -> None:
             print(f"run {run + 1}: pipeline {steps['total']:.1f} s", flush=True)
             if not args.skip_publish:
                 out = Path(tmp) / f"out-publish-{run}"
-                done = run_publish(cat, out, prefect_env(Path(tmp) / "prefect-home"))
+                done = run_publish(cat, out, prefect_env(Path(tmp) / "prefect-home", args.api_url))
                 if done.returncode != 0:
                     print(
                         f"  publish exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"

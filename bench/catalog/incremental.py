@@ -12,9 +12,10 @@ rendered again):
 - ``no-op (served process)`` / ``one changed (served process)``: what a
   ``clinicpress serve`` deployment does. A real ``prefect server`` runs on
   a free loopback port (its own PREFECT_HOME); ONE child process calls the
-  ``publish`` flow once as setup (the full publish: not timed, its time
-  printed), then, each run, a no-op flow call and, after one article's body
-  changed, a one-changed flow call.
+  ``publish`` flow once as setup on the catalog the whole-process runs
+  published (a first call in the process, every article live already: not
+  timed, its time printed), then, each run, a no-op flow call and, after one
+  article's body changed, a one-changed flow call.
 
 Which articles were rendered again is read from the release folder, not
 from the CLI's wording: a release writes a re-rendered file as a new inode
@@ -124,7 +125,7 @@ def _inner(spec: str, out: str, runs: int) -> None:
     if result.blocked:
         blocked = [o.report.slug for o in result.outcomes if o.report.verdict is Verdict.BLOCKED]
         raise SystemExit(f"setup publish blocked {len(blocked)} article(s): {blocked[:5]}")
-    print(f"served setup: full publish in {setup:.1f} s, {setup_count} rendered", flush=True)
+    print(f"served setup: first flow call in the process {setup:.1f} s, {setup_count} rendered", flush=True)
     noop: Timed = []
     changed: Timed = []
     last_noop = result
@@ -188,8 +189,12 @@ def _inner(spec: str, out: str, runs: int) -> None:
     print(RESULT_MARK + json.dumps(results), flush=True)
 
 
-def _served(cat: Catalog, tmp: Path, runs: int, api_url: str | None) -> dict[str, Any]:
-    """The served-process measurement: a prefect server and one child process calling the flow."""
+def _served(cat: Catalog, tmp: Path, out: Path, runs: int, api_url: str | None) -> dict[str, Any]:
+    """The served-process measurement: a prefect server and one child process calling the flow.
+
+    ``out`` is the catalog the whole-process runs published: the child's first call (its setup,
+    untimed) finds every article live, as a deployment that has run before does.
+    """
     spec = tmp / "catalog.json"
     spec.write_text(_catalog_json(cat), encoding="utf-8")
     home = tmp / "prefect-home-served"
@@ -198,7 +203,7 @@ def _served(cat: Catalog, tmp: Path, runs: int, api_url: str | None) -> dict[str
     with server as api:
         print(f"served: prefect server at {api}", flush=True)
         args = [sys.executable, "-m", "bench.catalog.incremental", "--runs", str(runs)]
-        args += ["--inner", str(spec), str(tmp / "out-served")]
+        args += ["--inner", str(spec), str(out)]
         with open(stderr_path, "w", encoding="utf-8") as stderr:
             child = subprocess.Popen(
                 args,
@@ -285,7 +290,7 @@ def main() -> None:
             changed.append((done.seconds, rerendered))
             print(f"run {run + 1}: one changed {done.seconds:.1f} s, {rerendered} re-rendered", flush=True)
         if args.served:
-            served = _served(cat, Path(tmp), args.runs, args.api_url)
+            served = _served(cat, Path(tmp), out, args.runs, args.api_url)
 
     rows: list[tuple[str, Timed]] = [
         ("no-op (whole process)", noop),

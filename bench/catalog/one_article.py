@@ -8,7 +8,11 @@ on a loopback farm):
 
 - ``clinicpress publish ARTICLE`` as a whole process against that server;
 - the ``publish`` flow called again and again inside one process that has
-  already run it once (what a served deployment does);
+  already run it once (what a served deployment does).
+
+Before every timed call the article's body is edited, so each call renders
+and publishes a new version (an unchanged article is skipped as live
+already: that is the no-op rebuild, ``bench.catalog.incremental``);
 - in that same warm process, each phase called directly without Prefect
   (load, link check, verify, web, handout, newsletter, consistency,
   publish_release, registry record). "Prefect overhead" = the warm flow
@@ -65,10 +69,16 @@ def _inner(article: str, site_path: str, out: str, runs: int) -> None:
     publish_flow(paths=[article], site_path=site_path, out_dir=out)
     first = time.perf_counter() - start
     flow_times = []
-    for _ in range(runs):
+    original = Path(article).read_text(encoding="utf-8")
+    for run in range(runs):
+        # A content edit, as an editor makes one: a new version, so the call renders and publishes
+        # (an unchanged article would be skipped as live already, and time only the no-op).
+        Path(article).write_text(original + f"\nEdited in run {run + 1}.\n", encoding="utf-8")
         start = time.perf_counter()
-        publish_flow(paths=[article], site_path=site_path, out_dir=out)
+        result = publish_flow(paths=[article], site_path=site_path, out_dir=out)
         flow_times.append(time.perf_counter() - start)
+        if not result.outcomes[0].published:
+            raise SystemExit(f"run {run + 1}: the edited article was not published: {result.outcomes[0]}")
     phases: dict[str, list[float]] = {p: [] for p in PHASES}
     for _ in range(runs):
         t = time.perf_counter()
@@ -121,7 +131,10 @@ def main() -> None:
             env = prefect_env(home, api)
             article = cat.articles[0]
             whole = []
+            original = article.read_text(encoding="utf-8")
             for run in range(args.runs):
+                # An edit per run: a new version each time, rendered and published (not a no-op).
+                article.write_text(original + f"\nEdited by the CLI run {run + 1}.\n", encoding="utf-8")
                 done = run_publish(cat, Path(tmp) / "out-cli", env, paths=[article])
                 if done.returncode != 0:
                     raise SystemExit(f"publish failed:\n{done.stdout}\n{done.stderr}")
