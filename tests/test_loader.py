@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 
@@ -163,3 +164,29 @@ def test_slugify_and_add_months() -> None:
     assert add_months(date(2025, 1, 31), 1) == date(2025, 2, 28)
     assert add_months(date(2024, 2, 29), 12) == date(2025, 2, 28)
     assert add_months(date(2025, 6, 1), 12) == date(2026, 6, 1)
+
+
+HOSTILE_YAML = sorted((Path(__file__).parent / "hostile" / "articles").glob("yaml-*.md"))
+
+
+@pytest.mark.parametrize("path", [REFERENCE_ARTICLE, *HOSTILE_YAML], ids=lambda p: p.stem)
+def test_libyaml_and_pure_python_front_matter_agree(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The libyaml fast path refuses and accepts exactly what the pure-Python loader does."""
+    import yaml
+
+    from clinicpress.sources import loader
+
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without libyaml: only the pure-Python loader exists here")
+
+    def outcome() -> object:
+        loader._parse_article.cache_clear()  # parse again, not the article kept from the last call
+        try:
+            return load_article(path)
+        except InputError as exc:
+            # The same refusal, field and line; libyaml words a few problems differently.
+            return type(exc).__name__, exc.field, re.findall(r"line (\d+)", str(exc)), str(exc)[:60]
+
+    fast = outcome()
+    monkeypatch.setattr(yaml, "__with_libyaml__", False)
+    assert outcome() == fast
