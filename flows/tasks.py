@@ -56,6 +56,30 @@ def _channels(item: ReadyArticle) -> dict[str, list[str]]:
     return channels
 
 
+def _record_version(
+    registry: Registry,
+    site: SiteConfig,
+    article: Article,
+    version: str,
+    release_id: str | None,
+    channels: dict[str, list[str]],
+    published_at: datetime,
+) -> bool:
+    """One live article version into the registry (False if it was recorded before)."""
+    return registry.record_publish(
+        slug=article.key,
+        version=version,
+        title=article.title,
+        published_at=published_at,
+        release_id=release_id,
+        channels=channels,
+        licenses=site.licenses,
+        last_reviewed=article.last_reviewed,
+        next_review=article.review_due,
+        cited=[(s.title, s.url) for s in article.sources],
+    )
+
+
 @task(name="record-publish", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
 def record_publish(
     site: SiteConfig,
@@ -74,17 +98,8 @@ def record_publish(
         recorded = [
             item.article.key
             for item in ready
-            if registry.record_publish(
-                slug=item.article.key,
-                version=item.version,
-                title=item.article.title,
-                published_at=published_at,
-                release_id=release.release_id,
-                channels=_channels(item),
-                licenses=site.licenses,
-                last_reviewed=item.article.last_reviewed,
-                next_review=item.article.review_due,
-                cited=[(s.title, s.url) for s in item.article.sources],
+            if _record_version(
+                registry, site, item.article, item.version, release.release_id, _channels(item), published_at
             )
         ]
         urls = all_urls([item.article for item in ready])
@@ -121,17 +136,14 @@ def record_unrecorded_live(
                 continue
             channels = report.get("channels")
             went_live = report.get("published_at")
-            registry.record_publish(
-                slug=article.key,
-                version=version,
-                title=article.title,
-                published_at=datetime.fromisoformat(went_live) if isinstance(went_live, str) else now,
-                release_id=release.name,
-                channels=channels if isinstance(channels, dict) else {},
-                licenses=site.licenses,
-                last_reviewed=article.last_reviewed,
-                next_review=article.review_due,
-                cited=[(s.title, s.url) for s in article.sources],
+            _record_version(
+                registry,
+                site,
+                article,
+                version,
+                release.name,
+                channels if isinstance(channels, dict) else {},
+                datetime.fromisoformat(went_live) if isinstance(went_live, str) else now,
             )
             recorded.append(article.key)
     return recorded

@@ -49,8 +49,8 @@ import socket
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -76,7 +76,14 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinicpress.errors import ClinicpressError, InputError
 from clinicpress.faults import fault_point
-from clinicpress.outputs.registry import UTCDateTime, new_id, open_engine, registry_url, shown_url
+from clinicpress.outputs.registry import (
+    UTCDateTime,
+    new_id,
+    open_engine,
+    registry_url,
+    shown_url,
+    transaction,
+)
 from clinicpress.outputs.subscribers import Subscriber, address_problem
 from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.newsletter import MessageTemplate, personalise, render_message_template
@@ -315,15 +322,8 @@ class DeliveryStore:
     def _shown_url(self) -> str:
         return shown_url(self.url)
 
-    @contextmanager
-    def tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise DeliveryError(
-                f"delivery records {self._shown_url()}: {type(exc).__name__}: {exc}"
-            ) from None
+    def tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self.engine, f"delivery records {self._shown_url()}", DeliveryError)
 
     # -- the send and its recipients
     def ensure_send(

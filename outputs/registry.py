@@ -9,7 +9,7 @@ version number, when a Registry opens.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinicpress.checks.model import LinkResult, LinkStatus
 from clinicpress.checks.transitions import State
-from clinicpress.errors import RegistryError
+from clinicpress.errors import ClinicpressError, RegistryError
 from clinicpress.site import License, SiteConfig
 
 SCHEMA_VERSION = 2  # 2: release_events
@@ -197,6 +197,16 @@ def open_engine(url: str) -> Engine:
     return create_engine(url)
 
 
+@contextmanager
+def transaction(engine: Engine, what: str, error: type[ClinicpressError]) -> Iterator[Connection]:
+    """``engine.begin()``, with a database error raised as ``error`` naming ``what`` (one line)."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise error(f"{what}: {type(exc).__name__}: {exc}") from None
+
+
 def shown_url(url: str) -> str:
     """The URL without a password that may sit in it, for messages."""
     head, sep, tail = url.rpartition("@")
@@ -235,13 +245,8 @@ class Registry:
     def _shown_url(self) -> str:
         return shown_url(self.url)
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise RegistryError(f"registry {self._shown_url()}: {type(exc).__name__}: {exc}") from None
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self.engine, f"registry {self._shown_url()}", RegistryError)
 
     def _migrate(self) -> None:
         metadata.create_all(self.engine)
