@@ -37,8 +37,9 @@ from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_
 from clinicpress.outputs.release import live_versions
 from clinicpress.outputs.subscribers import load_subscribers
 from clinicpress.renderers.base import RenderContext
-from clinicpress.renderers.pool import Checked, RenderJob, RenderPool, render_and_check_here
+from clinicpress.renderers.pool import Checked, RenderPool, RenderRun
 from clinicpress.renderers.registry import template_fingerprint
+from clinicpress.renderers.spool import Spool
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article, Channel
 from clinicpress.sources.loader import discover_articles, load_articles
@@ -85,9 +86,12 @@ def verify(
 
 
 @task(name="render-batch", cache_policy=NO_CACHE)
-def render_batch(pool: RenderPool | None, jobs: list[RenderJob]) -> list[Checked | RenderError]:
-    """Render and consistency-check a batch: one task per batch, never one per article."""
-    return pool.render_and_check(jobs) if pool is not None else render_and_check_here(jobs)
+def render_batch(renders: RenderRun, start: int, stop: int) -> list[Checked | RenderError]:
+    """A batch of renders and consistency checks: one task per batch, never one per article.
+
+    The renders started before the link check (``RenderRun``); this waits for the batch's.
+    """
+    return renders.results(start, stop)
 
 
 @task(name="publish-release", cache_policy=NO_CACHE)
@@ -152,49 +156,55 @@ def publish_flow(
     """
     site, articles = load_inputs(paths or [], site_path)
     now = datetime.now().astimezone()
-    progress.start("check", len(articles))
-    cache = open_cache(out_dir, site.checks.links, enabled=use_cache)
-    links = check_sources(all_urls(articles), site.checks.links, cache)
-    # quote(): Prefect walks a task's arguments looking for futures, ~1.3 s per 1,000 articles per walk.
-    reports = verify(quote(articles), site, quote(links), now.date(), strict)  # type: ignore[call-overload]
-    progress.advance("check", len(articles))
-
     templates = template_fingerprint()
     live = {} if force else live_versions(Path(out_dir))
-    unchanged: dict[str, tuple[Article, str]] = {}
-    todo: list[tuple[int, Article, str]] = []  # (index in reports, article, version) to render
-    for index, (article, report) in enumerate(zip(articles, reports, strict=True)):
-        if report.verdict is Verdict.BLOCKED:
-            continue
-        version = article_version(article, site, templates)
-        if live.get(article.key) == version:
-            unchanged[article.key] = (article, version)
-        else:
-            todo.append((index, article, version))
-
-    progress.start("render", len(todo))
-    jobs = [(article, site, RenderContext(published_at=now, version=version)) for _, article, version in todo]
+    versions = [article_version(article, site, templates) for article in articles]
+    # Rendered unless this version is live already; a render the checks then block is thrown away.
+    todo = [index for index, article in enumerate(articles) if live.get(article.key) != versions[index]]
+    jobs = [(articles[i], site, RenderContext(published_at=now, version=versions[i])) for i in todo]
+    progress.start("check", len(articles))
+    progress.start("render", len(jobs))
     results: list[Checked | RenderError] = []
-    # Worker processes pay off only for a catalog: their start costs seconds.
-    with RenderPool() if len(jobs) >= POOL_THRESHOLD else contextlib.nullcontext() as pool:
-        for start in range(0, len(jobs), RENDER_BATCH):
-            batch = jobs[start : start + RENDER_BATCH]
-            results += render_batch(quote(pool), quote(batch))  # type: ignore[call-overload]
-            progress.advance("render", len(batch))
+    # A catalog's artifacts wait in files (a spool in --out), not in this process's memory, until
+    # the release hard-links them; the spool goes when the release is written.
+    spool = Spool(Path(out_dir)) if len(jobs) >= POOL_THRESHOLD else None
+    with spool or contextlib.nullcontext():
+        # The renders run while the sources are checked (they do not depend on the check).
+        with (
+            RenderPool(spool=spool.path) if spool is not None else contextlib.nullcontext() as pool,
+            RenderRun(jobs, pool) as renders,
+        ):
+            cache = open_cache(out_dir, site.checks.links, enabled=use_cache)
+            links = check_sources(all_urls(articles), site.checks.links, cache)
+            # quote(): Prefect walks a task's arguments looking for futures (~1.3 s per 1,000 articles).
+            reports = verify(quote(articles), site, quote(links), now.date(), strict)  # type: ignore[call-overload]
+            progress.advance("check", len(articles))
+            for start in range(0, len(jobs), RENDER_BATCH):
+                stop = min(start + RENDER_BATCH, len(jobs))
+                results += render_batch(quote(renders), start, stop)  # type: ignore[call-overload]
+                progress.advance("render", stop - start)
 
-    ready: list[ReadyArticle] = []
-    final_reports = list(reports)
-    for (index, article, version), rendered in zip(todo, results, strict=True):
-        if isinstance(rendered, RenderError):
-            problem = Problem(check="render", severity=Severity.BLOCKED, message=str(rendered))
-            final_reports[index] = _blocked_by(reports[index], [problem])
-        elif rendered.problems:
-            # The three channels must state the same facts; any difference blocks the article.
-            final_reports[index] = _blocked_by(reports[index], rendered.problems)
-        else:
-            ready.append(ReadyArticle(article, reports[index], version, rendered.artifacts))
+        unchanged: dict[str, tuple[Article, str]] = {}
+        for index, (article, report) in enumerate(zip(articles, reports, strict=True)):
+            if report.verdict is not Verdict.BLOCKED and live.get(article.key) == versions[index]:
+                unchanged[article.key] = (article, versions[index])
 
-    release = publish(out_dir, quote(ready), site, now, force)  # type: ignore[call-overload]
+        ready: list[ReadyArticle] = []
+        final_reports = list(reports)
+        for index, rendered in zip(todo, results, strict=True):
+            article, version = articles[index], versions[index]
+            if reports[index].verdict is Verdict.BLOCKED:
+                continue  # the checks block it: its render is thrown away
+            if isinstance(rendered, RenderError):
+                problem = Problem(check="render", severity=Severity.BLOCKED, message=str(rendered))
+                final_reports[index] = _blocked_by(reports[index], [problem])
+            elif rendered.problems:
+                # The three channels must state the same facts; any difference blocks the article.
+                final_reports[index] = _blocked_by(reports[index], rendered.problems)
+            else:
+                ready.append(ReadyArticle(article, reports[index], version, rendered.artifacts))
+
+        release = publish(out_dir, quote(ready), site, now, force)  # type: ignore[call-overload]
     went_live = [item for item in ready if release is not None and item.article.key in release.files]
     if release is not None and went_live:
         record_publish(site, out_dir, release, quote(went_live), quote(links), now)  # type: ignore[call-overload]

@@ -18,7 +18,7 @@ from clinicpress.checks.verify import all_urls
 from clinicpress.faults import fault_point
 from clinicpress.outputs.delivery import SendReport, send_newsletter
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
-from clinicpress.outputs.registry import Registry
+from clinicpress.outputs.registry import PublishRecord, Registry
 from clinicpress.outputs.release import live_release, live_report
 from clinicpress.outputs.subscribers import Subscriber
 from clinicpress.renderers.base import RenderContext
@@ -56,17 +56,16 @@ def _channels(item: ReadyArticle) -> dict[str, list[str]]:
     return channels
 
 
-def _record_version(
-    registry: Registry,
+def _publish_record(
     site: SiteConfig,
     article: Article,
     version: str,
     release_id: str | None,
     channels: dict[str, list[str]],
     published_at: datetime,
-) -> bool:
-    """One live article version into the registry (False if it was recorded before)."""
-    return registry.record_publish(
+) -> PublishRecord:
+    """One live article version, as the registry records it."""
+    return PublishRecord(
         slug=article.key,
         version=version,
         title=article.title,
@@ -95,13 +94,14 @@ def record_publish(
     """
     fault_point("record")
     with Registry.for_site(site, Path(out_dir)) as registry:
-        recorded = [
-            item.article.key
-            for item in ready
-            if _record_version(
-                registry, site, item.article, item.version, release.release_id, _channels(item), published_at
-            )
-        ]
+        recorded = registry.record_publishes(
+            [
+                _publish_record(
+                    site, item.article, item.version, release.release_id, _channels(item), published_at
+                )
+                for item in ready
+            ]
+        )
         urls = all_urls([item.article for item in ready])
         registry.record_checks([links.results[u] for u in urls if u in links.results], published_at)
         # No archive lookups when the network is down: they would only time out.
@@ -129,24 +129,24 @@ def record_unrecorded_live(
     with Registry.for_site(site, out) as registry:
         missing = registry.unrecorded({article.key: version for article, version in live})
         release = live_release(out)
-        recorded: list[str] = []
+        records: list[PublishRecord] = []
         for article, version in live:
             report = live_report(out, article.key) if article.key in missing else None
             if report is None or release is None:
                 continue
             channels = report.get("channels")
             went_live = report.get("published_at")
-            _record_version(
-                registry,
-                site,
-                article,
-                version,
-                release.name,
-                channels if isinstance(channels, dict) else {},
-                datetime.fromisoformat(went_live) if isinstance(went_live, str) else now,
+            records.append(
+                _publish_record(
+                    site,
+                    article,
+                    version,
+                    release.name,
+                    channels if isinstance(channels, dict) else {},
+                    datetime.fromisoformat(went_live) if isinstance(went_live, str) else now,
+                )
             )
-            recorded.append(article.key)
-    return recorded
+        return registry.record_publishes(records)
 
 
 @task(name="send-newsletter", cache_policy=NO_CACHE)

@@ -12,7 +12,7 @@ from clinicpress.errors import PublishError
 from clinicpress.faults import fault_point
 from clinicpress.outputs.release import RELEASES, Release, live_versions, release_ids, release_versions
 from clinicpress.outputs.reports import published_report, report_relpath
-from clinicpress.renderers.base import Artifact
+from clinicpress.renderers.base import AnyArtifact, SpooledArtifact
 from clinicpress.renderers.catalog import CatalogEntry, render_catalog
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
@@ -25,7 +25,7 @@ class ReadyArticle:
     article: Article
     report: ArticleReport
     version: str
-    artifacts: list[Artifact]
+    artifacts: list[AnyArtifact]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,10 @@ def publish_release(
             for stale in _previous_files(release, slug):
                 release.remove(stale)
             for artifact in item.artifacts:
-                release.write(artifact.relpath, artifact.data)
+                if isinstance(artifact, SpooledArtifact):
+                    release.link(artifact.relpath, artifact.path)
+                else:
+                    release.write(artifact.relpath, artifact.data)
             report = published_report(
                 item.report,
                 item.article,

@@ -213,6 +213,30 @@ def shown_url(url: str) -> str:
     return f"{head.split('://')[0]}://…@{tail}" if sep else url
 
 
+# Values per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
+_IN_CHUNK = 400
+
+
+class _RecordedMeanwhile(Exception):
+    """A unique key refused an insert: another run recorded the same row first."""
+
+
+@dataclass(frozen=True)
+class PublishRecord:
+    """One published article version, as ``Registry.record_publishes`` takes it."""
+
+    slug: str
+    version: str
+    title: str
+    published_at: datetime
+    release_id: str | None
+    channels: dict[str, list[str]]
+    licenses: Sequence[License]
+    last_reviewed: date
+    next_review: date
+    cited: Sequence[tuple[str, str]]  # (title, url) in citation order
+
+
 def registry_url(site: SiteConfig, out_dir: Path) -> str:
     """``[registry] url`` if set, else SQLite in the output folder."""
     return site.registry.url or f"sqlite:///{(out_dir / REGISTRY_FILE).resolve()}"
@@ -264,11 +288,23 @@ class Registry:
                 conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
 
     # -- publishing ------------------------------------------------------
-    def _source_id(self, conn: Connection, url: str) -> int:
-        found = conn.execute(select(sources.c.id).where(sources.c.url == url)).scalar()
-        if found is not None:
-            return int(found)
-        return new_id(conn.execute(sources.insert().values(url=url)).inserted_primary_key)
+    def _source_ids(self, conn: Connection, urls: Iterable[str]) -> dict[str, int]:
+        """Every URL's source row id, inserting the missing rows (a few statements, not one per URL)."""
+        wanted = list(dict.fromkeys(urls))
+        found: dict[str, int] = {}
+
+        def select_known(chunk: list[str]) -> None:
+            rows = conn.execute(select(sources.c.url, sources.c.id).where(sources.c.url.in_(chunk)))
+            found.update((url, int(source_id)) for url, source_id in rows)
+
+        for start in range(0, len(wanted), _IN_CHUNK):
+            select_known(wanted[start : start + _IN_CHUNK])
+        missing = [url for url in wanted if url not in found]
+        if missing:
+            conn.execute(sources.insert(), [{"url": url} for url in missing])
+            for start in range(0, len(missing), _IN_CHUNK):
+                select_known(missing[start : start + _IN_CHUNK])
+        return found
 
     def record_publish(
         self,
@@ -285,47 +321,84 @@ class Registry:
         cited: Sequence[tuple[str, str]],
     ) -> bool:
         """Record one published article version; False (and no change) if it was recorded before."""
-        with self._tx() as conn:
-            exists = conn.execute(
-                select(publishes.c.id).where(publishes.c.slug == slug, publishes.c.version == version)
-            ).scalar()
-            if exists is not None:
-                return False
-            try:
-                publish_id = new_id(
-                    conn.execute(
-                        publishes.insert().values(
-                            slug=slug,
-                            version=version,
-                            title=title,
-                            published_at=published_at,
-                            release_id=release_id,
-                            channels=channels,
-                            licenses=[
-                                {
-                                    "program_id": lic.program_id,
-                                    "issuer": lic.issuer,
-                                    "expires": lic.expires.isoformat(),
-                                }
-                                for lic in licenses
-                            ],
-                            last_reviewed=last_reviewed,
-                            next_review=next_review,
-                        )
-                    ).inserted_primary_key
+        record = PublishRecord(
+            slug=slug,
+            version=version,
+            title=title,
+            published_at=published_at,
+            release_id=release_id,
+            channels=channels,
+            licenses=licenses,
+            last_reviewed=last_reviewed,
+            next_review=next_review,
+            cited=cited,
+        )
+        return bool(self.record_publishes([record]))
+
+    def record_publishes(self, records: Sequence[PublishRecord]) -> list[str]:
+        """Record published article versions in one transaction; returns the slugs that were new.
+
+        A version recorded before is skipped. If a concurrent publish records one of
+        them first (a unique key refuses the insert), each is recorded on its own.
+        """
+        try:
+            with self._tx() as conn:
+                try:
+                    return self._insert_publishes(conn, records)
+                except IntegrityError as exc:
+                    raise _RecordedMeanwhile from exc  # out of the block: the transaction rolls back
+        except _RecordedMeanwhile as conflict:
+            if len(records) > 1:
+                return [slug for record in records for slug in self.record_publishes([record])]
+            [record] = records
+            if self.unrecorded({record.slug: record.version}):  # the conflict was not this version
+                raise RegistryError(f"registry {self._shown_url()}: {conflict.__cause__}") from None
+            return []  # a concurrent publish of the same version won the race
+
+    def _insert_publishes(self, conn: Connection, records: Sequence[PublishRecord]) -> list[str]:
+        pairs = [(r.slug, r.version) for r in records]
+        known: set[tuple[str, str]] = set()
+        for start in range(0, len(pairs), _IN_CHUNK):
+            chunk = pairs[start : start + _IN_CHUNK]
+            rows = conn.execute(
+                select(publishes.c.slug, publishes.c.version).where(
+                    tuple_(publishes.c.slug, publishes.c.version).in_(chunk)
                 )
-            except IntegrityError:
-                return False  # a concurrent publish of the same version won the race
-            for position, (source_title, url) in enumerate(cited, start=1):
+            )
+            known.update((slug, version) for slug, version in rows)
+        todo = [r for r in records if (r.slug, r.version) not in known]
+        source_ids = self._source_ids(conn, (url for r in todo for _, url in r.cited))
+        cited_rows: list[dict[str, Any]] = []
+        for record in todo:
+            publish_id = new_id(
                 conn.execute(
-                    publish_sources.insert().values(
-                        publish_id=publish_id,
-                        position=position,
-                        source_id=self._source_id(conn, url),
-                        title=source_title,
+                    publishes.insert().values(
+                        slug=record.slug,
+                        version=record.version,
+                        title=record.title,
+                        published_at=record.published_at,
+                        release_id=record.release_id,
+                        channels=record.channels,
+                        licenses=[
+                            {
+                                "program_id": lic.program_id,
+                                "issuer": lic.issuer,
+                                "expires": lic.expires.isoformat(),
+                            }
+                            for lic in record.licenses
+                        ],
+                        last_reviewed=record.last_reviewed,
+                        next_review=record.next_review,
                     )
-                )
-        return True
+                ).inserted_primary_key
+            )
+            cited_rows += [
+                {"publish_id": publish_id, "position": position, "source_id": source_ids[url], "title": title}
+                for position, (title, url) in enumerate(record.cited, start=1)
+            ]
+        if cited_rows:
+            conn.execute(publish_sources.insert(), cited_rows)
+        return [record.slug for record in todo]
 
     def unrecorded(self, live: Mapping[str, str]) -> set[str]:
         """The slugs of ``live`` (slug → version) whose version was never recorded."""
@@ -376,18 +449,25 @@ class Registry:
     # -- sources ---------------------------------------------------------
     def record_checks(self, results: Iterable[LinkResult], checked_at: datetime) -> None:
         """Append one check result per source to its history."""
+        results = list(results)
+        if not results:
+            return
         with self._tx() as conn:
-            for result in results:
-                conn.execute(
-                    source_checks.insert().values(
-                        source_id=self._source_id(conn, result.url),
-                        checked_at=checked_at,
-                        status=result.status.value,
-                        reason=result.reason,
-                        http_status=result.http_status,
-                        final_url=result.final_url,
-                    )
-                )
+            ids = self._source_ids(conn, (result.url for result in results))
+            conn.execute(
+                source_checks.insert(),
+                [
+                    {
+                        "source_id": ids[result.url],
+                        "checked_at": checked_at,
+                        "status": result.status.value,
+                        "reason": result.reason,
+                        "http_status": result.http_status,
+                        "final_url": result.final_url,
+                    }
+                    for result in results
+                ],
+            )
 
     def history(self, url: str) -> list[tuple[datetime, LinkStatus]]:
         """A source's check history, oldest first."""
@@ -402,7 +482,7 @@ class Registry:
 
     def record_archive(self, url: str, archived: Archived | None, checked_at: datetime) -> None:
         with self._tx() as conn:
-            source_id = self._source_id(conn, url)
+            source_id = self._source_ids(conn, [url])[url]
             values: dict[str, Any] = {"archive_checked_at": checked_at}
             if archived is not None:
                 values |= {"archive_url": archived.url, "archive_timestamp": archived.timestamp}

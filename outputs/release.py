@@ -84,8 +84,8 @@ class Release:
             self._lock = None
 
     # -- writing ---------------------------------------------------------
-    def write(self, relpath: str, data: bytes) -> Path:
-        """Write one file of the new release; ``relpath`` is relative to ``--out``."""
+    def _fresh_target(self, relpath: str) -> Path:
+        """Where ``relpath`` goes in staging, with any carried-over file there removed."""
         if self._committed is not None:
             raise PublishError("this release is already live; start a new one")
         target = self._staging / _safe_relpath(relpath)
@@ -94,8 +94,22 @@ class Release:
         # replace the link, never write through it.
         with contextlib.suppress(FileNotFoundError):
             target.unlink()
-        with target.open("xb") as handle:
+        return target
+
+    def write(self, relpath: str, data: bytes) -> Path:
+        """Write one file of the new release; ``relpath`` is relative to ``--out``."""
+        with self._fresh_target(relpath).open("xb") as handle:
             handle.write(data)
+        return self.out_dir / relpath
+
+    def link(self, relpath: str, source: Path) -> Path:
+        """Put the file ``source`` into the new release as ``relpath``: a hard link, no copy
+        (a copy where the two are on different file systems)."""
+        target = self._fresh_target(relpath)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
         return self.out_dir / relpath
 
     def remove(self, relpath: str) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from clinicpress.checks.model import ArticleReport
-from clinicpress.renderers.base import Artifact
+from clinicpress.renderers.base import AnyArtifact
 from clinicpress.sources.article import Article
 
 
@@ -21,7 +22,7 @@ def published_report(
     *,
     version: str,
     published_at: datetime,
-    artifacts: list[Artifact],
+    artifacts: Sequence[AnyArtifact],
 ) -> bytes:
     """The check report of DESIGN.md plus what was published and when.
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import TypeAlias
 
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
@@ -31,6 +33,27 @@ class Artifact:
     relpath: str  # e.g. "web/<slug>/index.html", always with forward slashes
     data: bytes
     media_type: str
+
+
+@dataclass(frozen=True)
+class SpooledArtifact:
+    """An artifact whose bytes wait in a file a render worker wrote (``Spool``), not in memory.
+
+    A catalog's PDFs and emails would otherwise all sit in the publishing
+    process at once; this keeps its memory flat however many articles it renders.
+    """
+
+    channel: Channel
+    relpath: str
+    path: Path  # the file holding the bytes
+    media_type: str
+
+    @property
+    def data(self) -> bytes:
+        return self.path.read_bytes()
+
+
+AnyArtifact: TypeAlias = Artifact | SpooledArtifact
 
 
 class Renderer(abc.ABC):

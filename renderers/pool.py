@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypeAlias, TypeVar
 
@@ -52,8 +53,9 @@ from clinicpress.faults import fault_point
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
-from .base import Artifact, RenderContext
+from .base import AnyArtifact, Artifact, RenderContext
 from .registry import render_article
+from .spool import spool_artifacts
 
 RenderJob: TypeAlias = tuple[Article, SiteConfig, RenderContext]
 StartMethod = Literal["forkserver", "spawn", "fork"]
@@ -69,7 +71,7 @@ _COPIED_LOGGERS = ("weasyprint", "fontTools", "clinicpress")
 class Checked:
     """One article's artifacts and what the consistency check found in them (empty: consistent)."""
 
-    artifacts: list[Artifact]
+    artifacts: list[AnyArtifact]  # spooled to files when the pool has a spool folder
     problems: list[Problem]
 
 
@@ -87,12 +89,17 @@ def default_workers() -> int:
 # --- the worker process ------------------------------------------------------------------
 
 
-def _job(article: Article, site: SiteConfig, context: RenderContext, check: bool) -> list[Artifact] | Checked:
+def _job(
+    article: Article, site: SiteConfig, context: RenderContext, check: bool, spool: str | None = None
+) -> list[Artifact] | Checked:
     artifacts = render_article(article, site, context)
     if not check:
         return artifacts
     fault_point("check.consistency")
-    return Checked(artifacts, consistency_problems(article, site, artifacts))
+    problems = consistency_problems(article, site, artifacts)
+    # Spooled after the check (it reads the bytes in memory); the parent gets paths, not megabytes.
+    kept: list[AnyArtifact] = [*spool_artifacts(Path(spool), artifacts)] if spool else [*artifacts]
+    return Checked(kept, problems)
 
 
 def render_and_check_here(jobs: Sequence[RenderJob]) -> list[Checked | RenderError]:
@@ -109,7 +116,7 @@ def render_and_check_here(jobs: Sequence[RenderJob]) -> list[Checked | RenderErr
     return results
 
 
-def _worker_main(conn: Connection, recycle_after: int, log_levels: dict[str, int]) -> None:
+def _worker_main(conn: Connection, recycle_after: int, log_levels: dict[str, int], spool: str | None) -> None:
     """Serve jobs from ``conn`` until ``recycle_after`` are done, ``None`` arrives or the pipe closes."""
     # Ctrl-C goes to the whole process group: the parent decides, and closes us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -125,7 +132,7 @@ def _worker_main(conn: Connection, recycle_after: int, log_levels: dict[str, int
         index, article, site, context, check = message
         result: list[Artifact] | Checked | RenderError
         try:
-            result = _job(article, site, context, check)
+            result = _job(article, site, context, check, spool)
         except RenderError as exc:
             result = exc
         except Exception as exc:  # any library error is this article's failure, never the batch's
@@ -174,6 +181,7 @@ class RenderPool:
         *,
         start_method: StartMethod = "forkserver",
         job_timeout: float | None = DEFAULT_JOB_TIMEOUT,
+        spool: Path | None = None,
     ) -> None:
         if recycle_after < 1:
             raise ValueError(f"recycle_after must be at least 1, got {recycle_after}")
@@ -182,6 +190,7 @@ class RenderPool:
             raise ValueError(f"workers must be at least 1, got {self.size}")
         self.recycle_after = recycle_after
         self.job_timeout = job_timeout
+        self.spool = spool  # workers write checked artifacts here (``Spool``) and send their paths
         self.stats = PoolStats()
         self._ctx: BaseContext = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
@@ -201,7 +210,7 @@ class RenderPool:
         parent_end, child_end = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(  # type: ignore[attr-defined]
             target=_worker_main,
-            args=(child_end, self.recycle_after, self._log_levels),
+            args=(child_end, self.recycle_after, self._log_levels, str(self.spool) if self.spool else None),
             name="clinicpress-render",
             daemon=True,  # dies with the parent even if close() is never reached
         )
@@ -277,22 +286,24 @@ class RenderPool:
 
         ``on_result(index)`` is called in this thread as each job finishes (a progress bar).
         """
-        return self._run(jobs, check=False, on_result=on_result, kind=list)
+        return self._run(jobs, check=False, on_result=_indexed(on_result), kind=list)
 
     def render_and_check(
         self, jobs: Sequence[RenderJob], on_result: Callable[[int], None] | None = None
     ) -> list[Checked | RenderError]:
         """Render and run the consistency check in the worker (reading a PDF back is CPU work too)."""
-        return self._run(jobs, check=True, on_result=on_result, kind=Checked)
+        return self._run(jobs, check=True, on_result=_indexed(on_result), kind=Checked)
 
     def _run(
         self,
         jobs: Sequence[RenderJob],
         *,
         check: bool,
-        on_result: Callable[[int], None] | None,
+        on_result: Callable[[int, _Result | RenderError], None],
         kind: type[_Result],
+        stop: threading.Event | None = None,
     ) -> list[_Result | RenderError]:
+        """Every job in order; with ``stop`` set, no new job is sent and the jobs in flight finish."""
         self._ready()
         results: list[_Result | RenderError | None] = [None] * len(jobs)
         pending = deque(range(len(jobs)))
@@ -302,10 +313,12 @@ class RenderPool:
             nonlocal left
             results[index] = result
             left -= 1
-            if on_result is not None:
-                on_result(index)
+            on_result(index, result)
 
         while left:
+            if stop is not None and stop.is_set():
+                left -= len(pending)
+                pending.clear()
             for worker in self._workers:
                 if worker.job is None and pending:
                     index = pending.popleft()
@@ -318,7 +331,12 @@ class RenderPool:
                         continue
                     worker.job, worker.since = index, time.monotonic()
             busy = [w for w in self._workers if w.job is not None]
-            multiprocessing.connection.wait([w.conn for w in busy], timeout=self._wait_timeout(busy))
+            if not busy:
+                break
+            # Woken at least once a second to notice ``stop``.
+            timeout = self._wait_timeout(busy)
+            wait_for = 1.0 if timeout is None else min(timeout, 1.0)
+            multiprocessing.connection.wait([w.conn for w in busy], timeout=wait_for)
             for worker in busy:
                 self._collect(worker, jobs, kind, finish)
         return [r for r in results if r is not None]
@@ -370,4 +388,81 @@ class RenderPool:
         finish(index, result)
 
 
-__all__ = ["Checked", "PoolStats", "RenderJob", "RenderPool", "default_workers"]
+def _indexed(on_result: Callable[[int], None] | None) -> Callable[[int, object], None]:
+    return (lambda index, _: on_result(index)) if on_result is not None else (lambda index, _: None)
+
+
+class RenderRun:
+    """Jobs rendering (and consistency-checked) in the background; wait for slices of them.
+
+    Started early, the renders overlap the work that does not need them yet
+    (the link check, verification); a render nobody collects is thrown away.
+    With a pool the work is in its worker processes; without one (a few
+    articles) it is in one thread of this process. An exception escaping a
+    render (an injected fault) is raised again by ``results``.
+
+    ::
+
+        with RenderRun(jobs, pool) as renders:   # starts rendering now
+            ...                                    # check the sources meanwhile
+            batch = renders.results(0, 50)         # waits for jobs 0..49
+    """
+
+    def __init__(self, jobs: Sequence[RenderJob], pool: RenderPool | None) -> None:
+        self._jobs = list(jobs)
+        self._pool = pool
+        self._results: list[Checked | RenderError | None] = [None] * len(self._jobs)
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._work, name="clinicpress-renders", daemon=True)
+        self._thread.start()
+
+    def _deliver(self, index: int, result: Checked | RenderError) -> None:
+        with self._changed:
+            self._results[index] = result
+            self._changed.notify_all()
+
+    def _work(self) -> None:
+        try:
+            if self._pool is not None:
+                self._pool._run(
+                    self._jobs, check=True, on_result=self._deliver, kind=Checked, stop=self._stop
+                )
+            else:
+                for index, job in enumerate(self._jobs):
+                    if self._stop.is_set():
+                        break
+                    [result] = render_and_check_here([job])
+                    self._deliver(index, result)
+        except BaseException as exc:  # raised again in the caller's thread by results()
+            with self._changed:
+                self._error = exc
+                self._changed.notify_all()
+
+    def results(self, start: int, stop: int) -> list[Checked | RenderError]:
+        """Jobs ``start``..``stop - 1``, waiting for the ones not finished yet."""
+        with self._changed:
+            while True:
+                if self._error is not None:
+                    raise self._error
+                wanted = self._results[start:stop]
+                if all(r is not None for r in wanted):
+                    return [r for r in wanted if r is not None]
+                if not self._thread.is_alive():  # stopped before these were rendered
+                    raise RuntimeError("the background renders stopped before these jobs finished")
+                self._changed.wait(timeout=1.0)
+
+    def close(self) -> None:
+        """Send no more jobs and wait for those in flight (at most one render per worker)."""
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> RenderRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Checked", "PoolStats", "RenderJob", "RenderPool", "RenderRun", "default_workers"]

@@ -31,7 +31,7 @@ from clinicpress.checks.transitions import (
     review_transition,
     source_transition,
 )
-from clinicpress.outputs.registry import Archived, Registry
+from clinicpress.outputs.registry import Archived, PublishRecord, Registry
 from clinicpress.site import License
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -156,6 +156,43 @@ def _record(registry: Registry, version: str, urls: list[str]) -> bool:
         next_review=date(2027, 11, 1),
         cited=[(f"S{i}", url) for i, url in enumerate(urls, 1)],
     )
+
+
+def _publish_record(slug: str, version: str, urls: list[str]) -> PublishRecord:
+    lic = License(issuer="Dept", program_id="190655AP", expires=date(2027, 4, 30))
+    return PublishRecord(
+        slug=slug,
+        version=version,
+        title=slug.upper(),
+        published_at=NOW,
+        release_id="r1",
+        channels={"web": [f"web/{slug}/index.html"]},
+        licenses=[lic],
+        last_reviewed=date(2026, 11, 1),
+        next_review=date(2027, 11, 1),
+        cited=[(f"S{i}", url) for i, url in enumerate(urls, 1)],
+    )
+
+
+def test_registry_records_a_catalog_in_one_call(registry: Registry) -> None:
+    shared, only_b = "https://example.org/shared", "https://example.org/b"
+    assert _record(registry, "v1", [shared])  # "a" v1 recorded before, one at a time
+    records = [
+        _publish_record("a", "v1", [shared]),  # recorded already: skipped
+        _publish_record("b", "v1", [shared, only_b]),
+        _publish_record("c", "v1", [only_b, shared]),
+    ]
+    assert registry.record_publishes(records) == ["b", "c"]
+    assert registry.record_publishes(records) == []  # all recorded: a no-op
+    latest = {p.slug: [s.url for s in p.sources] for p in registry.latest_publishes()}
+    assert latest == {"a": [shared], "b": [shared, only_b], "c": [only_b, shared]}
+    with registry.engine.connect() as conn:  # one source row per URL, however often it is cited
+        assert conn.exec_driver_sql("SELECT count(*) FROM sources").scalar() == 2
+    # The same version twice in one call: the unique key refuses the second insert; the call
+    # falls back to one transaction per record and records it once.
+    twice = [_publish_record("d", "v1", [shared]), _publish_record("d", "v1", [shared])]
+    assert registry.record_publishes(twice) == ["d"]
+    assert registry.unrecorded({"d": "v1"}) == set()
 
 
 def test_registry_records_publishes_history_and_state(registry: Registry) -> None:

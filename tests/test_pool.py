@@ -14,8 +14,9 @@ import pytest
 
 from clinicpress.checks.consistency import consistency_problems
 from clinicpress.errors import RenderError
-from clinicpress.renderers.base import Artifact, RenderContext
-from clinicpress.renderers.pool import Checked, RenderJob, RenderPool, default_workers
+from clinicpress.faults import FAULT_ENV, InjectedFault
+from clinicpress.renderers.base import Artifact, RenderContext, SpooledArtifact
+from clinicpress.renderers.pool import Checked, RenderJob, RenderPool, RenderRun, default_workers
 from clinicpress.renderers.registry import render_article
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
@@ -152,3 +153,57 @@ def test_close_leaves_no_worker_behind(small: Article, site: SiteConfig) -> None
 def test_an_empty_batch_is_an_empty_list(pool: RenderPool) -> None:
     assert pool.render([]) == []
     assert pool.render_and_check([]) == []
+
+
+def test_background_renders_come_back_in_slices_and_stop_when_closed(
+    pool: RenderPool, small: Article, site: SiteConfig
+) -> None:
+    jobs: list[RenderJob] = [(small.model_copy(update={"slug": f"s{i}"}), site, CONTEXT) for i in range(6)]
+    with RenderRun(jobs, pool) as renders:
+        first, rest = renders.results(0, 2), renders.results(2, 6)
+    results = first + rest
+    assert all(isinstance(r, Checked) and r.problems == [] for r in results)
+    assert [r.artifacts[0].relpath for r in results if isinstance(r, Checked)] == [
+        f"web/s{i}/index.html" for i in range(6)
+    ]
+    # Closed at once: at most the jobs in flight (one per worker) are rendered, the rest never sent.
+    many: list[RenderJob] = [(small, site, CONTEXT)] * 40
+    before = sum(pool.stats.renders_by_pid.values())
+    renders = RenderRun(many, pool)
+    renders.close()
+    assert sum(pool.stats.renders_by_pid.values()) - before <= pool.size
+    with pytest.raises(RuntimeError, match="stopped before"):
+        renders.results(0, 40)
+    [again] = pool.render([(small, site, CONTEXT)])  # the pool is still usable
+    assert not isinstance(again, RenderError)
+
+
+def test_an_exception_in_a_background_render_is_raised_to_the_caller(
+    small: Article, site: SiteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(FAULT_ENV, "render.web:raise")
+    with (
+        RenderRun([(small, site, CONTEXT)], None) as renders,
+        pytest.raises(InjectedFault, match=r"render\.web"),
+    ):
+        renders.results(0, 1)
+    monkeypatch.delenv(FAULT_ENV)
+    with RenderRun([(small, site, CONTEXT)], None) as renders:  # in this process, no pool
+        [result] = renders.results(0, 1)
+    assert isinstance(result, Checked)
+    assert result.problems == []
+
+
+def test_a_pool_with_a_spool_sends_back_paths_to_the_same_bytes(
+    small: Article, site: SiteConfig, tmp_path: Path
+) -> None:
+    with RenderPool(workers=1, spool=tmp_path) as pool:
+        [checked] = pool.render_and_check([(small, site, CONTEXT)])
+    assert isinstance(checked, Checked)
+    assert checked.problems == []
+    assert all(isinstance(a, SpooledArtifact) for a in checked.artifacts)
+    assert [a.relpath for a in checked.artifacts] == [a.relpath for a in render_article(small, site, CONTEXT)]
+    web = checked.artifacts[0]
+    assert isinstance(web, SpooledArtifact)
+    assert web.path == tmp_path / "web" / "small" / "index.html"
+    assert web.data == render_article(small, site, CONTEXT)[0].data

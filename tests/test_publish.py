@@ -6,6 +6,7 @@ test site config allows (``allow_private_hosts``).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -300,7 +301,16 @@ def test_a_catalog_renders_in_worker_processes(
     paths = [str(_article_citing(write_article, name=f"article-{n}.md")) for n in range(3)]
     site = write_site()
     out = tmp_path / "out"
-    result = publish_module.publish_flow(paths=paths, site_path=str(site), out_dir=str(out))
-    assert [o.published for o in result.outcomes] == [True, True, True]
-    for n in range(3):
-        assert (out / "handouts" / f"article-{n}.pdf").read_bytes().startswith(b"%PDF")
+    # The spool of a run that died (its lock is free) goes; a live run's (lock held) stays.
+    dead, alive = out / ".spool-dead", out / ".spool-alive"
+    for folder in (dead, alive):
+        (folder / "handouts").mkdir(parents=True)
+        (folder / ".lock").touch()
+    with (alive / ".lock").open("ab") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = publish_module.publish_flow(paths=paths, site_path=str(site), out_dir=str(out))
+        assert [o.published for o in result.outcomes] == [True, True, True]
+        for n in range(3):
+            assert (out / "handouts" / f"article-{n}.pdf").read_bytes().startswith(b"%PDF")
+        # This run's own spool is gone too: the release holds the files.
+        assert sorted(p.name for p in out.glob(".spool-*")) == [".spool-alive"]
