@@ -2,34 +2,45 @@
 
 Each artifact is read back the way its audience gets it — the web page as
 HTML, the newsletter through the ``email`` package (both parts), the handout
-as PDF text and metadata (pypdf) — and its title, license line(s), review
-line (dates and reviewer) and the list of cited source URLs are compared with
-the article and the site config. Any difference blocks publishing and names
-the channel and the field: a handout that prints another expiry date than the
-web page is worse than no handout.
+as PDF text, link annotations and metadata — and its title, license line(s),
+review line (dates and reviewer) and the list of cited source URLs are
+compared with the article and the site config. Any difference blocks
+publishing and names the channel and the field: a handout that prints another
+expiry date than the web page is worse than no handout.
+
+Both readers are C libraries, in process: HTML is parsed by lxml directly
+(lenient like a browser, no BeautifulSoup tree), the PDF by PDFium through
+pypdfium2 (no pdftotext child, no pure-Python PDF parser). A read is CPU
+work in a render worker, once per article and channel.
 """
 
 from __future__ import annotations
 
+import ctypes
 import email
 import email.policy
-import io
+import importlib
 import re
-import shutil
-import subprocess
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-
-import pypdf
-from bs4 import BeautifulSoup
+from typing import Any
 
 from clinicpress.checks.model import Problem, Severity
 from clinicpress.renderers.base import Artifact
 from clinicpress.renderers.markdown import review_line
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
+
+# lxml and pypdfium2 ship no type information; imported this way mypy --strict passes whether
+# or not the project later adds them to its ignore list (as in checks/linkcheck_html.py).
+etree: Any = importlib.import_module("lxml.etree")
+lxml_html: Any = importlib.import_module("lxml.html")
+pdfium: Any = importlib.import_module("pypdfium2")
+pdfium_c: Any = importlib.import_module("pypdfium2.raw")
 
 SHOWN_CHARS = 120
 
@@ -95,16 +106,46 @@ def expected_facts(article: Article, site: SiteConfig) -> Facts:
 
 # --- HTML (web page, newsletter HTML part) ----------------------------------------------
 
+# UTF-8 bytes with the encoding given: lxml refuses a str that starts with an XML declaration
+# naming an encoding, and a <meta charset> inside the markup must not re-decode it.
+_HTML_PARSER = lxml_html.HTMLParser(encoding="utf-8")
+# The text a reader sees in an element, as BeautifulSoup's get_text() gave it: every text node
+# but those inside script, style, template, rt or rp (comments are not text nodes). One
+# difference: such an element itself (<script class="license">) reads as empty, not as its code.
+_VISIBLE_TEXT = etree.XPath(
+    "descendant::text()"
+    "[not(ancestor::*[self::script or self::style or self::template or self::rt or self::rp])]"
+)
+# Elements with a class, but not inside a <template>: its content is no part of the page (and
+# neither CSS selectors nor BeautifulSoup's select() match there).
+_WITH_CLASS = etree.XPath("//*[@class][not(ancestor::template)]")
+_CLASSES = ("license", "review", "source-url")
+
+
+def _text(element: Any) -> str:
+    return norm("".join(_VISIBLE_TEXT(element)))
+
 
 def read_html(reader: _Reader, html: str, facts: Facts) -> None:
-    # lxml's HTML parser, as a browser would: lenient, never raises on tag soup.
-    soup = BeautifulSoup(html, "lxml")
-    reader.compare("title (h1)", [facts.title], [norm(h.get_text()) for h in soup.find_all("h1")])
-    reader.compare("license line", facts.licenses, [norm(el.get_text()) for el in soup.select(".license")])
-    reader.compare("review line", [facts.review], [norm(el.get_text()) for el in soup.select(".review")])
-    links = soup.select(".source-url")
+    # lxml's HTML parser, as a browser would: lenient, never raises on tag soup. A document that
+    # is empty (or only whitespace or comments) has no root element: it carries none of the facts.
+    try:
+        root = lxml_html.document_fromstring(html.encode("utf-8", errors="replace"), parser=_HTML_PARSER)
+    except etree.ParserError:
+        root = None
+    h1s: list[Any] = [] if root is None else list(root.iter("h1"))
+    # What CSS ".license" etc. select, in document order: the class attribute holds the word. Words
+    # split on any whitespace and compare case-sensitively, as BeautifulSoup's select() did.
+    classed: dict[str, list[Any]] = {name: [] for name in _CLASSES}
+    for element in [] if root is None else _WITH_CLASS(root):
+        for name in set(str(element.get("class")).split()).intersection(_CLASSES):
+            classed[name].append(element)
+    reader.compare("title (h1)", [facts.title], [_text(h) for h in h1s])
+    reader.compare("license line", facts.licenses, [_text(el) for el in classed["license"]])
+    reader.compare("review line", [facts.review], [_text(el) for el in classed["review"]])
+    links = classed["source-url"]
     reader.compare("source URLs (links)", facts.sources, [str(a.get("href") or "") for a in links])
-    reader.compare("source URLs (printed)", facts.sources, [norm(a.get_text()) for a in links])
+    reader.compare("source URLs (printed)", facts.sources, [_text(a) for a in links])
 
 
 # --- the email ---------------------------------------------------------------------------
@@ -147,48 +188,78 @@ def read_email(channel: str, data: bytes, facts: Facts) -> list[Problem]:
 
 # --- the handout PDF ---------------------------------------------------------------------
 
+# PDFium is not thread-safe, not even across documents (pypdfium2's documentation): one read
+# at a time per process. Workers are single-threaded; a flow may call the check from a thread.
+_PDFIUM = threading.Lock()
+# PDFium's text extraction returns U+0002 for a hyphen that ends a line after a letter when the
+# next line starts with a letter or digit ("health-" / "care"). The page prints the hyphen, and
+# long URLs break after one: read it back as printed.
+_PDFIUM_LINE_END_HYPHEN = "\x02"
 
-def _link_uris(page: pypdf.PageObject) -> list[str]:
+
+@dataclass(frozen=True)
+class PdfContent:
+    """What a handout says, as PDFium reads it."""
+
+    title: str  # the document information dictionary's /Title
+    pages: list[str]  # the text of every page
+    uris: list[str]  # the URI of every link annotation, page by page
+
+
+def _link_uris(pdf: Any, page: Any) -> list[str]:
+    """The URI of every link annotation on the page (other link actions are not links out)."""
     uris: list[str] = []
-    for annot in page.get("/Annots") or []:
-        obj = annot.get_object()
-        action = obj.get("/A")
-        if obj.get("/Subtype") == "/Link" and action is not None:
-            uri = action.get_object().get("/URI")
-            if uri is not None:
-                uris.append(str(uri))
+    position, link = ctypes.c_int(0), pdfium_c.FPDF_LINK()
+    while pdfium_c.FPDFLink_Enumerate(page, ctypes.byref(position), ctypes.byref(link)):
+        action = pdfium_c.FPDFLink_GetAction(link)
+        if not action or pdfium_c.FPDFAction_GetType(action) != pdfium_c.PDFACTION_URI:
+            continue
+        size = int(pdfium_c.FPDFAction_GetURIPath(pdf, action, None, 0))
+        if size <= 1:  # 0: no URI; 1: the empty string (its NUL)
+            continue
+        buffer = ctypes.create_string_buffer(size)
+        pdfium_c.FPDFAction_GetURIPath(pdf, action, buffer, size)
+        uris.append(buffer.raw[: size - 1].decode("utf-8", errors="replace"))
     return uris
 
 
-def page_texts(data: bytes, pdf: pypdf.PdfReader) -> list[str]:
-    """The text of every page: poppler's pdftotext where installed (~40 ms for a
-    5-page handout), else pypdf's pure-Python extractor (~0.5 s, the same facts)."""
-    pdftotext = shutil.which("pdftotext")
-    if pdftotext is not None:
-        try:
-            # A fixed argv (no shell), the PDF on stdin. -raw keeps content-stream order, as pypdf
-            # reads it: pdftotext's default layout order failed the sources-in-order comparison.
-            command = [pdftotext, "-raw", "-enc", "UTF-8", "-", "-"]
-            done = subprocess.run(command, input=data, capture_output=True, timeout=60, check=True)  # noqa: S603
-        except (OSError, subprocess.SubprocessError):
-            pass  # fall back to pypdf below
-        else:
-            pages = done.stdout.decode("utf-8", "replace").split("\f")
-            if len(pages) == len(pdf.pages) + 1 and not pages[-1].strip():
-                return pages[:-1]  # pdftotext ends every page with a form feed
-    return [page.extract_text() or "" for page in pdf.pages]
+def _open_pdf(data: bytes) -> Any:
+    """The document, reading ``data`` in place: keep ``data`` alive until it is closed.
+
+    Loaded here, not by ``PdfDocument(data)``: that refuses a document without pages with
+    whatever error PDFium reported last (and leaves the document open)."""
+    handle = pdfium_c.FPDF_LoadMemDocument64(data, len(data), None)
+    if not handle:
+        error = int(pdfium_c.FPDF_GetLastError())
+        reason = pdfium.internal.ErrorToStr.get(error)
+        raise pdfium.PdfiumError(f"Failed to load document (PDFium: {reason}).", err_code=error)
+    return pdfium.PdfDocument(handle)
+
+
+def read_pdf_content(data: bytes) -> PdfContent:
+    """Title, page texts and link URIs; raises ``pypdfium2.PdfiumError`` if PDFium cannot read it.
+
+    A page's text is what lies within the page box (as a reader sees it). Every document, page
+    and text page is closed before returning: a worker reads thousands."""
+    with _PDFIUM, closing(_open_pdf(data)) as pdf:
+        pages: list[str] = []
+        uris: list[str] = []
+        for index in range(len(pdf)):
+            with closing(pdf.get_page(index)) as page, closing(page.get_textpage()) as textpage:
+                text = str(textpage.get_text_bounded())
+                pages.append(text.replace(_PDFIUM_LINE_END_HYPHEN, "-"))
+                uris += _link_uris(pdf, page)
+        return PdfContent(title=str(pdf.get_metadata_value("Title")), pages=pages, uris=uris)
 
 
 def read_pdf(channel: str, data: bytes, facts: Facts) -> list[Problem]:
     reader = _Reader(channel)
     try:
-        pdf = pypdf.PdfReader(io.BytesIO(data))
-        pages = page_texts(data, pdf)
-        uris = [uri for page in pdf.pages for uri in _link_uris(page)]
-        meta_title = norm(str(pdf.metadata.title or "")) if pdf.metadata else ""
-    except (pypdf.errors.PdfReadError, ValueError, KeyError) as exc:
+        content = read_pdf_content(data)
+    except pdfium.PdfiumError as exc:
         reader.differs("document", "a readable PDF", f"unreadable ({exc})")
         return reader.problems
+    pages, uris, meta_title = content.pages, content.uris, norm(content.title)
     if not pages:
         reader.differs("document", "at least one page", "no pages")
         return reader.problems
@@ -257,4 +328,14 @@ def consistency_problems(article: Article, site: SiteConfig, artifacts: Sequence
     return problems
 
 
-__all__ = ["Facts", "consistency_problems", "expected_facts", "norm", "read_email", "read_pdf", "squash"]
+__all__ = [
+    "Facts",
+    "PdfContent",
+    "consistency_problems",
+    "expected_facts",
+    "norm",
+    "read_email",
+    "read_pdf",
+    "read_pdf_content",
+    "squash",
+]

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pypdf
+import pypdfium2
 import pytest
 
-from clinicpress.checks.consistency import consistency_problems
+from clinicpress.checks.consistency import consistency_problems, read_pdf_content, squash
 from clinicpress.checks.model import Problem, Severity
 from clinicpress.renderers.base import Artifact, RenderContext
 from clinicpress.renderers.handout import HandoutRenderer
@@ -17,6 +21,7 @@ from clinicpress.renderers.registry import render_article
 from clinicpress.renderers.web import WebRenderer
 from clinicpress.site import SiteConfig
 from clinicpress.sources import Article, Channel, Reviewer
+from clinicpress.sources.article import Source
 
 ROOT = Path(__file__).resolve().parents[1]
 SLUG = "ketamine-therapy-substance-abuse"
@@ -132,16 +137,172 @@ def test_only_the_article_channels_are_read(
     assert consistency_problems(web_only, site, web) == []
 
 
-def test_pdf_text_from_pdftotext_and_from_pypdf_agree(
-    article: Article, site: SiteConfig, artifacts: list[Artifact], monkeypatch: pytest.MonkeyPatch
+def handout_of(artifacts: list[Artifact]) -> Artifact:
+    return next(a for a in artifacts if a.relpath == f"handouts/{SLUG}.pdf")
+
+
+def test_pdfium_reads_what_pypdf_reads(artifacts: list[Artifact]) -> None:
+    """Two independent PDF readers agree on the handout: title, link URIs and (whitespace aside) text."""
+    data = handout_of(artifacts).data
+    content = read_pdf_content(data)
+    reader = pypdf.PdfReader(io.BytesIO(data))
+    assert reader.metadata is not None
+    assert content.title == reader.metadata.title
+    annotations = [annot.get_object() for page in reader.pages for annot in page.get("/Annots") or []]
+    assert content.uris == [str(a["/A"]["/URI"]) for a in annotations if "/A" in a]
+    assert [squash(text) for text in content.pages] == [squash(page.extract_text()) for page in reader.pages]
+
+
+def test_handout_source_without_its_link_annotation_blocks(
+    article: Article, site: SiteConfig, artifacts: list[Artifact]
 ) -> None:
-    """Both extractors find the same facts (pdftotext where installed, pypdf elsewhere)."""
-    import shutil
+    """The URL is still printed, but clicking it goes nowhere: that is reported, and only that."""
+    unlinked = article.sources[1].url
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(handout_of(artifacts).data)))
+    removed = 0
+    for page in writer.pages:
+        annots = page.get("/Annots")
+        if annots is None:
+            continue
+        annots = annots.get_object()
+        for ref in list(annots):
+            action = ref.get_object().get("/A")
+            if action is not None and action.get_object().get("/URI") == unlinked:
+                annots.remove(ref)
+                removed += 1
+    assert removed == 1
+    out = io.BytesIO()
+    writer.write(out)
+    pdf = Artifact(Channel.HANDOUT, f"handouts/{SLUG}.pdf", out.getvalue(), "application/pdf")
+    [problem] = consistency_problems(article, site, swap(artifacts, pdf))
+    assert problem.message.startswith("handout: source URLs (links) differs from the article")
+    assert problem.message.endswith(f"found \"no link annotation for ['{unlinked}']\"")
 
-    from clinicpress.checks import consistency
 
-    if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext is not installed (Debian: apt-get install -y poppler-utils)")
-    assert consistency_problems(article, site, artifacts) == []
-    monkeypatch.setattr(consistency.shutil, "which", lambda _name: None)
-    assert consistency_problems(article, site, artifacts) == []
+@pytest.mark.parametrize("cut", ["empty", "first KB", "half", "no trailer", "bytes flipped"])
+def test_truncated_or_garbled_pdf_is_unreadable_not_an_exception(
+    article: Article, site: SiteConfig, artifacts: list[Artifact], cut: str
+) -> None:
+    data = handout_of(artifacts).data
+    broken = {
+        "empty": b"",
+        "first KB": data[:1024],
+        "half": data[: len(data) // 2],
+        "no trailer": data[:-300],
+        "bytes flipped": bytes(b ^ 0x5A for b in data),
+    }[cut]
+    garbled = Artifact(Channel.HANDOUT, f"handouts/{SLUG}.pdf", broken, "application/pdf")
+    [problem] = consistency_problems(article, site, swap(artifacts, garbled))
+    assert problem.message.startswith(
+        "handout: document differs from the article: expected 'a readable PDF', found 'unreadable ("
+    )
+
+
+def test_pdf_without_pages_blocks(article: Article, site: SiteConfig, artifacts: list[Artifact]) -> None:
+    out = io.BytesIO()
+    pypdf.PdfWriter().write(out)
+    empty = Artifact(Channel.HANDOUT, f"handouts/{SLUG}.pdf", out.getvalue(), "application/pdf")
+    assert messages(consistency_problems(article, site, swap(artifacts, empty))) == [
+        "handout: document differs from the article: expected 'at least one page', found 'no pages'"
+    ]
+
+
+def test_pdf_url_broken_after_a_hyphen_is_read_as_printed(article: Article, site: SiteConfig) -> None:
+    """PDFium returns U+0002 for a hyphen that ends a line inside a word; the page shows "-"."""
+    url = "https://example.org/" + "-".join(["ab"] * 60)
+    cited = article.model_copy(update={"sources": [*article.sources, Source(title="Hyphens", url=url)]})
+    [handout] = HandoutRenderer().render(cited, site, CONTEXT)
+    with pypdfium2.PdfDocument(handout.data) as pdf:
+        raw = []
+        for index in range(len(pdf)):
+            with closing(pdf.get_page(index)) as page, closing(page.get_textpage()) as textpage:
+                raw.append(textpage.get_text_bounded())
+    assert "b\x02a" in "".join(raw), "the URL no longer breaks after a hyphen: this test tests nothing"
+    web_and_newsletter = [a for a in render_article(cited, site, CONTEXT) if a.channel is not Channel.HANDOUT]
+    assert consistency_problems(cited, site, [*web_and_newsletter, handout]) == []
+
+
+def newsletter_with_html(article: Article, site: SiteConfig, change: tuple[str, str]) -> Artifact:
+    template = render_message_template(article, site, CONTEXT)
+    assert template.html.count(change[0]) == 1
+    changed = dataclasses.replace(template, html=template.html.replace(*change))
+    data = personalise(changed).as_bytes()
+    return Artifact(Channel.NEWSLETTER, f"newsletter/{SLUG}.eml", data, "message/rfc822")
+
+
+@pytest.mark.parametrize("classes", ["x license", "license x", "x\n\tlicense  y"])
+def test_license_class_among_other_classes_is_found(
+    article: Article, site: SiteConfig, artifacts: list[Artifact], classes: str
+) -> None:
+    eml = newsletter_with_html(article, site, ('class="license"', f'class="{classes}"'))
+    assert consistency_problems(article, site, swap(artifacts, eml)) == []
+
+
+@pytest.mark.parametrize("classes", ["licensed", "x-license", "License", "license-line"])
+def test_a_class_that_only_contains_the_word_is_not_the_license(
+    article: Article, site: SiteConfig, artifacts: list[Artifact], classes: str
+) -> None:
+    eml = newsletter_with_html(article, site, ('class="license"', f'class="{classes}"'))
+    assert messages(consistency_problems(article, site, swap(artifacts, eml))) == [
+        "newsletter (HTML part): license line differs from the article: expected "
+        f"{[lic.line() for lic in site.licenses]!r}, found []"
+    ]
+
+
+def web_page_of(artifacts: list[Artifact]) -> bytes:
+    return next(a for a in artifacts if a.relpath == f"web/{SLUG}/index.html").data
+
+
+@pytest.mark.parametrize("page", [b"", b" \n\t ", b"<!-- nothing here -->", b"\xff\xfe\x00"])
+def test_empty_web_page_finds_nothing_and_does_not_raise(
+    article: Article, site: SiteConfig, artifacts: list[Artifact], page: bytes
+) -> None:
+    web = Artifact(Channel.WEB, f"web/{SLUG}/index.html", page, "text/html")
+    found = messages(consistency_problems(article, site, swap(artifacts, web)))
+    assert found[0] == f"web: title (h1) differs from the article: expected {[article.title]!r}, found []"
+    assert all(m.startswith("web: ") for m in found)
+    assert len(found) == 5  # title, license, review, source links, printed sources
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (b"<!DOCTYPE html>", b'<?xml version="1.0" encoding="iso-8859-1"?>\n<!DOCTYPE html>'),
+        (b"<head>", b'<head><meta charset="iso-8859-1">'),
+    ],
+)
+def test_web_page_is_read_as_utf8_whatever_it_declares(
+    article: Article, site: SiteConfig, artifacts: list[Artifact], before: bytes, after: bytes
+) -> None:
+    """The renderers write UTF-8 (lxml refuses a str that declares an encoding: bytes it is)."""
+    page = web_page_of(artifacts)
+    assert page.count(before) == 1
+    web = Artifact(Channel.WEB, f"web/{SLUG}/index.html", page.replace(before, after), "text/html")
+    assert consistency_problems(article, site, swap(artifacts, web)) == []
+
+
+@pytest.mark.parametrize("hidden", ["template", "script", "style"])
+def test_title_inside_a_hidden_element_is_not_read(
+    article: Article, site: SiteConfig, artifacts: list[Artifact], hidden: str
+) -> None:
+    page = web_page_of(artifacts).decode()
+    h1 = page[page.index("<h1") : page.index("</h1>") + len("</h1>")]
+    web_page = page.replace(h1, f"<h1><{hidden}>{article.title}</{hidden}></h1>", 1).encode()
+    web = Artifact(Channel.WEB, f"web/{SLUG}/index.html", web_page, "text/html")
+    assert messages(consistency_problems(article, site, swap(artifacts, web))) == [
+        f"web: title (h1) differs from the article: expected {[article.title]!r}, found ['']"
+    ]
+
+
+def test_license_inside_a_template_is_not_on_the_page(
+    article: Article, site: SiteConfig, artifacts: list[Artifact]
+) -> None:
+    page = web_page_of(artifacts).decode()
+    start = page.index('<p class="license">')
+    end = page.index("</p>", start) + len("</p>")
+    web_page = (page[:start] + "<template>" + page[start:end] + "</template>" + page[end:]).encode()
+    web = Artifact(Channel.WEB, f"web/{SLUG}/index.html", web_page, "text/html")
+    licenses = [lic.line() for lic in site.licenses]
+    assert messages(consistency_problems(article, site, swap(artifacts, web))) == [
+        f"web: license line differs from the article: expected {licenses!r}, found []"
+    ]

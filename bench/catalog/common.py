@@ -54,19 +54,27 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _rss_kb(pid: int) -> int:
+def _proc_kb(path: str, field: str) -> int:
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
+        with open(path, encoding="ascii", errors="replace") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
     except OSError:
         pass
     return 0
 
 
-def tree_rss_mb(root: int, include_root: bool = True) -> float:
-    """Resident memory of ``root`` and all its descendants now, in MB (shared pages counted per process)."""
+def _rss_kb(pid: int) -> int:
+    return _proc_kb(f"/proc/{pid}/status", "VmRSS:")
+
+
+def _pss_kb(pid: int) -> int:
+    """Proportional set size: each shared page counted once across the processes sharing it."""
+    return _proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:")
+
+
+def _tree(root: int, include_root: bool) -> list[int]:
     tree = _children()
     pids, stack = [], [root]
     while stack:
@@ -75,20 +83,32 @@ def tree_rss_mb(root: int, include_root: bool = True) -> float:
         stack.extend(tree.get(pid, []))
     if not include_root:
         pids.remove(root)
-    return sum(_rss_kb(p) for p in pids) / 1024
+    return pids
+
+
+def tree_rss_mb(root: int, include_root: bool = True) -> float:
+    """Resident memory of ``root`` and all its descendants now, in MB (shared pages counted per process)."""
+    return sum(_rss_kb(p) for p in _tree(root, include_root)) / 1024
+
+
+def tree_pss_mb(root: int, include_root: bool = True) -> float:
+    """The memory the tree really holds now, in MB: pages the workers share with the forkserver
+    (WeasyPrint, imported once) are counted once, not once per process as in ``tree_rss_mb``."""
+    return sum(_pss_kb(p) for p in _tree(root, include_root)) / 1024
 
 
 class PeakRSS:
-    """Samples the RSS of a process tree every 0.2 s in a thread; ``peak`` in MB."""
+    """Samples the memory of a process tree every 0.2 s in a thread; ``peak`` (RSS) and ``peak_pss`` in MB."""
 
     def __init__(self, root: int, include_root: bool = True) -> None:
-        self.root, self.include_root, self.peak = root, include_root, 0.0
+        self.root, self.include_root, self.peak, self.peak_pss = root, include_root, 0.0, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.peak = max(self.peak, tree_rss_mb(self.root, self.include_root))
+            self.peak_pss = max(self.peak_pss, tree_pss_mb(self.root, self.include_root))
             self._stop.wait(0.2)
 
     def __enter__(self) -> PeakRSS:
@@ -104,6 +124,7 @@ class PeakRSS:
 class Run:
     seconds: float
     peak_rss_mb: float  # the whole tree: clinicpress, Prefect's embedded API, any workers
+    peak_pss_mb: float  # the same tree, shared pages counted once
     cpu_seconds: float  # user + system of the process and the children it waited for
     returncode: int
     stdout: str
@@ -137,7 +158,7 @@ def run_publish(
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(seconds, rss.peak, cpu, proc.returncode, stdout, stderr)
+    return Run(seconds, rss.peak, rss.peak_pss, cpu, proc.returncode, stdout, stderr)
 
 
 def free_port() -> int:
