@@ -37,8 +37,8 @@ from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_
 from clinicpress.outputs.release import live_versions
 from clinicpress.outputs.subscribers import load_subscribers
 from clinicpress.renderers.base import RenderContext
+from clinicpress.renderers.fingerprint import template_fingerprint
 from clinicpress.renderers.pool import Checked, RenderPool, RenderRun
-from clinicpress.renderers.registry import template_fingerprint
 from clinicpress.renderers.spool import Spool
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article, Channel

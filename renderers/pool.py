@@ -12,8 +12,8 @@ Why our own small pool and not ``ProcessPoolExecutor``:
   waits forever for the lost result. Here it is that one job's ``RenderError``
   and a replacement worker takes the rest.
 
-Start method: ``forkserver`` with this module preloaded. The server process
-imports WeasyPrint, the renderers and the consistency check once (~3 s on a
+Start method: ``forkserver`` with this module, the renderers and the
+consistency check preloaded. The server process imports WeasyPrint once (~3 s on a
 busy 2-core machine, in the background while the caller does other work);
 each worker is then forked from that clean, single-threaded server in a few
 ms, so recycling is cheap. Each worker owns its copy of ``handout.FONT_CONFIG``
@@ -46,7 +46,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, TypeAlias, TypeVar
 
-from clinicpress.checks.consistency import consistency_problems
 from clinicpress.checks.model import Problem
 from clinicpress.errors import RenderError
 from clinicpress.faults import fault_point
@@ -54,12 +53,13 @@ from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
 from .base import AnyArtifact, Artifact, RenderContext
-from .registry import render_article
 from .spool import spool_artifacts
 
 RenderJob: TypeAlias = tuple[Article, SiteConfig, RenderContext]
 StartMethod = Literal["forkserver", "spawn", "fork"]
 
+# What a worker runs, imported once by the forkserver (workers fork from it warm).
+_WORKER_MODULES = ("clinicpress.renderers.registry", "clinicpress.checks.consistency")
 DEFAULT_RECYCLE_AFTER = 200
 # A 15-page handout takes ~3 s on a loaded 2-core machine; a job 100× slower is stuck, not slow.
 DEFAULT_JOB_TIMEOUT = 300.0
@@ -92,6 +92,11 @@ def default_workers() -> int:
 def _job(
     article: Article, site: SiteConfig, context: RenderContext, check: bool, spool: str | None = None
 ) -> list[Artifact] | Checked:
+    # Imported here, not at the top: a process that only hands jobs to the pool never loads
+    # WeasyPrint, PDFium or lxml (~55 MB); the forkserver preloads them for the workers.
+    from clinicpress.checks.consistency import consistency_problems
+    from clinicpress.renderers.registry import render_article
+
     artifacts = render_article(article, site, context)
     if not check:
         return artifacts
@@ -196,7 +201,7 @@ class RenderPool:
         if start_method == "forkserver":
             # The server imports this module (hence WeasyPrint) and the caller's main module
             # once; workers fork from it warm and skip re-importing main (a guarded script).
-            self._ctx.set_forkserver_preload(["__main__", __name__])
+            self._ctx.set_forkserver_preload(["__main__", __name__, *_WORKER_MODULES])
         self._log_levels = {name: logging.getLogger(name).getEffectiveLevel() for name in _COPIED_LOGGERS}
         self._workers: list[_Worker] = []
         self._closed = False

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,3 +209,13 @@ def test_a_pool_with_a_spool_sends_back_paths_to_the_same_bytes(
     assert isinstance(web, SpooledArtifact)
     assert web.path == tmp_path / "web" / "small" / "index.html"
     assert web.data == render_article(small, site, CONTEXT)[0].data
+
+
+def test_the_publishing_process_leaves_the_pdf_libraries_to_the_workers() -> None:
+    # ~55 MB of WeasyPrint, PDFium and lxml per process: only processes that render load them.
+    code = (
+        "import sys, clinicpress.cli, clinicpress.flows.publish\n"
+        "print(sorted(m for m in ('weasyprint', 'pypdfium2', 'lxml.html') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

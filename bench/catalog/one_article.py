@@ -16,7 +16,9 @@ already: that is the no-op rebuild, ``bench.catalog.incremental``);
 - in that same warm process, each phase called directly without Prefect
   (load, link check, verify, web, handout, newsletter, consistency,
   publish_release, registry record). "Prefect overhead" = the warm flow
-  call minus the sum of the phases.
+  call minus the sum of the phases;
+- in that same process, an empty flow (one task that does nothing) called
+  warm: what any flow call costs against this server, whatever it does.
 
 Goal (issue 6): one article inside a running process ≤ 0.5 s.
 """
@@ -110,7 +112,30 @@ def _inner(article: str, site_path: str, out: str, runs: int) -> None:
         if release is not None:
             record_publish.fn(site, out, release, ready, links, now)
         phases["registry record"].append(time.perf_counter() - t)
-    print(json.dumps({"first": first, "flow": flow_times, "phases": phases}))
+    print(
+        json.dumps({"first": first, "flow": flow_times, "phases": phases, "empty": _empty_flow_calls(runs)})
+    )
+
+
+def _empty_flow_calls(runs: int) -> list[float]:
+    """Prefect's own floor in this process: a flow of one task that does nothing, called warm."""
+    from prefect import flow, task
+
+    @task(name="nothing")
+    def nothing() -> None:
+        return None
+
+    @flow(name="empty")
+    def empty() -> None:
+        nothing()
+
+    empty()  # the first call of a new flow registers it: not timed
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        empty()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def main() -> None:
@@ -174,6 +199,10 @@ def main() -> None:
     for phase in PHASES:
         print(f"{'  ' + phase:<44} {phases[phase]:>8.3f}")
     print(f"{'  Prefect overhead (warm call − phases)':<44} {flow - work:>8.3f}")
+    empty = statistics.median(data["empty"])
+    print(f"{'an empty flow call (1 task), same process':<44} {empty:>8.2f}")
+    print("(the empty flow is Prefect's floor for any flow call against this server: no publish as a")
+    print(" flow run can take less)")
 
 
 if __name__ == "__main__":
