@@ -2,37 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-
-from markdown_it.token import Token
-
-from clinicpress.renderers.markdown import body_tokens_of
+from clinicpress.checks.body import body_facts
 from clinicpress.sources.article import Article
-
-
-def _links(tokens: list[Token]) -> list[str]:
-    found: list[str] = []
-    for token in tokens:
-        if token.type == "link_open":
-            href = token.attrGet("href")
-            if isinstance(href, str) and not href.startswith("#"):
-                found.append(href)
-        if token.children:
-            found.extend(_links(token.children))
-    return found
 
 
 def body_links(article: Article) -> list[str]:
     """Links written in the Markdown body (in-page ``#anchors`` excluded)."""
-    return list(_body_links(article.body, len(article.sources)))
-
-
-# A publish asks twice per article (the catalog's URL list, then the article's report), and a
-# served process asks again every run: parse once per body (the cache's size bounds memory).
-@functools.lru_cache(maxsize=4096)
-def _body_links(body: str, source_count: int) -> tuple[str, ...]:
-    # The renderers' own parse: the links checked are exactly the links published.
-    return tuple(_links(body_tokens_of(body, source_count)))
+    # The renderers' own parse (cached per body): the links checked are exactly the links published.
+    return list(body_facts(article.body, len(article.sources)).links)
 
 
 def article_urls(article: Article) -> list[str]:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import textstat  # type: ignore[import-untyped]  # ships no types
-from markdown_it.token import Token
 from textstat.backend.counts import _count_syllables  # type: ignore[import-untyped]
 
+from clinicpress.checks.body import body_facts
 from clinicpress.checks.model import Problem, Severity
-from clinicpress.renderers.markdown import body_tokens, body_tokens_of
 from clinicpress.sources.article import Article
 
 DEFAULT_MAX_GRADE = 8.0
@@ -65,38 +63,9 @@ class ReadabilityResult:
         }
 
 
-def _inline_text(children: Sequence[Token] | None) -> str:
-    parts: list[str] = []
-    for token in children or ():
-        if token.type in ("text", "code_inline"):
-            parts.append(token.content)
-        elif token.type in ("softbreak", "hardbreak"):
-            parts.append(" ")
-        elif token.type == "image":
-            parts.append(_inline_text(token.children))
-        # citation, link_open/close (the address), html: not prose
-    return " ".join("".join(parts).split())
-
-
 def prose_blocks(article: Article) -> list[str]:
     """The body's paragraphs (list items and quotes included) as plain text, one a block."""
-    return _prose_blocks(body_tokens(article))
-
-
-def _prose_blocks(tokens: list[Token]) -> list[str]:
-    blocks: list[str] = []
-    depth_table = 0
-    for index, token in enumerate(tokens):
-        if token.type == "table_open":
-            depth_table += 1
-        elif token.type == "table_close":
-            depth_table -= 1
-        elif token.type == "paragraph_open" and not depth_table:
-            text = _inline_text(tokens[index + 1].children)
-            if text:
-                # A list item without a full stop is still one sentence, not part of the next.
-                blocks.append(text if text[-1] in '.!?:;"”’)' else text + ".")
-    return blocks
+    return list(body_facts(article.body, len(article.sources)).prose)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -122,7 +91,7 @@ def readability(article: Article, hardest: int = HARDEST_SHOWN) -> ReadabilityRe
 # so a served process re-verifying an unchanged catalog grades each body once.
 @functools.lru_cache(maxsize=4096)
 def _readability(body: str, source_count: int, hardest: int) -> ReadabilityResult:
-    blocks = _prose_blocks(body_tokens_of(body, source_count))
+    blocks = body_facts(body, source_count).prose
     text = "\n\n".join(blocks)
     sentences = [s for block in blocks for s in split_sentences(block)]
     ranked = sorted(

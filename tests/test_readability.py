@@ -93,3 +93,25 @@ def test_never_touches_the_network(article: Article, monkeypatch: pytest.MonkeyP
     )
     assert result.grade > 0
     assert calls == []
+
+
+def test_links_and_grade_of_a_catalog_parse_each_body_once(
+    article: Article, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import clinicpress.checks.body as body_module
+    from clinicpress.checks.verify import all_urls
+
+    parses: list[str] = []
+    real_parse = body_module.body_tokens_of
+
+    def counting_parse(body: str, source_count: int) -> Any:
+        parses.append(body)
+        return real_parse(body, source_count)
+
+    monkeypatch.setattr(body_module, "body_tokens_of", counting_parse)
+    body_module.body_facts.cache_clear()
+    catalog = [with_body(article, article.body + f"\nParagraph {n} of a catalog.\n") for n in range(5)]
+    all_urls(catalog)  # a publish first lists every article's links,
+    for each in catalog:  # then grades every article
+        readability(each)
+    assert len(parses) == len(set(parses)) == 5

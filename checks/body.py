@@ -1,0 +1,74 @@
+"""What the checks read from an article's body, from one Markdown parse.
+
+The links (to check) and the prose (to grade) come from the renderers' own
+parse, so what is checked is what is published. Both come from one parse,
+cached per body: a catalog publish asks for every article's links, then
+for every article's prose, and a parse costs more than both answers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from markdown_it.token import Token
+
+from clinicpress.renderers.markdown import body_tokens_of
+
+
+@dataclass(frozen=True)
+class BodyFacts:
+    links: tuple[str, ...]  # links written in the body, in order (in-page ``#anchors`` excluded)
+    prose: tuple[str, ...]  # paragraphs (list items and quotes included) as plain text
+
+
+# The cache's size bounds memory; the answers are small (the token stream is not kept).
+@functools.lru_cache(maxsize=4096)
+def body_facts(body: str, source_count: int) -> BodyFacts:
+    tokens = body_tokens_of(body, source_count)
+    return BodyFacts(links=tuple(_links(tokens)), prose=tuple(_prose_blocks(tokens)))
+
+
+def _links(tokens: list[Token]) -> list[str]:
+    found: list[str] = []
+    for token in tokens:
+        if token.type == "link_open":
+            href = token.attrGet("href")
+            if isinstance(href, str) and not href.startswith("#"):
+                found.append(href)
+        if token.children:
+            found.extend(_links(token.children))
+    return found
+
+
+def _inline_text(children: Sequence[Token] | None) -> str:
+    parts: list[str] = []
+    for token in children or ():
+        if token.type in ("text", "code_inline"):
+            parts.append(token.content)
+        elif token.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        elif token.type == "image":
+            parts.append(_inline_text(token.children))
+        # citation, link_open/close (the address), html: not prose
+    return " ".join("".join(parts).split())
+
+
+def _prose_blocks(tokens: list[Token]) -> list[str]:
+    blocks: list[str] = []
+    depth_table = 0
+    for index, token in enumerate(tokens):
+        if token.type == "table_open":
+            depth_table += 1
+        elif token.type == "table_close":
+            depth_table -= 1
+        elif token.type == "paragraph_open" and not depth_table:
+            text = _inline_text(tokens[index + 1].children)
+            if text:
+                # A list item without a full stop is still one sentence, not part of the next.
+                blocks.append(text if text[-1] in '.!?:;"”’)' else text + ".")
+    return blocks
+
+
+__all__ = ["BodyFacts", "body_facts"]
