@@ -18,7 +18,9 @@ already: that is the no-op rebuild, ``bench.catalog.incremental``);
   publish_release, registry record). "Prefect overhead" = the warm flow
   call minus the sum of the phases;
 - in that same process, an empty flow (one task that does nothing) called
-  warm: what any flow call costs against this server, whatever it does.
+  warm: what any flow call costs against this server, whatever it does;
+- both again with Prefect's flow-run heartbeats off: ending a flow run
+  waits for the heartbeat thread's 1-second sleep, most of an empty call.
 
 Goal (issue 6): one article inside a running process ≤ 0.5 s.
 """
@@ -81,6 +83,20 @@ def _inner(article: str, site_path: str, out: str, runs: int) -> None:
         flow_times.append(time.perf_counter() - start)
         if not result.outcomes[0].published:
             raise SystemExit(f"run {run + 1}: the edited article was not published: {result.outcomes[0]}")
+    # The same calls with Prefect's flow-run heartbeats off: stopping the heartbeat thread at the end
+    # of a flow waits for its 1-second sleep (prefect/flow_engine.py, _send_heartbeats).
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    quiet_times = []
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        for run in range(runs):
+            Path(article).write_text(original + f"\nEdited without heartbeats {run + 1}.\n", encoding="utf-8")
+            start = time.perf_counter()
+            result = publish_flow(paths=[article], site_path=site_path, out_dir=out)
+            quiet_times.append(time.perf_counter() - start)
+            if not result.outcomes[0].published:
+                raise SystemExit(f"run {run + 1}: the edited article was not published: {result.outcomes[0]}")
+        empty_quiet = _empty_flow_calls(runs)
     phases: dict[str, list[float]] = {p: [] for p in PHASES}
     for _ in range(runs):
         t = time.perf_counter()
@@ -113,7 +129,16 @@ def _inner(article: str, site_path: str, out: str, runs: int) -> None:
             record_publish.fn(site, out, release, ready, links, now)
         phases["registry record"].append(time.perf_counter() - t)
     print(
-        json.dumps({"first": first, "flow": flow_times, "phases": phases, "empty": _empty_flow_calls(runs)})
+        json.dumps(
+            {
+                "first": first,
+                "flow": flow_times,
+                "phases": phases,
+                "empty": _empty_flow_calls(runs),
+                "flow_no_heartbeats": quiet_times,
+                "empty_no_heartbeats": empty_quiet,
+            }
+        )
     )
 
 
@@ -203,6 +228,10 @@ def main() -> None:
     print(f"{'an empty flow call (1 task), same process':<44} {empty:>8.2f}")
     print("(the empty flow is Prefect's floor for any flow call against this server: no publish as a")
     print(" flow run can take less)")
+    print(f"{'with flow-run heartbeats off (PREFECT_FLOWS_HEARTBEAT_FREQUENCY None):':<44}")
+    quiet = statistics.median(data["flow_no_heartbeats"])
+    print(f"{'  flow call in a running process (warm)':<44} {quiet:>8.2f}")
+    print(f"{'  an empty flow call (1 task)':<44} {statistics.median(data['empty_no_heartbeats']):>8.2f}")
 
 
 if __name__ == "__main__":
