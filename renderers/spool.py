@@ -2,9 +2,10 @@
 
 A folder ``<out>/.spool-<token>`` per publish run: workers write each
 artifact there and send back only its path (``SpooledArtifact``); staging then
-hard-links the files into the new release. The run holds an ``flock`` on the
-folder's ``.lock`` while it lives, so the next run removes the spool of a run
-that died (the kernel drops a dead process's locks), never a live one's.
+hard-links the files into the new release. The run holds an ``flock`` on
+``<out>/.spool-<token>.lock`` while it lives, so the next run removes the
+spool of a run that died (the kernel drops a dead process's locks), never a
+live one's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import fcntl
 import secrets
 import shutil
+import time
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -21,20 +23,28 @@ from clinicpress.errors import PublishError
 from .base import Artifact, SpooledArtifact
 
 SPOOL_PREFIX = ".spool-"
-_LOCK = ".lock"
+_LOCK_SUFFIX = ".lock"  # <out>/.spool-<token>.lock beside the folder <out>/.spool-<token>
+_UNBORN = ".new"  # a lock file not yet renamed into place
+_UNBORN_MAX_AGE = 60.0  # seconds: a lock file is renamed microseconds after it is made
 
 
 def remove_dead_spools(out_dir: Path) -> None:
     """Remove the spools of runs that are gone (their lock is free)."""
-    for folder in out_dir.glob(f"{SPOOL_PREFIX}*"):
+    for lock_path in out_dir.glob(f"{SPOOL_PREFIX}*{_LOCK_SUFFIX}"):
         try:
-            with (folder / _LOCK).open("ab") as handle:
+            with lock_path.open("ab") as handle:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                # Under its lock: the folder first, so a lock file never outlives a folder it names.
+                shutil.rmtree(out_dir / lock_path.name.removesuffix(_LOCK_SUFFIX), ignore_errors=True)
+                lock_path.unlink(missing_ok=True)
         except BlockingIOError:
             continue  # a live run's
         except OSError:
-            pass  # no lock file: a run killed while creating it
-        shutil.rmtree(folder, ignore_errors=True)
+            continue  # removed meanwhile by another run
+    for unborn in out_dir.glob(f"{SPOOL_PREFIX}*{_LOCK_SUFFIX}{_UNBORN}"):
+        with contextlib.suppress(OSError):
+            if time.time() - unborn.stat().st_mtime > _UNBORN_MAX_AGE:
+                unborn.unlink()
 
 
 class Spool:
@@ -43,16 +53,22 @@ class Spool:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self.path = out_dir / f"{SPOOL_PREFIX}{secrets.token_hex(6)}"
+        self._lock_path = self.path.with_name(self.path.name + _LOCK_SUFFIX)
         self._lock: IO[bytes] | None = None
 
     def __enter__(self) -> Spool:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             remove_dead_spools(self.out_dir)
-            self.path.mkdir()
-            self._lock = (self.path / _LOCK).open("wb")
+            # The lock file is locked before it is visible under its name (an atomic rename),
+            # and the folder is made after: another run never sees this spool unlocked.
+            unborn = self._lock_path.with_name(self._lock_path.name + _UNBORN)
+            self._lock = unborn.open("wb")
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            unborn.rename(self._lock_path)
+            self.path.mkdir()
         except OSError as exc:
+            self.__exit__()
             reason = exc.strerror or exc
             raise PublishError(f"{self.path}: cannot create the render spool ({reason})") from None
         return self
@@ -60,6 +76,7 @@ class Spool:
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
         if self._lock is not None:
+            self._lock_path.unlink(missing_ok=True)
             self._lock.close()
             self._lock = None
 

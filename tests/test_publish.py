@@ -302,15 +302,14 @@ def test_a_catalog_renders_in_worker_processes(
     site = write_site()
     out = tmp_path / "out"
     # The spool of a run that died (its lock is free) goes; a live run's (lock held) stays.
-    dead, alive = out / ".spool-dead", out / ".spool-alive"
-    for folder in (dead, alive):
-        (folder / "handouts").mkdir(parents=True)
-        (folder / ".lock").touch()
-    with (alive / ".lock").open("ab") as held:
+    for name in ("dead", "alive"):
+        (out / f".spool-{name}" / "handouts").mkdir(parents=True)
+        (out / f".spool-{name}.lock").touch()
+    with (out / ".spool-alive.lock").open("ab") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         result = publish_module.publish_flow(paths=paths, site_path=str(site), out_dir=str(out))
         assert [o.published for o in result.outcomes] == [True, True, True]
         for n in range(3):
             assert (out / "handouts" / f"article-{n}.pdf").read_bytes().startswith(b"%PDF")
         # This run's own spool is gone too: the release holds the files.
-        assert sorted(p.name for p in out.glob(".spool-*")) == [".spool-alive"]
+        assert sorted(p.name for p in out.glob(".spool-*")) == [".spool-alive", ".spool-alive.lock"]
