@@ -36,10 +36,10 @@ from .floor import PHASES, run_floor
 
 def _pipeline(
     catalog_site: Path, content: Path, out: Path, workers: int
-) -> tuple[dict[str, float], dict[str, float], tuple[float, float]]:
+) -> tuple[dict[str, float], tuple[float, float]]:
     """The publish steps without Prefect, rendering in a RenderPool.
 
-    Returns wall seconds per step, this process's CPU seconds per step, the workers' peak RSS and PSS.
+    Returns wall seconds per step and the workers' peak RSS and PSS.
     """
     import os
 
@@ -57,14 +57,10 @@ def _pipeline(
     from clinicpress.versioning import article_version
 
     steps: dict[str, float] = {}
-    cpu: dict[str, float] = {}
     total = time.perf_counter()
-    mark = time.process_time()
 
     def lap(step: str, start: float) -> None:
-        nonlocal mark
         steps[step] = time.perf_counter() - start
-        cpu[step], mark = time.process_time() - mark, time.process_time()
 
     with PeakRSS(os.getpid(), include_root=False) as rss, Spool(out) as spool:
         start = time.perf_counter()
@@ -106,7 +102,7 @@ def _pipeline(
     steps["total"] = time.perf_counter() - total
     if len(ready) != len(articles):
         print(f"  pipeline: only {len(ready)} of {len(articles)} articles were ready")
-    return steps, cpu, (rss.peak, rss.peak_pss)
+    return steps, (rss.peak, rss.peak_pss)
 
 
 def main() -> None:
@@ -159,7 +155,7 @@ def main() -> None:
                 if checked.failures:
                     print(f"  floor: {checked.failures} article(s) failed the consistency check")
                 print(f"run {run + 1}: floor + check {checked.seconds:.1f} s", flush=True)
-            steps, _, (peak, peak_pss) = _pipeline(
+            steps, (peak, peak_pss) = _pipeline(
                 cat.site, cat.content, Path(tmp) / f"out-pipeline-{run}", args.workers
             )
             rows.setdefault("pipeline, no Prefect, RenderPool", []).append((steps["total"], peak, peak_pss))

@@ -72,30 +72,28 @@ def _inner(article: str, site_path: str, out: str, runs: int) -> None:
     start = time.perf_counter()
     publish_flow(paths=[article], site_path=site_path, out_dir=out)
     first = time.perf_counter() - start
-    flow_times = []
     original = Path(article).read_text(encoding="utf-8")
-    for run in range(runs):
-        # A content edit, as an editor makes one: a new version, so the call renders and publishes
-        # (an unchanged article would be skipped as live already, and time only the no-op).
-        Path(article).write_text(original + f"\nEdited in run {run + 1}.\n", encoding="utf-8")
-        start = time.perf_counter()
-        result = publish_flow(paths=[article], site_path=site_path, out_dir=out)
-        flow_times.append(time.perf_counter() - start)
-        if not result.outcomes[0].published:
-            raise SystemExit(f"run {run + 1}: the edited article was not published: {result.outcomes[0]}")
+
+    def edited_calls(label: str) -> list[float]:
+        times = []
+        for run in range(runs):
+            # A content edit, as an editor makes one: a new version, so the call renders and publishes
+            # (an unchanged article would be skipped as live already, and time only the no-op).
+            Path(article).write_text(original + f"\nEdited ({label}) in run {run + 1}.\n", encoding="utf-8")
+            start = time.perf_counter()
+            result = publish_flow(paths=[article], site_path=site_path, out_dir=out)
+            times.append(time.perf_counter() - start)
+            if not result.outcomes[0].published:
+                raise SystemExit(f"run {run + 1}: the edited article was not published: {result.outcomes[0]}")
+        return times
+
+    flow_times = edited_calls("heartbeats on")
     # The same calls with Prefect's flow-run heartbeats off: stopping the heartbeat thread at the end
     # of a flow waits for its 1-second sleep (prefect/flow_engine.py, _send_heartbeats).
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-    quiet_times = []
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        for run in range(runs):
-            Path(article).write_text(original + f"\nEdited without heartbeats {run + 1}.\n", encoding="utf-8")
-            start = time.perf_counter()
-            result = publish_flow(paths=[article], site_path=site_path, out_dir=out)
-            quiet_times.append(time.perf_counter() - start)
-            if not result.outcomes[0].published:
-                raise SystemExit(f"run {run + 1}: the edited article was not published: {result.outcomes[0]}")
+        quiet_times = edited_calls("heartbeats off")
         empty_quiet = _empty_flow_calls(runs)
     phases: dict[str, list[float]] = {p: [] for p in PHASES}
     for _ in range(runs):
