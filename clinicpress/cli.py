@@ -11,7 +11,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn
 
-from clinicpress import progress
+from clinicpress import clock, progress
 from clinicpress.checks.model import ArticleReport, Verdict
 from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.console import report_lines, summary_line
@@ -148,6 +148,15 @@ def check(
         str, typer.Option("--format", help="text or json", metavar="FORMAT", case_sensitive=False)
     ] = "text",
     no_cache: NoCacheOpt = False,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="Verify as of this day (license and review dates): what blocks on that day?",
+            metavar="YYYY-MM-DD",
+            formats=["%Y-%m-%d"],
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Verify articles (sources, license, review dates) and publish nothing."""
@@ -155,21 +164,23 @@ def check(
     if fmt not in ("text", "json"):
         raise _fail(f"--format: {output_format!r} is not a format; expected text or json", EXIT_USAGE)
     with _errors(verbose):
+        day = as_of.date() if as_of is not None else clock.today()
         site_config, articles = _load(paths, site)
         from clinicpress.checks.cache import open_cache  # keeps --help fast
         from clinicpress.checks.verify import check_articles
 
         cache = open_cache(out, site_config.checks.links, enabled=not no_cache)
         with _progress(f"Checking {len(articles)} article(s)…"):
-            reports = check_articles(articles, site_config, on=date.today(), strict=strict, cache=cache)
+            reports = check_articles(articles, site_config, on=day, strict=strict, cache=cache)
     if fmt == "json":
         # Plain JSON: rich's pretty printer costs seconds on thousands of links.
-        typer.echo(json.dumps({"articles": [r.as_json() for r in reports]}, indent=2, ensure_ascii=False))
+        document = {"as_of": day.isoformat(), "articles": [r.as_json() for r in reports]}
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         for report in reports:
             for line in report_lines(report):
                 out_console.print(line, markup=False)
-        out_console.print(summary_line(reports), markup=False)
+        out_console.print(f"{summary_line(reports)} (as of {day.isoformat()})", markup=False)
     raise typer.Exit(_exit_code(reports))
 
 
@@ -423,7 +434,7 @@ def rollback(
         from clinicpress.outputs.registry import Registry  # SQLAlchemy: slower to import
 
         site_config = load_site(site)
-        now = datetime.now(UTC)
+        now = clock.now()
         if slug is None:
             was, now_live = rollback_site(out)
             detail = f"site rolled back from {was} to {now_live}"

@@ -8,7 +8,7 @@ stored states into transitions and alerts, ``outputs/alerts.py`` delivers.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from prefect import flow, task
@@ -18,6 +18,7 @@ from prefect.events import emit_event
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
+from clinicpress import clock
 from clinicpress.checks.model import LinkResult
 from clinicpress.checks.monitoring import Evaluation, cited_by, evaluate
 from clinicpress.flows.tasks import LINK_BATCH_RUNNER, check_sources
@@ -114,8 +115,8 @@ def monitor_flow(
 ) -> MonitorResult:
     """Re-check every source of every published article; alert on transitions."""
     site, catalog = load_catalog(site_path, out_dir)
-    now = datetime.now(UTC)
-    day = today or datetime.now().astimezone().date()
+    now = clock.now()
+    day = today or clock.today()
     urls = list(cited_by(catalog))
     links = check_sources(urls, site.checks.links)  # no cache: the monitor re-checks everything
     # quote(): Prefect would otherwise walk these large structures looking for futures.

@@ -17,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
-from clinicpress import progress
+from clinicpress import clock, progress
 from clinicpress.checks.cache import open_cache
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, LinkStatus, Problem, Severity, Verdict
@@ -155,7 +155,7 @@ def publish_flow(
     already is not rendered again unless ``force``.
     """
     site, articles = load_inputs(paths or [], site_path)
-    now = datetime.now().astimezone()
+    now = clock.local_now()
     templates = template_fingerprint()
     live = {} if force else live_versions(Path(out_dir))
     versions = [article_version(article, site, templates) for article in articles]

@@ -23,11 +23,11 @@ import os
 import secrets
 import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO, Any, Self
 
+from clinicpress import clock
 from clinicpress.errors import PublishError
 from clinicpress.faults import fault_point
 
@@ -39,7 +39,7 @@ KEEP_RELEASES = 5
 
 
 def _new_release_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
+    return f"{clock.now():%Y%m%dT%H%M%S%fZ}-{secrets.token_hex(3)}"
 
 
 class Release:

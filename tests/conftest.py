@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 
+from clinicpress import clock
 from clinicpress.site import SiteConfig, load_site
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import load_article
@@ -16,11 +18,27 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_ARTICLE = ROOT / "content" / "ketamine-therapy-substance-abuse.md"
 REFERENCE_SITE = ROOT / "content" / "site.toml"
 
-MINIMAL_FRONT_MATTER = """\
+# Test dates are relative to the product's clock (which honours CLINICPRESS_CLOCK_SHIFT_DAYS, as
+# every CLI process a test starts does), never to the calendar: the suite passes on any day, and CI
+# runs it again two years ahead. Tests that need one exact day set it with ``pin_clock``.
+TODAY = clock.today()
+PUBLISHED = TODAY - timedelta(days=330)
+LAST_REVIEWED = TODAY - timedelta(days=30)  # next review (last + 12 months) is ~11 months away
+LICENSE_EXPIRES = TODAY + timedelta(days=400)  # outside every warning window (150/90/30 days)
+
+# For tests of pure functions that are given their day (loading, date rules): fixed dates.
+FIXED_DATES_FRONT_MATTER = """\
 title: Test Article
 summary: A short summary.
 published: 2026-01-05
 last_reviewed: 2026-11-01
+"""
+
+MINIMAL_FRONT_MATTER = f"""\
+title: Test Article
+summary: A short summary.
+published: {PUBLISHED}
+last_reviewed: {LAST_REVIEWED}
 """
 
 WriteArticle = Callable[..., Path]
@@ -52,9 +70,14 @@ def write_article(tmp_path: Path) -> WriteArticle:
 
 
 def site_text(**replacements: str) -> str:
-    """The reference site.toml with ``key = value`` lines replaced (first match)."""
+    """The reference site.toml with ``key = value`` lines replaced (first match).
+
+    The license expires ``LICENSE_EXPIRES`` (relative to the product's today) unless ``expires``
+    is given: the sample's real date would put every publish test in its warning window, then
+    block it.
+    """
     text = REFERENCE_SITE.read_text(encoding="utf-8")
-    for key, value in replacements.items():
+    for key, value in {"expires": LICENSE_EXPIRES.isoformat(), **replacements}.items():
         text, count = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text, count=1)
         assert count == 1, f"no {key} line in site.toml"
     return text
@@ -70,6 +93,26 @@ def write_site(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def reference_article_text(last_reviewed: date = LAST_REVIEWED) -> str:
+    """The reference article with its review date moved relative to the product's today."""
+    text = REFERENCE_ARTICLE.read_text(encoding="utf-8")
+    text, count = re.subn(r"(?m)^last_reviewed: .*$", f"last_reviewed: {last_reviewed}", text, count=1)
+    assert count == 1, "no last_reviewed line in the reference article"
+    return text
+
+
+@pytest.fixture
+def pin_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[date], None]:
+    """Set the product's today (here and in every CLI process the test starts): ``pin_clock(day)``."""
+
+    def pin(day: date) -> None:
+        monkeypatch.delenv(clock.SHIFT_ENV, raising=False)
+        monkeypatch.setenv(clock.SHIFT_ENV, str((day - clock.today()).days))
+        assert clock.today() == day
+
+    return pin
 
 
 @pytest.fixture(scope="session")

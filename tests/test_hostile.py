@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REFERENCE_SITE
+from conftest import LAST_REVIEWED, LICENSE_EXPIRES, PUBLISHED, REFERENCE_SITE
 from hostile.inert import inert_problems, visible_text
 from httpfarm import HTTPFarm, Reply
 from typer.testing import CliRunner
@@ -42,7 +42,7 @@ MANIFEST: list[dict[str, Any]] = tomllib.loads((HOSTILE / "manifest.toml").read_
     "case"
 ]
 CONTEXT = RenderContext(published_at=datetime(2026, 1, 5, 9, 0, tzinfo=UTC), version="0" * 64)
-FRONT = "summary: A short summary.\npublished: 2026-01-05\nlast_reviewed: 2026-11-01\n"
+FRONT = f"summary: A short summary.\npublished: {PUBLISHED}\nlast_reviewed: {LAST_REVIEWED}\n"
 # An SVG that would make WeasyPrint fetch three URLs, smuggled in as a PNG data: URL.
 SVG = (
     '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
@@ -132,6 +132,9 @@ class Workspace:
 
 def _substitute(text: str, farm: HTTPFarm, sink: Sink) -> str:
     svg = SVG.replace("{sink}", sink.url)
+    # The corpus's ordinary dates move with the product's clock (a fixed review date goes overdue).
+    text = text.replace("\nlast_reviewed: 2026-11-01\n", f"\nlast_reviewed: {LAST_REVIEWED}\n")
+    text = text.replace("\npublished: 2026-01-05\n", f"\npublished: {PUBLISHED}\n")
     return (
         text.replace("{farm}", farm.base)
         .replace("{sink_port}", str(sink.port))
@@ -164,7 +167,7 @@ def _patch_site(text: str, replacements: dict[str, str]) -> str:
 
 
 def _site(case: dict[str, Any], farm_site: bool) -> str:
-    replacements: dict[str, str] = {}
+    replacements: dict[str, str] = {"expires": LICENSE_EXPIRES.isoformat()}
     if farm_site:
         replacements |= {"allow_private_hosts": '["127.0.0.1"]', "timeout": "2.0", "retries": "0"}
     if "site_key" in case:

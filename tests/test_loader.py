@@ -7,7 +7,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_FRONT_MATTER, REFERENCE_ARTICLE, WriteArticle
+from conftest import (
+    FIXED_DATES_FRONT_MATTER,
+    MINIMAL_FRONT_MATTER,
+    PUBLISHED,
+    REFERENCE_ARTICLE,
+    WriteArticle,
+)
 
 from clinicpress.errors import ArticleError, InputError
 from clinicpress.sources import Channel, discover_articles, load_article, load_articles
@@ -25,8 +31,13 @@ def test_reference_article_loads() -> None:
     assert article.next_review == date(2027, 11, 26)
 
 
+FIXED_DATES = (
+    "title: Test Article\nsummary: A short summary.\npublished: 2026-01-05\nlast_reviewed: 2026-11-01\n"
+)
+
+
 def test_defaults_slug_next_review_channels(write_article: WriteArticle) -> None:
-    article = load_article(write_article())
+    article = load_article(write_article(front_matter=FIXED_DATES_FRONT_MATTER))  # loading reads no clock
     assert article.slug == "test-article"
     assert article.next_review == date(2027, 11, 1)
     assert article.channels == list(Channel)
@@ -61,9 +72,9 @@ def _error(path: Path) -> ArticleError:
             "title",
             "required field is missing",
         ),
-        (MINIMAL_FRONT_MATTER.replace("2026-01-05", "5 January 2026"), "published", "a date as YYYY-MM-DD"),
-        (MINIMAL_FRONT_MATTER.replace("2026-01-05", "2026-13-40"), "published", "a date as YYYY-MM-DD"),
-        (MINIMAL_FRONT_MATTER.replace("2026-01-05", "0026-01-05"), "published", "out of range"),
+        (MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "5 January 2026"), "published", "a date as YYYY-MM-DD"),
+        (MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "2026-13-40"), "published", "a date as YYYY-MM-DD"),
+        (MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "0026-01-05"), "published", "out of range"),
         (MINIMAL_FRONT_MATTER + "author: someone\n", "author", "unknown key"),
         (MINIMAL_FRONT_MATTER + "channels: [web, fax]\n", "channels.1", "'web', 'handout' or 'newsletter'"),
         (MINIMAL_FRONT_MATTER + "slug: ../etc/passwd\n", "slug", "is not a slug"),

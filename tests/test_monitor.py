@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import MINIMAL_FRONT_MATTER, WriteArticle
+from conftest import MINIMAL_FRONT_MATTER, TODAY, WriteArticle
 from httpfarm import HTTPFarm, Reply
 
 from clinicpress.checks.model import LinkResult, LinkStatus
@@ -330,7 +330,7 @@ def test_publish_then_monitor_alerts_once_per_transition(
 
         def run(status: int) -> list[str]:
             farm.route("/paper", Reply(status))
-            result = monitor_flow(site_path=str(site), out_dir=str(out), today=date(2026, 11, 27))
+            result = monitor_flow(site_path=str(site), out_dir=str(out), today=TODAY)
             return [alert.kind for alert in result.alerts]
 
         assert run(200) == []

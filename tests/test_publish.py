@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_FRONT_MATTER, REFERENCE_ARTICLE, ROOT, WriteArticle
+from conftest import MINIMAL_FRONT_MATTER, PUBLISHED, REFERENCE_ARTICLE, ROOT, WriteArticle
 from httpfarm import HTTPFarm, Reply
 from typer.testing import CliRunner
 
@@ -59,7 +59,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_malformed_article_exits_2_with_one_line(
     write_article: WriteArticle, tmp_path: Path, command: str
 ) -> None:
-    bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace("2026-01-05", "soon"))
+    bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "soon"))
     out = tmp_path / "out"
     result = _cli(command, "--out", str(out), str(bad))
     assert result.returncode == 2

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_FRONT_MATTER, REFERENCE_SITE, WriteArticle
+from conftest import FIXED_DATES_FRONT_MATTER, REFERENCE_SITE, WriteArticle
 
 from clinicpress.checks.dates import check_licenses, check_review
 from clinicpress.checks.model import Severity
@@ -94,13 +94,12 @@ def test_license_expiry(on: date, severity: Severity | None, fragment: str | Non
 
 
 def test_review_overdue_blocks_only_with_a_handout(write_article: WriteArticle) -> None:
-    with_handout = load_article(write_article(name="a.md"))  # next review 2027-11-01
+    fixed = FIXED_DATES_FRONT_MATTER
+    with_handout = load_article(write_article(front_matter=fixed, name="a.md"))  # next review 2027-11-01
     assert check_review(with_handout, date(2027, 11, 1)) == []
     [blocked] = check_review(with_handout, date(2027, 11, 2))
     assert blocked.severity is Severity.BLOCKED
     assert "handout" in blocked.message
-    web_only = load_article(
-        write_article(front_matter=MINIMAL_FRONT_MATTER + "channels: [web]\n", name="b.md")
-    )
+    web_only = load_article(write_article(front_matter=fixed + "channels: [web]\n", name="b.md"))
     [warning] = check_review(web_only, date(2027, 11, 2))
     assert warning.severity is Severity.WARNING

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from conftest import MINIMAL_FRONT_MATTER, ROOT, WriteArticle, site_text
+from conftest import MINIMAL_FRONT_MATTER, PUBLISHED, ROOT, WriteArticle, site_text
 from httpfarm import HTTPFarm, Reply
 from typer.testing import CliRunner
 
@@ -367,7 +367,7 @@ def test_a_failed_batch_fails_the_parent_run_and_names_the_batch(
     # The CLI refuses a malformed article before any run; the flow itself only discovers files,
     # so the batch holding it fails on its worker while the other batch publishes.
     good = _catalog(write_article, farm, 2)
-    bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace("2026-01-05", "soon"), name="bad.md")
+    bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "soon"), name="bad.md")
     site = tmp_path / "site.toml"
     site.write_text(_loopback_site(), encoding="utf-8")
     out = tmp_path / "out"
