@@ -8,12 +8,12 @@ TYPECHECK  := .build/typecheck
 
 AXE_JS     := .build/node/node_modules/axe-core/axe.min.js
 
-.PHONY: publish test test-slow test-shifted lint typecheck pytest browser-deps bench-linkcheck bench-monitor clean
+.PHONY: publish test test-slow test-shifted lint typecheck lint-imports pytest browser-deps bench-linkcheck bench-linkcheck-mixed bench-monitor clean
 
 publish: $(RUN_STAMP)
 	$(BIN)/clinicpress publish
 
-test: $(TEST_STAMP) lint typecheck pytest
+test: $(TEST_STAMP) lint typecheck lint-imports pytest
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "clinicpress needs Python 3.11 or newer (set PYTHON=...)")'
@@ -36,8 +36,13 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/clinicpress
 	@for f in clinicpress/*.py; do ln -s ../../../$$f $(TYPECHECK)/clinicpress/; done
+	@for d in clinicpress/*/; do [ -f $${d}__init__.py ] && ln -s ../../../$${d%/} $(TYPECHECK)/clinicpress/; done; true
 	@for d in sources checks renderers outputs flows; do ln -s ../../../$$d $(TYPECHECK)/clinicpress/$$d; done
 	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache -p clinicpress
+
+# The layer contracts of pyproject.toml ([tool.importlinter]), checked on the same tree as mypy.
+lint-imports: typecheck
+	cd $(TYPECHECK) && ../../$(BIN)/lint-imports --config ../../pyproject.toml
 
 pytest: $(TEST_STAMP) browser-deps
 	$(BIN)/python -m pytest
@@ -68,6 +73,10 @@ $(BENCH_STAMP): pyproject.toml | $(BIN)/python
 # Benchmarks (loopback only; each prints ratios against a baseline measured in the same run).
 bench-linkcheck: $(BENCH_STAMP)
 	$(BIN)/python -m bench.linkcheck
+
+# clinicpress vs lychee on the plain mixed farm (2,000 links), equal budgets, no cache.
+bench-linkcheck-mixed: $(BENCH_STAMP)
+	$(BIN)/python -m bench.linkcheck_mixed --runs 3
 
 bench-monitor: $(TEST_STAMP)
 	$(BIN)/python bench/monitor_catalog.py

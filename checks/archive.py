@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from clinicpress.outputs.registry import Archived
+from clinicpress.checks.model import Archived
 from clinicpress.site import Archive
 
 _CONCURRENCY = 4  # be polite to the archive

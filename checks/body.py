@@ -1,9 +1,10 @@
 """What the checks read from an article's body, from one Markdown parse.
 
-The links (to check) and the prose (to grade) come from the renderers' own
-parse, so what is checked is what is published. Both come from one parse,
-cached per body: a catalog publish asks for every article's links, then
-for every article's prose, and a parse costs more than both answers.
+The links (to check) and the prose (to grade) come from the article
+syntax's parse (``sources/markdown.py``, the one the renderers render), so
+what is checked is what is published. Both come from one parse, cached per
+body: a catalog publish asks for every article's links, then for every
+article's prose, and a parse costs more than both answers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from markdown_it.token import Token
 
-from clinicpress.renderers.markdown import body_tokens_of
+from clinicpress.sources.markdown import body_tokens_of
 
 
 @dataclass(frozen=True)

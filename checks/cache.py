@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from clinicpress.checks.model import LinkResult, LinkStatus
-from clinicpress.checks.settings import LinkCheckSettings
+from clinicpress.settings.links import LinkCheckSettings
 
 __all__ = ["CACHEABLE", "LinkCache", "open_cache", "settings_fingerprint"]
 
@@ -145,6 +145,9 @@ class LinkCache:
             with self._connect() as conn:
                 conn.executemany("INSERT OR REPLACE INTO link_results VALUES (?, ?, ?, ?, ?, ?, ?)", keep)
                 conn.executemany("DELETE FROM link_results WHERE url = ? AND fingerprint = ?", drop)
+                # Expired rows (and rows of settings no longer used) are never read again: every
+                # write clears them, so the file stays the size of one max-age of checks.
+                self._purge(conn)
         except (sqlite3.Error, OSError):
             return 0
         return len(keep)
@@ -153,12 +156,13 @@ class LinkCache:
         """Delete expired rows; returns how many."""
         try:
             with self._connect() as conn:
-                cur = conn.execute(
-                    "DELETE FROM link_results WHERE checked_at < ?", [self.clock() - self.max_age]
-                )
-                return cur.rowcount
+                return self._purge(conn)
         except (sqlite3.Error, OSError):
             return 0
+
+    def _purge(self, conn: sqlite3.Connection) -> int:
+        cur = conn.execute("DELETE FROM link_results WHERE checked_at < ?", [self.clock() - self.max_age])
+        return cur.rowcount
 
     def clear(self) -> None:
         with contextlib.suppress(sqlite3.Error, OSError), self._connect() as conn:

@@ -1,13 +1,14 @@
 """What checks return: a status per source, problems and a verdict per article.
 
-One vocabulary everywhere (text, JSON, artifacts, alerts); see DESIGN.md.
+One vocabulary everywhere (text, JSON, artifacts, alerts); see docs/architecture.md, "Words".
 A check never raises for a broken link: it returns a :class:`LinkResult`.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +31,18 @@ class LinkStatus(enum.StrEnum):
         return self in (LinkStatus.UNVERIFIED, LinkStatus.BOT_BLOCKED, LinkStatus.REDIRECTED)
 
 
+@dataclass(frozen=True)
+class Archived:
+    """An archived snapshot of a source (a reader's fallback when it breaks)."""
+
+    url: str
+    timestamp: str  # YYYYMMDDhhmmss, as the Wayback Machine gives it
+
+
+# What Crossref/PubMed say about a DOI or PMID source (checks/integrity); None: not a DOI or PMID.
+Integrity = Literal["clean", "retracted", "corrected", "concern", "unknown"]
+
+
 class LinkResult(BaseModel):
     """The outcome of checking one URL."""
 
@@ -40,6 +53,8 @@ class LinkResult(BaseModel):
     reason: str = Field(description="One line a human can act on")
     http_status: int | None = None
     final_url: str | None = None
+    integrity: Integrity | None = None
+    integrity_notice: str | None = Field(default=None, description="The notice's DOI (doi:10.…) or URL")
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +63,8 @@ class LinkResult(BaseModel):
             "reason": self.reason,
             "http_status": self.http_status,
             "final_url": self.final_url,
+            "integrity": self.integrity,
+            "integrity_notice": self.integrity_notice,
         }
 
 
@@ -67,7 +84,7 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    check: str  # "license", "review", "links", "network"
+    check: str  # "license", "review", "links", "network", "integrity"
     severity: Severity
     message: str
 

@@ -9,11 +9,12 @@ merely persists, so a source broken for ten days is one alert, not ten.
 from __future__ import annotations
 
 import enum
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from clinicpress.checks.model import LinkResult, LinkStatus
+from clinicpress.checks.model import Integrity, LinkResult, LinkStatus
 
 
 class Kind(enum.StrEnum):
@@ -22,6 +23,10 @@ class Kind(enum.StrEnum):
     SOURCE_BROKEN = "source.broken"
     SOURCE_RECOVERED = "source.recovered"
     SOURCE_MOVED = "source.moved"
+    SOURCE_RETRACTED = "source.retracted"
+    SOURCE_CORRECTED = "source.corrected"
+    SOURCE_CONCERN = "source.concern"
+    SOURCE_QUOTE_MISSING = "source.quote-missing"
     LICENSE_EXPIRING = "license.expiring"
     LICENSE_EXPIRED = "license.expired"
     LICENSE_RENEWED = "license.renewed"
@@ -70,6 +75,65 @@ def source_transition(
             return State("redirected", now, 0), Kind.SOURCE_MOVED
         return State("redirected", prev.since, 0), None
     return prev, None
+
+
+# -- integrity of a DOI/PMID source -----------------------------------------------------------------
+# States: the integrity status with a short fingerprint of the notice ("retracted:1a2b3c4d"; the
+# registry's state column holds 32 characters), or "clean". The baseline is what publishing saw.
+# "unknown" says nothing about the work (like "unverified" for a link): the state is kept.
+# No failures_before_alert here: a retraction is an answer from the registry, not a flaky server,
+# so the first run that sees it alerts.
+
+_INTEGRITY_KINDS: dict[str, Kind] = {
+    "retracted": Kind.SOURCE_RETRACTED,
+    "concern": Kind.SOURCE_CONCERN,
+    "corrected": Kind.SOURCE_CORRECTED,
+}
+
+
+def integrity_state(status: Integrity, notice: str | None) -> str:
+    """The stored state: ``clean``, or ``<status>:<8 hex of the notice>``."""
+    if status == "clean" or status == "unknown":
+        return status
+    mark = hashlib.sha256((notice or "").casefold().encode()).hexdigest()[:8]
+    return f"{status}:{mark}"
+
+
+def integrity_transition(
+    previous: State | None, status: Integrity | None, notice: str | None, now: datetime
+) -> tuple[State, Kind | None]:
+    """Alert once per new notice: retracted, concern or corrected, the first run that sees it.
+
+    A new notice of the same status (a second correction) alerts again; a notice that goes
+    away (a retraction reversed) changes the state without an alert; ``unknown`` (no answer)
+    and None (not looked up) keep the previous state.
+    """
+    prev = previous or State("clean", now)
+    if status is None or status == "unknown":
+        return prev, None
+    state = integrity_state(status, notice)
+    if state == prev.state:
+        return prev, None
+    kind = _INTEGRITY_KINDS.get(status)
+    return State(state, now), kind
+
+
+# -- quotes ---------------------------------------------------------------------------------------
+# States: "found", "missing". The baseline is what publishing saw; a quote never found is no news.
+
+
+def quote_transition(previous: State | None, found: bool | None, now: datetime) -> tuple[State, Kind | None]:
+    """Alert once when a quote that was found is no longer in its source.
+
+    None (the source could not be read) keeps the state: an outage is not a changed text.
+    """
+    if found is None:
+        return previous or State("found", now), None
+    state = "found" if found else "missing"
+    prev = previous or State("found", now)
+    if state == prev.state:
+        return prev, None
+    return State(state, now), Kind.SOURCE_QUOTE_MISSING if state == "missing" else None
 
 
 # -- licenses --------------------------------------------------------------------------------

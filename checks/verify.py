@@ -6,15 +6,26 @@ functions as Prefect tasks.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import date
 
 from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.collect import article_urls
 from clinicpress.checks.dates import check_licenses, check_review
-from clinicpress.checks.links import LinkReport, check_urls
+from clinicpress.checks.integrity.apply import (
+    apply_integrity,
+    contact_address,
+    identifiers,
+    integrity_cache_beside,
+    quote_requests,
+)
+from clinicpress.checks.integrity.cache import IntegrityCache
+from clinicpress.checks.integrity.client import IntegrityReport, lookup, lookup_async, run_quietly
+from clinicpress.checks.links import LinkReport, check_urls_async
 from clinicpress.checks.model import ArticleReport, LinkResult, LinkStatus, Problem, Severity, verdict_of
 from clinicpress.checks.readability import readability_problems
+from clinicpress.checks.signoff import ReviewRecord, signoff_problems
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
@@ -57,8 +68,15 @@ def verify_article(
     *,
     on: date,
     strict: bool = False,
+    integrity: IntegrityReport | None = None,
+    reviews: Sequence[ReviewRecord] | None = None,
 ) -> ArticleReport:
-    """The verdict of one article on day ``on``, from already-checked links."""
+    """The verdict of one article on day ``on``, from already-checked links and integrity records.
+
+    ``integrity`` None: not looked up (``[checks.integrity] enabled = false``), the fields stay null.
+    ``reviews``: the review records the caller read from the registry; None: not read (the
+    preview), so ``[review] required`` is not judged here.
+    """
     results = [links.results[url] for url in article_urls(article) if url in links.results]
     problems = [
         *check_licenses(site.licenses, on, site.checks.license_warn_days),
@@ -66,6 +84,13 @@ def verify_article(
         *readability_problems(article, site.checks.readability_max_grade),
         *link_problems(article, results, links.summary if links.network_down else None),
     ]
+    if reviews is not None:
+        problems += signoff_problems(article, reviews, required=site.review.required)
+    if integrity is not None:
+        results, found = apply_integrity(
+            article, results, integrity, site.checks.links, network_line=links.network_down
+        )
+        problems += found
     return ArticleReport(
         path=str(article.path),
         slug=article.key,
@@ -80,6 +105,51 @@ def all_urls(articles: Sequence[Article]) -> list[str]:
     return list(dict.fromkeys(url for article in articles for url in article_urls(article)))
 
 
+def site_contact(site: SiteConfig) -> str:
+    """The address the integrity lookups give Crossref and NCBI."""
+    news = site.newsletter
+    return contact_address(site.checks.integrity.mailto, news.reply_to, news.from_address)
+
+
+def check_integrity(
+    articles: Sequence[Article], site: SiteConfig, cache: IntegrityCache | None = None
+) -> IntegrityReport | None:
+    """Look up every DOI/PMID the articles cite; None when ``[checks.integrity] enabled = false``."""
+    if not site.checks.integrity.enabled:
+        return None
+    quotes, fetch_at = quote_requests(articles, site.checks.links)
+    return lookup(
+        identifiers(all_urls(articles), site.checks.links),
+        site.checks.integrity,
+        site.checks.links,
+        contact=site_contact(site),
+        cache=cache,
+        quotes=quotes,
+        fetch_at=fetch_at,
+    )
+
+
+async def _check_all(
+    articles: Sequence[Article], site: SiteConfig, cache: LinkCache | None
+) -> tuple[LinkReport, IntegrityReport | None]:
+    """The link check and the integrity lookups at once: the lookups add little wall time."""
+    urls = all_urls(articles)
+    links = check_urls_async(urls, site.checks.links, cache=cache)
+    if not site.checks.integrity.enabled:
+        return await links, None
+    quotes, fetch_at = quote_requests(articles, site.checks.links)
+    records = lookup_async(
+        identifiers(urls, site.checks.links),
+        site.checks.integrity,
+        site.checks.links,
+        contact=site_contact(site),
+        cache=integrity_cache_beside(cache.path if cache else None, site.checks.integrity),
+        quotes=quotes,
+        fetch_at=fetch_at,
+    )
+    return await asyncio.gather(links, records)
+
+
 def check_articles(
     articles: Sequence[Article],
     site: SiteConfig,
@@ -87,7 +157,14 @@ def check_articles(
     on: date,
     strict: bool = False,
     cache: LinkCache | None = None,
+    reviews: Sequence[ReviewRecord] | None = None,
 ) -> list[ArticleReport]:
-    """Verify articles directly (no Prefect): what ``clinicpress check`` runs."""
-    report = check_urls(all_urls(articles), site.checks.links, cache)
-    return [verify_article(a, site, report, on=on, strict=strict) for a in articles]
+    """Verify articles directly (no Prefect): what ``clinicpress check`` runs.
+
+    The integrity cache lives beside the link cache (``--no-cache`` turns both off).
+    """
+    report, integrity = run_quietly(_check_all(articles, site, cache))
+    return [
+        verify_article(a, site, report, on=on, strict=strict, integrity=integrity, reviews=reviews)
+        for a in articles
+    ]

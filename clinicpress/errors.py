@@ -6,7 +6,11 @@ ClinicpressError
 │   └── SiteConfigError   the site config (names file, field, what was expected)
 ├── RenderError           a renderer could not make its artifact (the article is blocked)
 ├── PublishError          --out cannot be written or switched (nothing half-published): exit code 2
-└── RegistryError         the registry database cannot be opened or written: exit code 2
+├── RegistryError         the registry database cannot be opened or written: exit code 2
+├── DeliveryError         the newsletter could not be sent as asked (its branch, with the SMTP
+│                         errors, lives in outputs/delivery/errors.py)
+└── LocalServerError      the local Prefect server could not be started or reached: exit code 2
+                          (flows/local_server.py)
 
 A broken link is never an exception: checks return results with a status.
 """

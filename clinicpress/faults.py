@@ -5,12 +5,26 @@ A publish passes through every point in ``POINTS``, in that order. With
 with ``<point>:kill`` the process SIGKILLs itself there, as a power cut or an
 OOM kill would (no ``finally``, no ``atexit``, no Prefect hook runs). Unset,
 a point costs one environment lookup.
+
+``<point>:pause:<dir>`` holds every process that reaches the point (the CLI
+process, or a render worker: the variable is inherited) so a test can line
+several up there: each creates ``<dir>/<pid>.waiting`` (atomically: a test
+that sees it may act on that pid at once) and blocks until ``<dir>/go``
+exists, then goes on as if nothing happened (later passes do not block).
+A pause with no ``go`` after ``PAUSE_TIMEOUT`` seconds raises
+``InjectedFault``: a test that forgot to release never hangs.
+
+``EXTRA_POINTS`` are reached on some paths only (a catalog's spool, a
+newsletter with recipients, the moment before the output lock), so the
+one-article matrix over ``POINTS`` does not include them.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 from clinicpress.errors import ClinicpressError
 
@@ -32,7 +46,15 @@ POINTS = (
     "newsletter.enqueue",  # before the recipients are enqueued (`pending`)
     "newsletter.enqueued",  # enqueued, nothing sent yet
 )
+EXTRA_POINTS = (
+    "publish.lock",  # rendered and checked, before the output folder's lock is taken
+    "stage.link",  # a spooled file hard-linked into staging (catalogs only), more to come
+    "newsletter.claimed",  # a recipient claimed (committed), before its SMTP transaction
+)
 ACTIONS = ("raise", "kill")
+PAUSE = "pause"
+GO = "go"  # the file in the pause folder that releases every held process
+PAUSE_TIMEOUT = 60.0
 
 
 class InjectedFault(ClinicpressError):
@@ -40,7 +62,7 @@ class InjectedFault(ClinicpressError):
 
 
 def fault_point(name: str) -> None:
-    """Fail here if ``CLINICPRESS_FAULT`` names this point."""
+    """Fail (or pause) here if ``CLINICPRESS_FAULT`` names this point."""
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
@@ -49,4 +71,23 @@ def fault_point(name: str) -> None:
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action.startswith(f"{PAUSE}:"):
+        _pause(name, Path(action.removeprefix(f"{PAUSE}:")))
+        return
     raise InjectedFault(f"fault injected at {name!r} ({FAULT_ENV}={spec})")
+
+
+def _pause(name: str, folder: Path) -> None:
+    go = folder / GO
+    if go.exists():
+        return  # released already: later passes do not block
+    pid = os.getpid()
+    # Written under a temporary name, then renamed: the test never sees a half-made marker.
+    tmp = folder / f".{pid}.waiting.tmp"
+    tmp.write_text(f"{name}\n", encoding="utf-8")
+    tmp.rename(folder / f"{pid}.waiting")
+    deadline = time.monotonic() + PAUSE_TIMEOUT
+    while not go.exists():
+        if time.monotonic() >= deadline:
+            raise InjectedFault(f"paused at {name!r} for {PAUSE_TIMEOUT:.0f} s and {go} never appeared")
+        time.sleep(0.02)

@@ -5,12 +5,19 @@ run. Left alone it logs every task and, offline, prints telemetry and
 "Error flushing events" tracebacks at shutdown; the user should see
 clinicpress's report instead. ``-v`` keeps Prefect's own logs. Values the
 user already set in the environment always win.
+
+``cli_flow_run`` turns Prefect's flow-run heartbeats off around the flow a CLI
+command runs in its own process (README, "Performance"): ending a flow run waits
+up to a second for the heartbeat thread, and a short CLI run sends one heartbeat
+at most. ``serve`` keeps them: its unattended runs are what crash detection is for.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 _QUIET = {
     "PREFECT_LOGGING_LEVEL": "CRITICAL",
@@ -35,3 +42,30 @@ def configure_runtime(verbose: bool) -> None:
         noisy = ("docket", "uvicorn", "alembic", "httpx", "sqlalchemy", "weasyprint", "fontTools", "apprise")
         for name in noisy:
             logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+# Either name sets the frequency (Prefect keeps the runner's old name as an alias).
+HEARTBEAT_ENV = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
+
+
+def heartbeats_wanted(environ: Mapping[str, str]) -> bool:
+    """Did the user ask for flow-run heartbeats (any frequency set in the environment)?"""
+    return any(environ.get(name) for name in HEARTBEAT_ENV)
+
+
+@contextmanager
+def cli_flow_run() -> Iterator[None]:
+    """Around a flow run in a CLI process: no flow-run heartbeats, unless the environment sets a frequency.
+
+    Prefect's ``_send_heartbeats`` (prefect/flow_engine.py) joins its thread at the end of every
+    synchronous flow run, and that thread sleeps in 1-second steps whatever the frequency (never
+    below 30 s): ~1 s per call. The environment cannot say "none" (an integer ≥ 30 or nothing),
+    so the setting is Python's, for this call only.
+    """
+    if heartbeats_wanted(os.environ):
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

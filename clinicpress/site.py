@@ -7,7 +7,6 @@ variables named ``CLINICPRESS_<SECTION>__<KEY>`` (for example
 
 from __future__ import annotations
 
-import re
 import tomllib
 import unicodedata
 from datetime import date
@@ -18,14 +17,14 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from clinicpress.checks.settings import LinkCheckSettings
+from clinicpress.addresses import address_problem, unsubscribe_url_problem
 from clinicpress.errors import SiteConfigError
+from clinicpress.settings.integrity import IntegritySettings
+from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.validation import input_error_from, single_line
 
 DEFAULT_SITE_PATH = Path("content/site.toml")
 MAX_SITE_BYTES = 256 * 1024
-
-_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
 class _Strict(BaseModel):
@@ -43,11 +42,13 @@ def _https_url(value: str) -> str:
 
 
 class Organization(_Strict):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="The clinic's name, printed on every channel")
     base_url: str = Field(description="Where the web channel is served, e.g. https://example.org")
     postal_address: str = Field(min_length=1, description="Printed in every newsletter (CAN-SPAM)")
-    phone: str | None = None
-    language: str = "en"
+    phone: str | None = Field(
+        default=None, description="Printed in the handout's and the email's contact line"
+    )
+    language: str = Field(default="en", description="The pages' language (the html lang attribute)")
 
     _one_line = field_validator("name", "postal_address", "phone")(
         lambda v: single_line(v) if v is not None else v
@@ -62,11 +63,17 @@ class Organization(_Strict):
 class License(_Strict):
     """A state license or certification printed on every channel."""
 
-    kind: Literal["licensed", "certified"] = "licensed"
-    issuer: str = Field(min_length=1)
-    program_id: str = Field(min_length=1)
-    expires: date
-    lookup_url: str | None = None
+    kind: Literal["licensed", "certified"] = Field(default="licensed", description="Licensed or certified by")
+    issuer: str = Field(
+        min_length=1, description="The state body, e.g. California Department of Health Care Services"
+    )
+    program_id: str = Field(
+        min_length=1, description="The program or license number printed on every channel"
+    )
+    expires: date = Field(
+        description="Expiry date (YYYY-MM-DD): expired blocks, inside license_warn_days warns"
+    )
+    lookup_url: str | None = Field(default=None, description="Where a reader can verify the license")
 
     _one_line = field_validator("issuer", "program_id")(single_line)
 
@@ -82,22 +89,32 @@ class License(_Strict):
 class Smtp(_Strict):
     """The SMTP server newsletters are sent through (none configured: only the .eml outbox)."""
 
-    host: str = Field(min_length=1)
-    port: int = Field(default=587, ge=1, le=65535)
-    security: Literal["starttls", "tls", "none"] = "starttls"
-    username: str | None = None
+    host: str = Field(min_length=1, description="The SMTP server's host name")
+    port: int = Field(default=587, ge=1, le=65535, description="The SMTP server's port")
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls (port 587), tls (465) or none (a local relay only)"
+    )
+    username: str | None = Field(default=None, description="Login name, if the server asks for one")
     # From the environment only, never the file: CLINICPRESS_NEWSLETTER__SMTP__PASSWORD.
-    password: SecretStr | None = None
-    timeout: float = Field(default=30.0, gt=0)
+    password: SecretStr | None = Field(
+        default=None, description="From the environment only: CLINICPRESS_NEWSLETTER__SMTP__PASSWORD"
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds per SMTP command")
 
 
 class Newsletter(_Strict):
-    from_name: str = Field(min_length=1)
-    from_address: str
-    reply_to: str | None = None
-    unsubscribe_url: str
-    unsubscribe_mailto: str | None = None
-    smtp: Smtp | None = None
+    from_name: str = Field(min_length=1, description="The sender's name in the From header")
+    from_address: str = Field(description="The sending address (From)")
+    reply_to: str | None = Field(default=None, description="Where replies go (Reply-To)")
+    unsubscribe_url: str = Field(
+        description="https:// one-click unsubscribe page (List-Unsubscribe, RFC 8058)"
+    )
+    unsubscribe_mailto: str | None = Field(
+        default=None, description="An unsubscribe address, also in List-Unsubscribe"
+    )
+    smtp: Smtp | None = Field(
+        default=None, description="The SMTP server; none: only the .eml outbox is written"
+    )
     subscribers: Path | None = Field(
         default=None, description="Subscribers CSV (email[,unsubscribe_url]), relative to the working folder"
     )
@@ -105,28 +122,38 @@ class Newsletter(_Strict):
 
     _one_line = field_validator("from_name")(single_line)
 
+    # The renderer's and the subscribers list's rules (clinicpress/addresses.py), checked here at load:
+    # a value `check` accepts can never block `publish` at render time.
     @field_validator("from_address", "reply_to", "unsubscribe_mailto")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError(f"{value!r} is not an email address like news@example.org")
+        if value is not None and (problem := address_problem(value)):
+            raise ValueError(
+                f"{value[:80]!r} is not an email address: it {problem}; expected e.g. news@example.org"
+            )
         return value
 
     @field_validator("unsubscribe_url")
     @classmethod
     def _unsubscribe(cls, value: str) -> str:
-        return _https_url(value)
+        if problem := unsubscribe_url_problem(value):
+            raise ValueError(f"{value[:80]!r} is not a usable unsubscribe URL: it {problem}")
+        return value
 
 
 __all__ = ["LinkCheckSettings", "SiteConfig", "format_date", "load_site"]
 
 
 class Checks(_Strict):
-    license_warn_days: list[int] = Field(default_factory=lambda: [150, 90, 30])
+    license_warn_days: list[int] = Field(
+        default_factory=lambda: [150, 90, 30],
+        description="Warn (and alert) when a license expires within these days",
+    )
     readability_max_grade: float = Field(
         default=8.0, gt=0, description="Flesch-Kincaid grade above which to warn"
     )
-    links: LinkCheckSettings = Field(default_factory=LinkCheckSettings)
+    links: LinkCheckSettings = Field(default_factory=LinkCheckSettings, description="The link checker")
+    integrity: IntegritySettings = Field(default_factory=IntegritySettings)
 
 
 class Publishing(_Strict):
@@ -134,7 +161,7 @@ class Publishing(_Strict):
 
 
 class Handout(_Strict):
-    page_size: Literal["letter", "a4"] = "letter"
+    page_size: Literal["letter", "a4"] = Field(default="letter", description="The handout's paper size")
 
 
 class Alerts(_Strict):
@@ -153,9 +180,11 @@ class Registry(_Strict):
 class Archive(_Strict):
     """Archived snapshots of sources (the Wayback Machine's availability API)."""
 
-    enabled: bool = True
-    endpoint: str = "https://archive.org/wayback/available"
-    timeout: float = Field(default=10.0, gt=0)
+    enabled: bool = Field(default=True, description="Look up an archived snapshot of each source at publish")
+    endpoint: str = Field(
+        default="https://archive.org/wayback/available", description="The Wayback Machine's availability API"
+    )
+    timeout: float = Field(default=10.0, gt=0, description="Seconds per lookup")
 
     @field_validator("endpoint")
     @classmethod
@@ -164,8 +193,26 @@ class Archive(_Strict):
 
 
 class Monitor(_Strict):
-    failures_before_alert: int = Field(default=2, ge=1)
-    schedule: str = "0 7 * * *"
+    failures_before_alert: int = Field(
+        default=2,
+        ge=1,
+        description="Failed runs in a row before a source alert (a retraction alerts at once)",
+    )
+    schedule: str = Field(default="0 7 * * *", description="Cron schedule of the served monitor deployment")
+
+
+class Review(_Strict):
+    """Clinical sign-off bound to the exact text (README, "Reviewing and publishing")."""
+
+    required: bool = Field(
+        default=False,
+        description="Block publish and check of an article whose current text has no approving review "
+        "(clinicpress review SLUG --approve)",
+    )
+    publish_on_approve: bool = Field(
+        default=False,
+        description="Publish once a review is approved in the Prefect UI's review flow (not built yet)",
+    )
 
 
 class SiteConfig(BaseSettings):
@@ -188,6 +235,7 @@ class SiteConfig(BaseSettings):
     monitor: Monitor = Field(default_factory=Monitor)
     registry: Registry = Field(default_factory=Registry)
     archive: Archive = Field(default_factory=Archive)
+    review: Review = Field(default_factory=Review)
 
     @classmethod
     def settings_customise_sources(
@@ -212,19 +260,19 @@ def load_site(path: Path | str = DEFAULT_SITE_PATH) -> SiteConfig:
     site_path = Path(path)
     try:
         raw = site_path.read_bytes()
-    except FileNotFoundError:
-        raise SiteConfigError(site_path, None, "file not found", "a site config (see README)") from None
+    except FileNotFoundError as exc:
+        raise SiteConfigError(site_path, None, "file not found", "a site config (see README)") from exc
     except OSError as exc:
-        raise SiteConfigError(site_path, None, f"cannot read ({exc.strerror})") from None
+        raise SiteConfigError(site_path, None, f"cannot read ({exc.strerror})") from exc
     if len(raw) > MAX_SITE_BYTES:
         raise SiteConfigError(site_path, None, f"file is {len(raw)} bytes", f"at most {MAX_SITE_BYTES}")
     try:
         data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise SiteConfigError(site_path, None, f"not UTF-8 text (byte {exc.start})") from None
+        raise SiteConfigError(site_path, None, f"not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise SiteConfigError(site_path, None, f"invalid TOML: {exc}") from None
+        raise SiteConfigError(site_path, None, f"invalid TOML: {exc}") from exc
     try:
         return SiteConfig(**data)
     except ValidationError as exc:
-        raise input_error_from(exc, site_path, SiteConfigError, model=SiteConfig) from None
+        raise input_error_from(exc, site_path, SiteConfigError, model=SiteConfig) from exc

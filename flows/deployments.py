@@ -178,14 +178,14 @@ def preflight(work_pool: str) -> None:
     with get_client(sync_client=True) as client:
         try:
             pool = client.read_work_pool(work_pool)
-        except ObjectNotFound:
+        except ObjectNotFound as exc:
             raise InputError(
                 None, "--work-pool", f"no work pool {work_pool!r} on the Prefect server at {url}", deploy_hint
-            ) from None
+            ) from exc
         try:
             deployment = client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            raise InputError(None, "--work-pool", f"no deployment {name!r} at {url}", deploy_hint) from None
+        except ObjectNotFound as exc:
+            raise InputError(None, "--work-pool", f"no deployment {name!r} at {url}", deploy_hint) from exc
         if deployment.work_pool_name != work_pool:
             raise InputError(
                 None, "--work-pool", f"deployment {name!r} is not on work pool {work_pool!r}", deploy_hint

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 from typing import Annotated, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
@@ -242,7 +242,9 @@ def publish_catalog_flow(
     deployment = pool_deployment_name(work_pool)
     results_dir = Path(out_dir).resolve() / RESULTS_DIR
     context = FlowRunContext.get()
-    parent = str(context.flow_run.id) if context and context.flow_run else "none"
+    # Outside a flow run (the function called directly) there is no retry to guard: a fresh key, so two
+    # calls never share "none:batch-1" and the second is never handed the first one's runs.
+    parent = str(context.flow_run.id) if context and context.flow_run else f"direct-{uuid4()}"
     progress.start("batches", len(batches))
     runs = [
         _trigger(

@@ -1,7 +1,7 @@
 """The ``monitor`` flow: re-check what is published and alert once per transition.
 
 Thin: the registry (outputs/) says what is live, the link checker re-checks
-every distinct source once, ``checks/monitoring.py`` turns results and
+every distinct source once, ``outputs/monitoring.py`` turns results and
 stored states into transitions and alerts, ``outputs/alerts.py`` delivers.
 """
 
@@ -15,14 +15,19 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
 from clinicpress import clock
 from clinicpress.checks.model import LinkResult
-from clinicpress.checks.monitoring import Evaluation, cited_by, evaluate
-from clinicpress.flows.tasks import LINK_BATCH_RUNNER, check_sources
+from clinicpress.flows.tasks import (
+    LINK_BATCH_RUNNER,
+    MonitorIntegrity,
+    check_sources,
+    monitor_integrity_task,
+    quoted,
+)
 from clinicpress.outputs.alerts import Alert, Delivery, deliver
+from clinicpress.outputs.monitoring import Evaluation, cited_by, evaluate
 from clinicpress.outputs.registry import PublishedArticle, Registry
 from clinicpress.outputs.release import live_versions
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
@@ -62,11 +67,15 @@ def evaluate_catalog(
     results: dict[str, LinkResult],
     today: date,
     now: datetime,
+    integrity: MonitorIntegrity | None = None,
 ) -> Evaluation:
     with Registry.for_site(site, Path(out_dir)) as registry:
         previous = registry.states()
         archives = registry.archives(cited_by(catalog))
-    return evaluate(catalog, results, previous, archives, site, today=today, now=now)
+    verdicts, quotes = (integrity.verdicts, integrity.quotes) if integrity is not None else (None, None)
+    return evaluate(
+        catalog, results, previous, archives, site, today=today, now=now, integrity=verdicts, quotes=quotes
+    )
 
 
 @task(name="deliver-alert", cache_policy=NO_CACHE)
@@ -118,13 +127,15 @@ def monitor_flow(
     now = clock.now()
     day = today or clock.today()
     urls = list(cited_by(catalog))
+    slugs = [article.slug for article in catalog]
+    integrity = monitor_integrity_task.submit(urls, slugs, site, out_dir, now)  # while the links are checked
     links = check_sources(urls, site.checks.links)  # no cache: the monitor re-checks everything
-    # quote(): Prefect would otherwise walk these large structures looking for futures.
-    # (Prefect's Task typing does not know quote(); the task receives the unwrapped value.)
-    evaluation = evaluate_catalog(site, out_dir, quote(catalog), quote(links.results), day, now)  # type: ignore[call-overload]
+    # quoted(): Prefect would otherwise walk these large structures looking for futures.
+    verdicts = quoted(integrity.result())
+    evaluation = evaluate_catalog(site, out_dir, quoted(catalog), quoted(links.results), day, now, verdicts)
     deliveries = [deliver_alert(alert, site.alerts.urls, site.alerts.retries) for alert in evaluation.alerts]
     results = list(links.results.values())
-    record_monitor(site, out_dir, quote(evaluation), quote(results), deliveries, now)  # type: ignore[call-overload]
+    record_monitor(site, out_dir, quoted(evaluation), quoted(results), deliveries, now)
     for alert in evaluation.alerts:
         _emit(alert)
     if evaluation.not_ok:

@@ -14,20 +14,24 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.utilities.annotations import quote
 from pydantic import BaseModel
 
 from clinicpress import clock, progress
 from clinicpress.checks.cache import open_cache
+from clinicpress.checks.integrity.client import IntegrityReport
 from clinicpress.checks.links import LinkReport
-from clinicpress.checks.model import ArticleReport, LinkStatus, Problem, Severity, Verdict
+from clinicpress.checks.model import ArticleReport, LinkStatus, Verdict
+from clinicpress.checks.report_text import links_table
+from clinicpress.checks.signoff import ReviewRecord, ReviewSource, with_signoff
 from clinicpress.checks.verify import all_urls, verify_article
-from clinicpress.console import links_table
 from clinicpress.errors import RenderError
 from clinicpress.faults import fault_point
+from clinicpress.flows.settle import Fate, Settled, after_release, plan, settle
 from clinicpress.flows.tasks import (
     LINK_BATCH_RUNNER,
+    check_integrity_task,
     check_sources,
+    quoted,
     record_publish,
     record_unrecorded_live,
     send_newsletter_task,
@@ -35,15 +39,15 @@ from clinicpress.flows.tasks import (
 from clinicpress.outputs.delivery import SendReport
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.outputs.release import live_versions
+from clinicpress.outputs.reviews import load_reviews
 from clinicpress.outputs.subscribers import load_subscribers
-from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.fingerprint import template_fingerprint
 from clinicpress.renderers.pool import Checked, RenderPool, RenderRun
-from clinicpress.renderers.spool import Spool
+from clinicpress.renderers.spool import Spool, remove_dead_spools
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article, Channel
 from clinicpress.sources.loader import discover_articles, load_articles
-from clinicpress.versioning import article_version
+from clinicpress.sources.versioning import article_version
 
 DEFAULT_OUT_DIR = Path("published")
 POOL_THRESHOLD = 8  # articles to render before worker processes are worth their start-up
@@ -55,6 +59,7 @@ class ArticleOutcome(BaseModel):
     published: bool
     files: list[str]
     unchanged: bool = False  # this version is live already: nothing re-rendered
+    review_source: ReviewSource = ReviewSource.FRONT_MATTER  # where the printed review line came from
 
 
 class PublishResult(BaseModel):
@@ -76,11 +81,34 @@ def load_inputs(paths: list[str], site_path: str) -> tuple[SiteConfig, list[Arti
     return site, articles
 
 
+@task(name="load-reviews", cache_policy=NO_CACHE)
+def signed_off(
+    articles: list[Article], site: SiteConfig, out_dir: str
+) -> tuple[list[Article], list[ReviewRecord], dict[str, ReviewSource]]:
+    """The articles with their review line from the sign-off records (issue 15), and the records.
+
+    Before the version hash and the renders: every channel, the version and the consistency
+    check see the same reviewer.
+    """
+    records = load_reviews(site, Path(out_dir), [a.key for a in articles])
+    signed = [with_signoff(article, records) for article in articles]
+    return [a for a, _ in signed], records, {a.key: source for a, source in signed}
+
+
 @task(name="verify", cache_policy=NO_CACHE)
 def verify(
-    articles: list[Article], site: SiteConfig, links: LinkReport, on: date, strict: bool
+    articles: list[Article],
+    site: SiteConfig,
+    links: LinkReport,
+    on: date,
+    strict: bool,
+    integrity: IntegrityReport | None = None,
+    reviews: list[ReviewRecord] | None = None,
 ) -> list[ArticleReport]:
-    reports = [verify_article(a, site, links, on=on, strict=strict) for a in articles]
+    reports = [
+        verify_article(a, site, links, on=on, strict=strict, integrity=integrity, reviews=reviews or [])
+        for a in articles
+    ]
     fault_point("check.verify")
     return reports
 
@@ -120,10 +148,6 @@ def summary_markdown(result: PublishResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _blocked_by(report: ArticleReport, problems: list[Problem]) -> ArticleReport:
-    return report.model_copy(update={"verdict": Verdict.BLOCKED, "problems": [*report.problems, *problems]})
-
-
 def _newsletters(
     site: SiteConfig, out_dir: str, now: datetime, live: list[tuple[Article, str]], test_to: str | None
 ) -> list[SendReport]:
@@ -133,7 +157,7 @@ def _newsletters(
         return []  # the .eml outbox is the only newsletter output
     recipients = [] if test_to or news.subscribers is None else list(load_subscribers(news.subscribers))
     return [
-        send_newsletter_task(article, version, site, out_dir, now, quote(recipients), test_to)  # type: ignore[call-overload]
+        send_newsletter_task(article, version, site, out_dir, now, quoted(recipients), test_to)
         for article, version in live
         if Channel.NEWSLETTER in article.channels
     ]
@@ -152,93 +176,106 @@ def publish_flow(
     """Verify articles and publish those that pass, all channels or none.
 
     An article whose version (content, site config, templates) is live
-    already is not rendered again unless ``force``.
+    already is not rendered again unless ``force``. Each article is one
+    :class:`ArticleRun` through the steps; :func:`settle` decides its fate.
     """
     site, articles = load_inputs(paths or [], site_path)
+    articles, reviews, review_sources = signed_off(quoted(articles), site, out_dir)
     now = clock.local_now()
     templates = template_fingerprint()
     live = {} if force else live_versions(Path(out_dir))
-    versions = [article_version(article, site, templates) for article in articles]
+    runs = plan(articles, [article_version(a, site, templates) for a in articles], live)
     # Rendered unless this version is live already; a render the checks then block is thrown away.
-    todo = [index for index, article in enumerate(articles) if live.get(article.key) != versions[index]]
-    jobs = [(articles[i], site, RenderContext(published_at=now, version=versions[i])) for i in todo]
-    progress.start("check", len(articles))
-    progress.start("render", len(jobs))
-    results: list[Checked | RenderError] = []
+    to_render = [run for run in runs if not run.is_live]
+    progress.start("check", len(runs))
+    progress.start("render", len(to_render))
     # A catalog's artifacts wait in files (a spool in --out), not in this process's memory, until
     # the release hard-links them; the spool goes when the release is written.
-    spool = Spool(Path(out_dir)) if len(jobs) >= POOL_THRESHOLD else None
+    spool = Spool(Path(out_dir)) if len(to_render) >= POOL_THRESHOLD else None
+    if spool is None:
+        # A killed catalog run's spool goes even when this run renders nothing (opening a Spool
+        # would do it otherwise): tests/test_faults.py, the catalog's switched-kill case.
+        remove_dead_spools(Path(out_dir))
     with spool or contextlib.nullcontext():
         # The renders run while the sources are checked (they do not depend on the check).
+        jobs = [run.render_job(site, now) for run in to_render]
         with (
             RenderPool(spool=spool.path) if spool is not None else contextlib.nullcontext() as pool,
             RenderRun(jobs, pool) as renders,
         ):
             cache = open_cache(out_dir, site.checks.links, enabled=use_cache)
+            # Crossref/PubMed lookups run while the links are checked (a task of their own).
+            integrity = check_integrity_task.submit(quoted(articles), site, cache)
             links = check_sources(all_urls(articles), site.checks.links, cache)
-            # quote(): Prefect walks a task's arguments looking for futures (~1.3 s per 1,000 articles).
-            reports = verify(quote(articles), site, quote(links), now.date(), strict)  # type: ignore[call-overload]
-            progress.advance("check", len(articles))
-            for start in range(0, len(jobs), RENDER_BATCH):
-                stop = min(start + RENDER_BATCH, len(jobs))
-                results += render_batch(quote(renders), start, stop)  # type: ignore[call-overload]
+            records = quoted(integrity.result())
+            reports = verify(
+                quoted(articles), site, quoted(links), now.date(), strict, records, quoted(reviews)
+            )
+            for run, report in zip(runs, reports, strict=True):
+                run.report = report
+            progress.advance("check", len(runs))
+            for start in range(0, len(to_render), RENDER_BATCH):
+                stop = min(start + RENDER_BATCH, len(to_render))
+                rendered = render_batch(quoted(renders), start, stop)
+                for run, outcome in zip(to_render[start:stop], rendered, strict=True):
+                    run.rendered = outcome
                 progress.advance("render", stop - start)
 
-        unchanged: dict[str, tuple[Article, str]] = {}
-        for index, (article, report) in enumerate(zip(articles, reports, strict=True)):
-            if report.verdict is not Verdict.BLOCKED and live.get(article.key) == versions[index]:
-                unchanged[article.key] = (article, versions[index])
-
-        ready: list[ReadyArticle] = []
-        final_reports = list(reports)
-        for index, rendered in zip(todo, results, strict=True):
-            article, version = articles[index], versions[index]
-            if reports[index].verdict is Verdict.BLOCKED:
-                continue  # the checks block it: its render is thrown away
-            if isinstance(rendered, RenderError):
-                problem = Problem(check="render", severity=Severity.BLOCKED, message=str(rendered))
-                final_reports[index] = _blocked_by(reports[index], [problem])
-            elif rendered.problems:
-                # The three channels must state the same facts; any difference blocks the article.
-                final_reports[index] = _blocked_by(reports[index], rendered.problems)
-            else:
-                ready.append(ReadyArticle(article, reports[index], version, rendered.artifacts))
-
-        release = publish(out_dir, quote(ready), site, now, force)  # type: ignore[call-overload]
-    went_live = [item for item in ready if release is not None and item.article.key in release.files]
+        settled = [settle(run) for run in runs]
+        ready = [item.ready for item in settled if item.fate is Fate.READY]
+        release = publish(out_dir, quoted(ready), site, now, force)
+    went_live, unchanged = after_release(settled, release)
     if release is not None and went_live:
-        record_publish(site, out_dir, release, quote(went_live), quote(links), now)  # type: ignore[call-overload]
-    # A concurrent run of the same trigger made these versions live first: nothing to do.
-    for item in ready:
-        if release is not None and item.article.key in release.already_live:
-            unchanged[item.article.key] = (item.article, item.version)
-    if unchanged:
-        record_unrecorded_live(site, out_dir, quote(list(unchanged.values())), now)  # type: ignore[call-overload]
+        record_publish(
+            site, out_dir, release, quoted([s.ready for s in went_live]), quoted(links), now, records
+        )
+    live_unchanged = [(s.run.article, s.run.version) for s in unchanged]
+    if live_unchanged:
+        record_unrecorded_live(site, out_dir, quoted(live_unchanged), now)
     # After the swap: live versions (new, or unchanged with a send left to resume) get their newsletter.
-    live_now = [(item.article, item.version) for item in went_live] + list(unchanged.values())
-    sends = _newsletters(site, out_dir, now, live_now, test_to)
+    sends = _newsletters(
+        site, out_dir, now, [(s.run.article, s.run.version) for s in went_live] + live_unchanged, test_to
+    )
+    result = _result(out_dir, release, settled, {s.run.article.key for s in unchanged}, sends, review_sources)
+    _leave_artifacts(result)
+    return result
+
+
+def _result(
+    out_dir: str,
+    release: PublishedRelease | None,
+    settled: list[Settled],
+    unchanged: set[str],
+    sends: list[SendReport],
+    review_sources: dict[str, ReviewSource],
+) -> PublishResult:
     files = release.files if release else {}
-    result = PublishResult(
+    return PublishResult(
         out_dir=out_dir,
         release_id=release.release_id if release else None,  # None: no new release
         outcomes=[
             ArticleOutcome(
-                report=r,
-                published=r.slug in files,
-                files=files.get(r.slug, []),
-                unchanged=r.slug in unchanged,
+                report=item.report,
+                published=item.report.slug in files,
+                files=files.get(item.report.slug, []),
+                unchanged=item.report.slug in unchanged,
+                review_source=review_sources.get(item.report.slug, ReviewSource.FRONT_MATTER),
             )
-            for r in final_reports
+            for item in settled
         ],
         newsletters=[send.summary() for send in sends],
         newsletters_incomplete=any(not send.complete for send in sends),
     )
+
+
+def _leave_artifacts(result: PublishResult) -> None:
+    """The run's report in the Prefect UI: the sources that are not ok, and the summary."""
     # Only the sources that are not ok: a catalog's ~9,000 ok rows cost the server ~0.4 s a run and
     # bury the few that matter (each article's report, and the text output, still list every link).
-    table = [row for row in links_table(final_reports) if row["status"] != LinkStatus.OK.value]
+    reports = [outcome.report for outcome in result.outcomes]
+    table = [row for row in links_table(reports) if row["status"] != LinkStatus.OK.value]
     if table:
         create_table_artifact(table, key="links-report", description="clinicpress: every source not ok")
     create_markdown_artifact(
         summary_markdown(result), key="publish-report", description="clinicpress publish"
     )
-    return result

@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
 from clinicpress.checks.archive import lookup_archives
 from clinicpress.checks.cache import LinkCache
+from clinicpress.checks.integrity.apply import (
+    identifiers,
+    identify,
+    integrity_cache_beside,
+    verdicts_by_url,
+)
+from clinicpress.checks.integrity.client import IntegrityReport, lookup
+from clinicpress.checks.integrity.quotes import QuoteResult, quote_key
+from clinicpress.checks.integrity.verdict import IntegrityVerdict
 from clinicpress.checks.links import LinkBatch, LinkReport, check_batch, merge_batches, plan_batches
-from clinicpress.checks.settings import LinkCheckSettings
-from clinicpress.checks.verify import all_urls
+from clinicpress.checks.transitions import State, integrity_state
+from clinicpress.checks.verify import all_urls, check_integrity, site_contact
 from clinicpress.faults import fault_point
 from clinicpress.outputs.delivery import SendReport, send_newsletter
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
@@ -22,17 +34,32 @@ from clinicpress.outputs.registry import PublishRecord, Registry
 from clinicpress.outputs.release import live_release, live_report
 from clinicpress.outputs.subscribers import Subscriber
 from clinicpress.renderers.base import RenderContext
+from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
+from clinicpress.sources.identifiers import resolver_url
 
-# Link batches run in parallel threads (each an asyncio loop with its own clients);
-# bounded, as DESIGN.md asks of every ThreadPoolTaskRunner. (Typed Any: the flow decorator
-# types task_runner more narrowly than ThreadPoolTaskRunner declares itself.)
+_Value = TypeVar("_Value")
+
+
+def quoted(value: _Value) -> _Value:
+    """``prefect``'s ``quote(value)``, typed as the value it wraps.
+
+    Prefect walks every task argument looking for futures (~1.3 s per walk over 1,000 articles);
+    ``quote()`` stops the walk and the task still receives the plain value. Prefect's Task typing
+    does not know ``quote``: this one cast stands for a ``type: ignore`` at every call.
+    """
+    return cast(_Value, quote(value))
+
+
+# Link batches run in parallel threads (each an asyncio loop with its own clients); bounded, as
+# Prefect asks of every ThreadPoolTaskRunner. (Typed Any: the flow decorator types task_runner more
+# narrowly than ThreadPoolTaskRunner declares itself.)
 LINK_BATCH_RUNNER: Any = ThreadPoolTaskRunner(max_workers=4)
 
 
 # Inputs are pydantic models and large texts: hashing them for a cache key is
-# wasted work, and a link check must never be cached by its inputs (DESIGN.md;
+# wasted work, and a link check must never be cached by its inputs (docs/architecture.md;
 # the link checker keeps its own cache of successes, with a max age).
 @task(name="check-links-batch", retries=2, retry_delay_seconds=[2, 8], cache_policy=NO_CACHE)
 def check_links_batch(urls: list[str], settings: LinkCheckSettings, cache: LinkCache | None) -> LinkBatch:
@@ -47,6 +74,77 @@ def check_sources(urls: list[str], settings: LinkCheckSettings, cache: LinkCache
     fault_point("check.links")
     futures = [check_links_batch.submit(batch, settings, cache) for batch in plan_batches(urls)]
     return merge_batches([future.result() for future in futures], urls=urls)
+
+
+@task(name="check-integrity", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
+def check_integrity_task(
+    articles: list[Article], site: SiteConfig, cache: LinkCache | None
+) -> IntegrityReport | None:
+    """Crossref/PubMed lookups of every DOI/PMID source (checks/integrity); None when disabled.
+
+    Submitted before the link check so both run at once; its cache sits beside the link cache.
+    """
+    path = cache.path if cache is not None else None
+    return check_integrity(articles, site, integrity_cache_beside(path, site.checks.integrity))
+
+
+@dataclass(frozen=True)
+class MonitorIntegrity:
+    verdicts: dict[str, IntegrityVerdict]  # by source URL, DOI/PMID sources only
+    quotes: dict[str, QuoteResult]  # every recorded quote read again, by quote_key
+
+
+@task(name="monitor-integrity", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
+def monitor_integrity_task(
+    urls: list[str], slugs: list[str], site: SiteConfig, out_dir: str, now: datetime
+) -> MonitorIntegrity | None:
+    """The monitor's Crossref/PubMed lookups and quote readings (never cached); None when disabled.
+
+    ``slugs``: the live articles, whose recorded quotes are read again. The readings are
+    recorded here (found, text fingerprint); their states with the others.
+    """
+    if not site.checks.integrity.enabled:
+        return None
+    links = site.checks.links
+    with Registry.for_site(site, Path(out_dir)) as registry:
+        recorded = registry.quotes(slugs)
+    pairs = list(dict.fromkeys((url, quote) for _, url, quote, _, _ in recorded))
+    fetch_at: dict[str, str] = {}
+    for url, _ in pairs:
+        ident = identify(url, links)
+        if ident is not None and ident.at_resolver:
+            fetch_at[url] = resolver_url(
+                ident, doi_resolver=links.doi_resolver, pubmed_resolver=links.pubmed_resolver
+            )
+    report = lookup(
+        identifiers(urls, links),
+        site.checks.integrity,
+        links,
+        contact=site_contact(site),
+        quotes=pairs,
+        fetch_at=fetch_at,
+    )
+    with Registry.for_site(site, Path(out_dir)) as registry:
+        registry.update_quotes(_readings(report.quotes.values()), now)
+    return MonitorIntegrity(verdicts_by_url(urls, report, links), report.quotes)
+
+
+def _readings(results: Iterable[QuoteResult]) -> list[tuple[str, str, str, bool | None, str | None]]:
+    return [
+        (r.url, quote_key(r.url, r.quote).rsplit("#", 1)[1], r.quote, r.found, r.fingerprint) for r in results
+    ]
+
+
+def _integrity_baseline(ready: list[ReadyArticle], now: datetime) -> dict[str, State]:
+    """What publishing saw of each DOI/PMID source: the monitor alerts only on what changes after."""
+    states: dict[str, State] = {}
+    for item in ready:
+        for link in item.report.links:
+            if link.integrity is not None and link.integrity != "unknown":
+                states[f"integrity:{link.url}"] = State(
+                    integrity_state(link.integrity, link.integrity_notice), now
+                )
+    return states
 
 
 def _channels(item: ReadyArticle) -> dict[str, list[str]]:
@@ -87,8 +185,12 @@ def record_publish(
     ready: list[ReadyArticle],
     links: LinkReport,
     published_at: datetime,
+    integrity: IntegrityReport | None = None,
 ) -> list[str]:
     """Record what went live, its sources' check results and archived snapshots.
+
+    With ``integrity``: each quote's reading (found, text fingerprint) and the integrity and
+    quote states publishing saw (the monitor alerts on what changes after).
 
     Returns the slugs recorded as new versions (re-publishing a version is a no-op).
     """
@@ -104,6 +206,24 @@ def record_publish(
         )
         urls = all_urls([item.article for item in ready])
         registry.record_checks([links.results[u] for u in urls if u in links.results], published_at)
+        baseline = _integrity_baseline(ready, published_at)
+        if integrity is not None:
+            quoted = {
+                quote_key(s.url, s.quote)
+                for item in ready
+                for s in item.article.sources
+                if s.quote is not None
+            }
+            readings = [r for key, r in integrity.quotes.items() if key in quoted]
+            for item in ready:
+                mine = {quote_key(s.url, s.quote) for s in item.article.sources if s.quote is not None}
+                quotes_of = [integrity.quotes[key] for key in mine if key in integrity.quotes]
+                registry.replace_quotes(item.article.key, _readings(quotes_of), published_at)
+            for reading in readings:
+                if reading.found is not None:
+                    key = f"quote:{quote_key(reading.url, reading.quote)}"
+                    baseline[key] = State("found" if reading.found else "missing", published_at)
+        registry.save_states(baseline)
         # No archive lookups when the network is down: they would only time out.
         if not links.network_down:
             already = registry.archive_checked(urls)
@@ -159,7 +279,7 @@ def send_newsletter_task(
     recipients: list[Subscriber],
     test_to: str | None,
 ) -> SendReport:
-    """Only after the swap committed: an email cannot be recalled (DESIGN.md)."""
+    """Only after the swap committed: an email cannot be recalled (docs/architecture.md)."""
     assert site.newsletter.smtp is not None
     context = RenderContext(published_at=published_at, version=version)
     return send_newsletter(

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 import apprise
 
-from clinicpress.checks.model import LinkResult
+from clinicpress.checks.model import Archived, LinkResult
 from clinicpress.checks.transitions import Kind
-from clinicpress.outputs.registry import Archived, PublishedArticle
+from clinicpress.outputs.registry import PublishedArticle
 from clinicpress.site import format_date
 
 _LOG = logging.getLogger(__name__)
@@ -108,6 +108,101 @@ def source_alert(
     )
 
 
+def integrity_alert(
+    kind: Kind,
+    url: str,
+    notice: str | None,
+    detail: str,
+    articles: Sequence[PublishedArticle],
+    archived: Archived | None,
+) -> Alert:
+    """Crossref/PubMed list a new retraction, expression of concern or correction of a cited work."""
+    headline = {
+        Kind.SOURCE_RETRACTED: "A cited source was retracted",
+        Kind.SOURCE_CONCERN: "A cited source is under an expression of concern",
+        Kind.SOURCE_CORRECTED: "A cited source was corrected",
+    }[kind]
+    lines = [f"{headline}: {url}", detail]
+    if notice:
+        lines.append(f"Notice: {notice}")
+    lines += ["Cited by:", *_articles_lines(articles)]
+    if kind is Kind.SOURCE_RETRACTED:
+        lines += [
+            "Suggested fix:",
+            "Remove or replace the source and check the claims it supported, then publish.",
+        ]
+    else:
+        lines += [
+            "Suggested fix:",
+            "Read the notice; if a claim the article makes changed, update it and publish.",
+        ]
+    if archived is not None:
+        lines.append(f"Archived copy (as it was cited): {archived.url}")
+    handouts = _reprint(articles)
+    reprint = handouts and kind is Kind.SOURCE_RETRACTED
+    if reprint:
+        lines.append("Reprint needed: printed handouts cite this retracted source.")
+    elif handouts:
+        lines.append("Printed handouts cite this source: reprint them if the article changes.")
+    return Alert(
+        kind=kind,
+        key=f"integrity:{url}",
+        title=f"[clinicpress] {headline}",
+        body="\n".join(lines),
+        articles=tuple(a.slug for a in articles),
+        reprint_needed=reprint,
+        payload={
+            "url": url,
+            "notice": notice,
+            "detail": detail,
+            "archive_url": archived.url if archived else None,
+            "articles": [a.slug for a in articles],
+            "handouts": handouts,
+        },
+    )
+
+
+def quote_alert(
+    url: str,
+    quote: str,
+    reason: str,
+    articles: Sequence[PublishedArticle],
+    archived: Archived | None,
+) -> Alert:
+    """A passage an article quotes is no longer in its source's text."""
+    headline = "A quoted passage is gone from its source"
+    lines = [
+        f"{headline}: {url}",
+        f'Quote: "{quote}"',
+        f"Read: {reason}",
+        "Cited by:",
+        *_articles_lines(articles),
+    ]
+    lines += [
+        "Suggested fix:",
+        "Check what the source says now; update the quote or the claim, then publish.",
+    ]
+    if archived is not None:
+        lines.append(f"Archived copy (as it was cited): {archived.url}")
+    reprint = _reprint(articles)
+    if reprint:
+        lines.append("Reprint needed if the claim changes: printed handouts carry this quote's claim.")
+    return Alert(
+        kind=Kind.SOURCE_QUOTE_MISSING,
+        key=f"quote:{url}",
+        title=f"[clinicpress] {headline}",
+        body="\n".join(lines),
+        articles=tuple(a.slug for a in articles),
+        reprint_needed=reprint,
+        payload={
+            "url": url,
+            "quote": quote,
+            "archive_url": archived.url if archived else None,
+            "articles": [a.slug for a in articles],
+        },
+    )
+
+
 def license_alert(
     kind: Kind, program_id: str, issuer: str, expires: str, bucket: str, articles: Sequence[PublishedArticle]
 ) -> Alert:
@@ -164,6 +259,10 @@ def review_alert(article: PublishedArticle) -> Alert:
 # How alarming each transition is, in the receiving tool's own terms (colours, icons).
 _NOTIFY_TYPE = {
     Kind.SOURCE_BROKEN: apprise.NotifyType.FAILURE,
+    Kind.SOURCE_RETRACTED: apprise.NotifyType.FAILURE,
+    Kind.SOURCE_CONCERN: apprise.NotifyType.WARNING,
+    Kind.SOURCE_CORRECTED: apprise.NotifyType.WARNING,
+    Kind.SOURCE_QUOTE_MISSING: apprise.NotifyType.WARNING,
     Kind.LICENSE_EXPIRED: apprise.NotifyType.FAILURE,
     Kind.SOURCE_MOVED: apprise.NotifyType.WARNING,
     Kind.LICENSE_EXPIRING: apprise.NotifyType.WARNING,

@@ -83,6 +83,7 @@ def publish_release(
         return None
     files: dict[str, list[str]] = {}
     release = Release(out_dir, keep=site.publishing.keep_releases, wait=LOCK_WAIT_SECONDS)
+    fault_point("publish.lock")  # where a test lines up two runs of the same trigger
     with release:
         live = {} if force else live_versions(out_dir)
         already = [item.article.key for item in ready if live.get(item.article.key) == item.version]

@@ -1,153 +1,55 @@
 """The registry: what was published, the check history of its sources, and alert state.
 
-SQLAlchemy 2 Core, so one schema serves SQLite (default: ``<out>/registry.sqlite``)
-and PostgreSQL (any SQLAlchemy URL from ``[registry] url`` or
-``CLINICPRESS_REGISTRY__URL``). The schema is created, and migrated by its
-version number, when a Registry opens.
+Any SQLAlchemy URL (``[registry] url`` or ``CLINICPRESS_REGISTRY__URL``; default SQLite in
+``<out>/registry.sqlite``). The tables, the schema version and ``migrate()`` are in
+``outputs/registry_schema.py``; this module reads and writes them.
+
+Over 400 lines on purpose: it is one class over one database, its methods grouped by the
+tables they touch (publishing, sources, quotes, alert state), each one transaction. Split
+across modules, a reader would lose which writes share a transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Column,
     Connection,
-    Date,
-    DateTime,
-    Engine,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    TypeDecorator,
-    UniqueConstraint,
-    create_engine,
     func,
     select,
     tuple_,
 )
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from clinicpress.checks.model import LinkResult, LinkStatus
+from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import State
-from clinicpress.errors import ClinicpressError, RegistryError
+from clinicpress.errors import RegistryError
+from clinicpress.outputs.registry_schema import (
+    REGISTRY_FILE,
+    SCHEMA_VERSION,
+    UTCDateTime,
+    alert_state,
+    alerts,
+    metadata,
+    migrate,
+    new_id,
+    open_engine,
+    publish_sources,
+    publishes,
+    release_events,
+    schema_info,
+    shown_url,
+    source_checks,
+    source_quotes,
+    sources,
+    transaction,
+)
 from clinicpress.site import License, SiteConfig
-
-SCHEMA_VERSION = 2  # 2: release_events
-REGISTRY_FILE = "registry.sqlite"
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out (SQLite keeps no time zone)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("registry times must be timezone-aware")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-metadata = MetaData()
-
-schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
-
-publishes = Table(
-    "publishes",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("slug", String(80), nullable=False, index=True),
-    Column("version", String(64), nullable=False),
-    Column("title", Text, nullable=False),
-    Column("published_at", UTCDateTime, nullable=False),
-    Column("release_id", String(64)),
-    Column("channels", JSON, nullable=False),  # {"web": ["web/<slug>/index.html", …], …}
-    Column("licenses", JSON, nullable=False),  # [{"program_id", "issuer", "expires"}]
-    Column("last_reviewed", Date, nullable=False),
-    Column("next_review", Date, nullable=False),
-    UniqueConstraint("slug", "version", name="uq_publish_slug_version"),
-)
-
-sources = Table(
-    "sources",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("url", Text, nullable=False, unique=True),
-    Column("archive_url", Text),
-    Column("archive_timestamp", String(14)),
-    Column("archive_checked_at", UTCDateTime),
-)
-
-publish_sources = Table(
-    "publish_sources",
-    metadata,
-    Column("publish_id", ForeignKey("publishes.id", ondelete="CASCADE"), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("source_id", ForeignKey("sources.id"), nullable=False),
-    Column("title", Text, nullable=False),
-)
-
-source_checks = Table(
-    "source_checks",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("source_id", ForeignKey("sources.id"), nullable=False, index=True),
-    Column("checked_at", UTCDateTime, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("http_status", Integer),
-    Column("final_url", Text),
-)
-
-alert_state = Table(
-    "alert_state",
-    metadata,
-    Column("key", String(200), primary_key=True),  # "source:<id>", "license:<program>", "review:<slug>"
-    Column("state", String(32), nullable=False),
-    Column("since", UTCDateTime, nullable=False),
-    Column("failures", Integer, nullable=False),
-)
-
-alerts = Table(
-    "alerts",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("key", String(200), nullable=False, index=True),
-    Column("kind", String(40), nullable=False),
-    Column("title", Text, nullable=False),
-    Column("body", Text, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("deliveries", JSON, nullable=False),  # one {"destination", "ok", "error"} per alert URL
-)
-
-
-release_events = Table(
-    "release_events",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("at", UTCDateTime, nullable=False),
-    Column("action", String(16), nullable=False),  # "rollback" (publishes are rows of `publishes`)
-    Column("release_id", String(64), nullable=False),  # the release live after the action
-    Column("slug", String(80)),  # None: the whole site
-    Column("detail", Text, nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -174,43 +76,6 @@ class PublishedArticle:
     @property
     def has_handout(self) -> bool:
         return bool(self.channels.get("handout"))
-
-
-@dataclass(frozen=True)
-class Archived:
-    url: str
-    timestamp: str  # YYYYMMDDhhmmss, as the Wayback Machine gives it
-
-
-def new_id(primary_key: Any) -> int:
-    """The id of a row just inserted (SQLAlchemy types the key as optional)."""
-    assert primary_key is not None
-    return int(primary_key[0])
-
-
-def open_engine(url: str) -> Engine:
-    """An engine for the registry database (SQLite: its folder created, writers wait for the lock)."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        # Two runs (a publish and a monitor) may write at once: wait for the lock instead of failing.
-        return create_engine(url, connect_args={"timeout": 30})
-    return create_engine(url)
-
-
-@contextmanager
-def transaction(engine: Engine, what: str, error: type[ClinicpressError]) -> Iterator[Connection]:
-    """``engine.begin()``, with a database error raised as ``error`` naming ``what`` (one line)."""
-    try:
-        with engine.begin() as conn:
-            yield conn
-    except SQLAlchemyError as exc:
-        raise error(f"{what}: {type(exc).__name__}: {exc}") from None
-
-
-def shown_url(url: str) -> str:
-    """The URL without a password that may sit in it, for messages."""
-    head, sep, tail = url.rpartition("@")
-    return f"{head.split('://')[0]}://…@{tail}" if sep else url
 
 
 # Values per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
@@ -251,7 +116,7 @@ class Registry:
             self.engine = open_engine(url)
             self._migrate()
         except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
-            raise RegistryError(f"registry {self._shown_url()}: cannot open ({exc})") from None
+            raise RegistryError(f"registry {self._shown_url()}: cannot open ({exc})") from exc
 
     @classmethod
     def for_site(cls, site: SiteConfig, out_dir: Path) -> Registry:
@@ -273,19 +138,7 @@ class Registry:
         return transaction(self.engine, f"registry {self._shown_url()}", RegistryError)
 
     def _migrate(self) -> None:
-        metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            current = conn.execute(select(schema_info.c.version)).scalar()
-            if current is None:
-                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
-            elif current > SCHEMA_VERSION:
-                raise RegistryError(
-                    f"registry {self._shown_url()}: schema version {current} is newer than this "
-                    f"clinicpress ({SCHEMA_VERSION}); upgrade clinicpress"
-                )
-            elif current < SCHEMA_VERSION:
-                # 1 → 2 only added a table, which create_all() made above.
-                conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
+        migrate(self.engine, f"registry {self._shown_url()}", RegistryError)
 
     # -- publishing ------------------------------------------------------
     def _source_ids(self, conn: Connection, urls: Iterable[str]) -> dict[str, int]:
@@ -352,7 +205,7 @@ class Registry:
                 return [slug for record in records for slug in self.record_publishes([record])]
             [record] = records
             if self.unrecorded({record.slug: record.version}):  # the conflict was not this version
-                raise RegistryError(f"registry {self._shown_url()}: {conflict.__cause__}") from None
+                raise RegistryError(f"registry {self._shown_url()}: {conflict.__cause__}") from conflict
             return []  # a concurrent publish of the same version won the race
 
     def _insert_publishes(self, conn: Connection, records: Sequence[PublishRecord]) -> list[str]:
@@ -422,29 +275,39 @@ class Registry:
             pairs = tuple_(publishes.c.slug, publishes.c.version)
             query = select(publishes).where(pairs.in_(list(live.items())))
         with self._tx() as conn:
-            rows = conn.execute(query.order_by(publishes.c.slug)).mappings()
-            result: list[PublishedArticle] = []
-            for row in list(rows):
-                cited = conn.execute(
-                    select(publish_sources.c.position, publish_sources.c.title, sources.c.url)
-                    .join(sources, sources.c.id == publish_sources.c.source_id)
-                    .where(publish_sources.c.publish_id == row["id"])
-                    .order_by(publish_sources.c.position)
-                )
-                result.append(
-                    PublishedArticle(
-                        slug=row["slug"],
-                        version=row["version"],
-                        title=row["title"],
-                        published_at=row["published_at"],
-                        channels=dict(row["channels"]),
-                        licenses=list(row["licenses"]),
-                        last_reviewed=row["last_reviewed"],
-                        next_review=row["next_review"],
-                        sources=[PublishedSource(p, t, u) for p, t, u in cited],
+            rows = list(conn.execute(query.order_by(publishes.c.slug)).mappings())
+            # The citations of every selected publish in one query per chunk, not one per article
+            # (a monitor run over 1,000 articles made 1,001 queries).
+            cited: dict[int, list[PublishedSource]] = {row["id"]: [] for row in rows}
+            ids = list(cited)
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                for publish_id, position, title, url in conn.execute(
+                    select(
+                        publish_sources.c.publish_id,
+                        publish_sources.c.position,
+                        publish_sources.c.title,
+                        sources.c.url,
                     )
-                )
-        return result
+                    .join(sources, sources.c.id == publish_sources.c.source_id)
+                    .where(publish_sources.c.publish_id.in_(chunk))
+                    .order_by(publish_sources.c.publish_id, publish_sources.c.position)
+                ):
+                    cited[publish_id].append(PublishedSource(position, title, url))
+        return [
+            PublishedArticle(
+                slug=row["slug"],
+                version=row["version"],
+                title=row["title"],
+                published_at=row["published_at"],
+                channels=dict(row["channels"]),
+                licenses=list(row["licenses"]),
+                last_reviewed=row["last_reviewed"],
+                next_review=row["next_review"],
+                sources=cited[row["id"]],
+            )
+            for row in rows
+        ]
 
     # -- sources ---------------------------------------------------------
     def record_checks(self, results: Iterable[LinkResult], checked_at: datetime) -> None:
@@ -513,6 +376,82 @@ class Registry:
             )
             return {url for (url,) in rows}
 
+    # -- quotes (checks/integrity/quotes.py) ----------------------------------
+    # A reading: (url, quote hash, quote, found or None when unread, text fingerprint or None).
+    def replace_quotes(
+        self,
+        slug: str,
+        readings: Iterable[tuple[str, str, str, bool | None, str | None]],
+        checked_at: datetime,
+    ) -> None:
+        """The quotes of ``slug``'s newly published version, replacing its earlier version's."""
+        readings = list(readings)
+        with self._tx() as conn:
+            conn.execute(source_quotes.delete().where(source_quotes.c.slug == slug))
+            if not readings:
+                return
+            ids = self._source_ids(conn, (url for url, *_ in readings))
+            conn.execute(
+                source_quotes.insert(),
+                [
+                    {
+                        "slug": slug,
+                        "source_id": ids[url],
+                        "quote_hash": quote_hash,
+                        "quote": quote,
+                        "found": None if found is None else int(found),
+                        "text_fingerprint": mark,
+                        "checked_at": checked_at,
+                    }
+                    for url, quote_hash, quote, found, mark in dict.fromkeys(readings)
+                ],
+            )
+
+    def update_quotes(
+        self, readings: Iterable[tuple[str, str, str, bool | None, str | None]], checked_at: datetime
+    ) -> None:
+        """A monitor's readings: every article's row for that source and quote gets them."""
+        readings = list(readings)
+        if not readings:
+            return
+        with self._tx() as conn:
+            ids = self._source_ids(conn, (url for url, *_ in readings))
+            for url, quote_hash, _, found, mark in readings:
+                where = (source_quotes.c.source_id == ids[url]) & (source_quotes.c.quote_hash == quote_hash)
+                conn.execute(
+                    source_quotes.update()
+                    .where(where)
+                    .values(
+                        found=None if found is None else int(found),
+                        text_fingerprint=mark,
+                        checked_at=checked_at,
+                    )
+                )
+
+    def quotes(self, slugs: Iterable[str]) -> list[tuple[str, str, str, bool | None, str | None]]:
+        """(slug, url, quote, found, text fingerprint) of the quotes of these articles."""
+        wanted = list(slugs)
+        found: list[tuple[str, str, str, bool | None, str | None]] = []
+        with self._tx() as conn:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                rows = conn.execute(
+                    select(
+                        source_quotes.c.slug,
+                        sources.c.url,
+                        source_quotes.c.quote,
+                        source_quotes.c.found,
+                        source_quotes.c.text_fingerprint,
+                    )
+                    .join(sources, sources.c.id == source_quotes.c.source_id)
+                    .where(source_quotes.c.slug.in_(wanted[start : start + _IN_CHUNK]))
+                    .order_by(source_quotes.c.id)
+                )
+                found += [
+                    (slug, url, quote, None if hit is None else bool(hit), mark)
+                    for slug, url, quote, hit, mark in rows
+                ]
+        return found
+
     # -- alert state -----------------------------------------------------
     def states(self) -> dict[str, State]:
         with self._tx() as conn:
@@ -561,3 +500,30 @@ class Registry:
     def alert_log(self) -> list[dict[str, Any]]:
         with self._tx() as conn:
             return [dict(row) for row in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]
+
+
+__all__ = [
+    "REGISTRY_FILE",
+    "SCHEMA_VERSION",
+    "PublishRecord",
+    "PublishedArticle",
+    "PublishedSource",
+    "Registry",
+    "UTCDateTime",
+    "alert_state",
+    "alerts",
+    "metadata",
+    "migrate",
+    "new_id",
+    "open_engine",
+    "publish_sources",
+    "publishes",
+    "registry_url",
+    "release_events",
+    "schema_info",
+    "shown_url",
+    "source_checks",
+    "source_quotes",
+    "sources",
+    "transaction",
+]

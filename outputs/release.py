@@ -110,6 +110,7 @@ class Release:
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
+        fault_point("stage.link")
         return self.out_dir / relpath
 
     def remove(self, relpath: str) -> None:
@@ -137,7 +138,7 @@ class Release:
         try:
             self._staging.rename(final)
         except OSError as exc:
-            raise PublishError(f"{self.out_dir}: could not finish the new release ({exc})") from None
+            raise PublishError(f"{self.out_dir}: could not finish the new release ({exc})") from exc
         fault_point("switch")
         switch_live(self.out_dir, self.release_id)
         fault_point("switched")
@@ -171,18 +172,18 @@ def _lock(out_dir: Path, wait: float = 0.0) -> IO[bytes]:
         (out_dir / RELEASES).mkdir(parents=True, exist_ok=True)
         handle = (out_dir / ".lock").open("wb")
     except OSError as exc:
-        raise PublishError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from None
+        raise PublishError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from exc
     deadline = time.monotonic() + wait
     while True:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             return handle
-        except BlockingIOError:
+        except BlockingIOError as exc:
             if time.monotonic() >= deadline:
                 handle.close()
                 raise PublishError(
                     f"{out_dir}: another publish is running there; try again when it ends"
-                ) from None
+                ) from exc
             time.sleep(0.1)
 
 
@@ -195,7 +196,7 @@ def switch_live(out_dir: Path, release_id: str) -> None:
         os.symlink(f"{RELEASES}/{release_id}", link_tmp)
         os.replace(link_tmp, out_dir / CURRENT)
     except OSError as exc:
-        raise PublishError(f"{out_dir}: could not switch release {release_id} live ({exc})") from None
+        raise PublishError(f"{out_dir}: could not switch release {release_id} live ({exc})") from exc
 
 
 def release_ids(out_dir: Path) -> list[str]:

@@ -24,7 +24,7 @@ def published_report(
     published_at: datetime,
     artifacts: Sequence[AnyArtifact],
 ) -> bytes:
-    """The check report of DESIGN.md plus what was published and when.
+    """The check report (the JSON of `check --format json`) plus what was published and when.
 
     The extra keys (``title``, ``summary``, ``channels`` …) let the site index
     and, later, the monitor read what is live without re-loading articles.

@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from clinicpress.addresses import address_problem, unsubscribe_url_problem
 from clinicpress.errors import InputError
 
 COLUMNS = ("email", "unsubscribe_url", "name")
 MAX_SUBSCRIBERS_BYTES = 64 * 1024 * 1024
-MAX_ADDRESS = 254  # RFC 5321: the longest forward-path
-
-# ASCII only: non-ASCII addresses need SMTPUTF8, which we do not negotiate.
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
 class SubscribersError(InputError):
@@ -64,39 +58,6 @@ def address_key(address: str) -> str:
     return address.strip().lower()
 
 
-def address_problem(address: str) -> str | None:
-    """Why ``address`` is not a sendable address, or None when it is."""
-    if "\r" in address or "\n" in address:
-        return "contains a line break"
-    if not address:
-        return "is empty"
-    if not address.isascii():
-        return "has non-ASCII characters (internationalised addresses are not supported)"
-    if len(address) > MAX_ADDRESS:
-        return f"is {len(address)} characters long (at most {MAX_ADDRESS})"
-    if address.count("@") != 1:
-        return "must contain exactly one @"
-    local, domain = address.split("@")
-    if not local or len(local) > 64 or not _LOCAL.match(local):
-        return "has an invalid part before the @"
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
-        return "has an invalid domain"
-    if not re.fullmatch(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]+", labels[-1]):
-        return "has an invalid top-level domain"
-    return None
-
-
-def unsubscribe_url_problem(url: str) -> str | None:
-    if "\r" in url or "\n" in url:
-        return "contains a line break"
-    parts = urlsplit(url)
-    # '<', '>', ',' and spaces would end or split the List-Unsubscribe entry.
-    if parts.scheme != "https" or not parts.netloc or re.search(r"[\s<>,\"]", url):
-        return "is not an https:// URL without spaces, <, > or ,"
-    return None
-
-
 def _error(path: Path, line: int | None, column: str | None, problem: str, expected: str) -> SubscribersError:
     where = ": ".join(p for p in (f"line {line}" if line else None, column) if p) or None
     return SubscribersError(path, where, problem, expected)
@@ -107,12 +68,12 @@ def load_subscribers(path: Path | str) -> SubscriberList:
     csv_path = Path(path)
     try:
         raw = csv_path.read_bytes()
-    except FileNotFoundError:
-        raise _error(csv_path, None, None, "file not found", "a CSV of subscribers") from None
-    except IsADirectoryError:
-        raise _error(csv_path, None, None, "is a folder", "a CSV file of subscribers") from None
+    except FileNotFoundError as exc:
+        raise _error(csv_path, None, None, "file not found", "a CSV of subscribers") from exc
+    except IsADirectoryError as exc:
+        raise _error(csv_path, None, None, "is a folder", "a CSV file of subscribers") from exc
     except OSError as exc:
-        raise _error(csv_path, None, None, f"cannot read ({exc.strerror})", "a readable file") from None
+        raise _error(csv_path, None, None, f"cannot read ({exc.strerror})", "a readable file") from exc
     if len(raw) > MAX_SUBSCRIBERS_BYTES:
         raise _error(
             csv_path, None, None, f"file is {len(raw):,} bytes", f"at most {MAX_SUBSCRIBERS_BYTES:,}"
@@ -124,7 +85,7 @@ def load_subscribers(path: Path | str) -> SubscriberList:
     except UnicodeDecodeError as exc:
         raise _error(
             csv_path, None, None, f"not UTF-8 text (bad byte at offset {exc.start})", "a UTF-8 CSV"
-        ) from None
+        ) from exc
 
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
@@ -169,7 +130,7 @@ def load_subscribers(path: Path | str) -> SubscriberList:
             seen[subscriber.key] = line
             found.append(subscriber)
     except csv.Error as exc:
-        raise _error(csv_path, reader.line_num, None, f"malformed CSV ({exc})", "RFC 4180 quoting") from None
+        raise _error(csv_path, reader.line_num, None, f"malformed CSV ({exc})", "RFC 4180 quoting") from exc
     return SubscriberList(csv_path, tuple(found), tuple(duplicates))
 
 

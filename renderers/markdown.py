@@ -1,9 +1,8 @@
 """The article body rendered once, and what every channel's template shares.
 
-The body is parsed by markdown-it-py with raw HTML off (the ``js-default``
-preset), so ``<script>`` in an article becomes text, and its ``validateLink``
-keeps ``javascript:``, ``vbscript:``, ``file:`` and non-image ``data:`` URLs
-from becoming links. ``[^N]`` is a citation of ``sources[N-1]``.
+The body is parsed with the article syntax of ``sources/markdown.py`` (raw
+HTML off, links validated, ``[^N]`` citations); this module adds how a
+citation looks in HTML and renders the body once per body.
 
 This module also holds the small helpers the three channels share (one Jinja
 environment, the canonical URL, the sources as template data, the CSS
@@ -20,45 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markdown_it import MarkdownIt
 from markdown_it.renderer import RendererProtocol
-from markdown_it.rules_core import StateCore
-from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
 from markupsafe import Markup
 
 from clinicpress.errors import RenderError
 from clinicpress.site import SiteConfig, format_date
-from clinicpress.sources.article import CITATION, Article
+from clinicpress.sources.article import Article
+from clinicpress.sources.markdown import body_tokens_of, make_parser, parse_env
 
 RENDERERS_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = RENDERERS_DIR / "templates"
 ASSETS_DIR = RENDERERS_DIR / "assets"
-
-# The env key through which the citation rule learns how many sources exist.
-_ENV_SOURCES = "clinicpress_sources"
-
-
-def _citation_rule(state: StateInline, silent: bool) -> bool:
-    """Inline rule: ``[^N]`` → a ``citation`` token carrying N."""
-    if state.src[state.pos] != "[":
-        return False
-    match = CITATION.match(state.src, state.pos)
-    if match is None:
-        return False
-    number = int(match.group(1))
-    count = state.env.get(_ENV_SOURCES)
-    # Fail closed: a citation that points at no source must not reach a reader.
-    if isinstance(count, int) and not 1 <= number <= count:
-        raise RenderError(
-            f"the body cites [^{number}] but the article lists {count} source(s); expected [^1]..[^{count}]"
-        )
-    if not silent:
-        token = state.push("citation", "", 0)
-        token.meta = {"n": number}
-        token.markup = match.group(0)
-    state.pos = match.end()
-    return True
 
 
 def _render_citation(
@@ -73,23 +45,9 @@ def _render_citation(
     return f'&#8288;<sup class="cite"><a href="#source-{number}">[{number}]</a></sup>'
 
 
-def _demote_h1(state: StateCore) -> None:
-    """The page title is the only h1: a ``#`` heading in the body becomes h2."""
-    for token in state.tokens:
-        if token.type in ("heading_open", "heading_close") and token.tag == "h1":
-            token.tag = "h2"
-
-
-def _make_parser() -> MarkdownIt:
-    # js-default: html=False, tables and strikethrough on, links validated.
-    md = MarkdownIt("js-default")
-    md.inline.ruler.before("link", "citation", _citation_rule)
-    md.core.ruler.push("demote_h1", _demote_h1)
-    md.add_render_rule("citation", _render_citation)
-    return md
-
-
-MD = _make_parser()
+# The article's own Markdown syntax (sources/markdown.py), plus how a citation looks in HTML.
+MD = make_parser()
+MD.add_render_rule("citation", _render_citation)
 
 
 def body_tokens(article: Article) -> list[Token]:
@@ -97,14 +55,9 @@ def body_tokens(article: Article) -> list[Token]:
     return body_tokens_of(article.body, len(article.sources))
 
 
-def body_tokens_of(body: str, source_count: int) -> list[Token]:
-    """``body_tokens`` from the two things the parse depends on (for callers that cache)."""
-    return MD.parse(body, {_ENV_SOURCES: source_count})
-
-
 @functools.lru_cache(maxsize=64)
 def _body_html(body: str, source_count: int) -> str:
-    env: dict[str, Any] = {_ENV_SOURCES: source_count}
+    env = parse_env(source_count)
     html: str = MD.renderer.render(MD.parse(body, env), MD.options, env)
     return html
 

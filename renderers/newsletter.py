@@ -18,14 +18,13 @@ import email.policy
 import email.utils
 import hashlib
 import html
-import re
 from dataclasses import dataclass, replace
 from email.headerregistry import Address
 from email.message import EmailMessage
-from urllib.parse import urlsplit
 
 import css_inline
 
+from clinicpress.addresses import address_problem, unsubscribe_url_problem
 from clinicpress.errors import RenderError
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
@@ -43,7 +42,6 @@ DISCLAIMER = disclaimer("newsletter")
 # Never fetch a remote stylesheet while inlining: the email is built offline.
 # keep_at_rules: @media (narrow screens, dark mode) cannot be inlined; they stay in <style>.
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_link_tags=False, keep_at_rules=True)
-_EMAIL = re.compile(r"^[^@\s<>,;\"()\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 
 
 def _check_header(field: str, value: str) -> str:
@@ -54,21 +52,15 @@ def _check_header(field: str, value: str) -> str:
 
 def _check_address(field: str, value: str) -> str:
     _check_header(field, value)
-    if not _EMAIL.match(value):
-        raise RenderError(
-            f"newsletter header {field}: {value[:80]!r} is not an address like name@example.org"
-        )
+    if problem := address_problem(value):
+        raise RenderError(f"newsletter header {field}: {value[:80]!r} {problem}")
     return value
 
 
 def _check_unsubscribe_url(value: str) -> str:
     _check_header("unsubscribe URL", value)
-    parts = urlsplit(value)
-    # '<', '>', ',' and spaces would end or split the List-Unsubscribe entry.
-    if parts.scheme != "https" or not parts.netloc or re.search(r"[\s<>,\"]", value):
-        raise RenderError(
-            f"unsubscribe URL {value[:80]!r}: expected an https:// URL without spaces, <, > or ,"
-        )
+    if problem := unsubscribe_url_problem(value):
+        raise RenderError(f"unsubscribe URL {value[:80]!r} {problem}")
     return value
 
 

@@ -25,6 +25,9 @@ embedded API, log shipping) whose locks a forked child could inherit held.
 
 A worker exits by itself after ``recycle_after`` jobs and is replaced, so the
 memory that WeasyPrint and Pango caches accumulate stays bounded.
+
+Over 400 lines on purpose: the worker's loop, the parent's pool and ``RenderRun`` (renders
+started before the checks) are the two ends of one pipe protocol and read best side by side.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ RenderJob: TypeAlias = tuple[Article, SiteConfig, RenderContext]
 StartMethod = Literal["forkserver", "spawn", "fork"]
 
 # What a worker runs, imported once by the forkserver (workers fork from it warm).
-_WORKER_MODULES = ("clinicpress.renderers.registry", "clinicpress.checks.consistency")
+_WORKER_MODULES = ("clinicpress.renderers.registry", "clinicpress.renderers.consistency")
 DEFAULT_RECYCLE_AFTER = 200
 # A 15-page handout takes ~3 s on a loaded 2-core machine; a job 100× slower is stuck, not slow.
 DEFAULT_JOB_TIMEOUT = 300.0
@@ -94,7 +97,7 @@ def _job(
 ) -> list[Artifact] | Checked:
     # Imported here, not at the top: a process that only hands jobs to the pool never loads
     # WeasyPrint, PDFium or lxml (~55 MB); the forkserver preloads them for the workers.
-    from clinicpress.checks.consistency import consistency_problems
+    from clinicpress.renderers.consistency import consistency_problems
     from clinicpress.renderers.registry import render_article
 
     artifacts = render_article(article, site, context)

@@ -70,7 +70,7 @@ class Spool:
         except OSError as exc:
             self.__exit__()
             reason = exc.strerror or exc
-            raise PublishError(f"{self.path}: cannot create the render spool ({reason})") from None
+            raise PublishError(f"{self.path}: cannot create the render spool ({reason})") from exc
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -94,12 +94,32 @@ class Reviewer(_Strict):
 
 
 class Source(_Strict):
-    """A cited work. ``url`` may be written as ``doi:10.…`` or ``pmid:123``."""
+    """A cited work. ``url`` may be written as ``doi:10.…`` or ``pmid:123``; ``quote`` is optional."""
 
     title: str = Field(min_length=1, max_length=500)
     url: str
+    quote: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description=(
+            "The passage the article relies on, as the source words it ('…' for left-out words); "
+            "checked against the source's text at publish and by the monitor"
+        ),
+    )
 
     _one_line = field_validator("title")(single_line)
+
+    @field_validator("quote")
+    @classmethod
+    def _quote(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # YAML block scalars keep line breaks; the comparison ignores them, the report prints one line.
+        text = " ".join(value.split())
+        if len(text.split()) < 3:
+            raise ValueError(f"{text[:60]!r} is too short to find reliably; expected at least 3 words")
+        return text
 
     @field_validator("url")
     @classmethod

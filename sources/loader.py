@@ -147,15 +147,15 @@ def _parse_yaml(path: Path, front: str) -> dict[str, Any]:
         line = mark.line + 2 if mark is not None else "?"  # +1 for 1-based, +1 for the '---' line
         raise ArticleError(
             path, "front matter", f"invalid YAML at line {line}: {exc.problem}", "valid YAML"
-        ) from None
+        ) from exc
     except yaml.YAMLError as exc:
         problem = f"invalid YAML: {_one_line(str(exc))}"
-        raise ArticleError(path, "front matter", problem, "valid YAML") from None
+        raise ArticleError(path, "front matter", problem, "valid YAML") from exc
     except (ValueError, OverflowError, RecursionError) as exc:
         # PyYAML's constructors raise these bare, e.g. int() of a 5,000-digit number.
         raise ArticleError(
             path, "front matter", f"a value cannot be read ({_one_line(str(exc))})", "valid YAML"
-        ) from None
+        ) from exc
     if data is None:
         raise ArticleError(
             path, "front matter", "is empty", "at least title, summary, published, last_reviewed"
@@ -175,12 +175,12 @@ def load_article(path: Path | str) -> Article:
     article_path = Path(path)
     try:
         raw = article_path.read_bytes()
-    except FileNotFoundError:
-        raise ArticleError(article_path, None, "file not found", "a Markdown article") from None
-    except IsADirectoryError:
-        raise ArticleError(article_path, None, "is a folder", "a Markdown article file") from None
+    except FileNotFoundError as exc:
+        raise ArticleError(article_path, None, "file not found", "a Markdown article") from exc
+    except IsADirectoryError as exc:
+        raise ArticleError(article_path, None, "is a folder", "a Markdown article file") from exc
     except OSError as exc:
-        raise ArticleError(article_path, None, f"cannot read ({exc.strerror})") from None
+        raise ArticleError(article_path, None, f"cannot read ({exc.strerror})") from exc
     if len(raw) > MAX_ARTICLE_BYTES:
         raise ArticleError(
             article_path, None, f"file is {len(raw):,} bytes", f"at most {MAX_ARTICLE_BYTES:,} bytes"
@@ -199,14 +199,14 @@ def _parse_article(article_path: Path, raw: bytes) -> Article:
     except UnicodeDecodeError as exc:
         raise ArticleError(
             article_path, None, f"not UTF-8 text (bad byte at offset {exc.start})", "UTF-8 Markdown text"
-        ) from None
+        ) from exc
 
     front, body, body_line = _split_front_matter(article_path, text)
     data = _parse_yaml(article_path, front)
     try:
         front_matter = FrontMatter.model_validate(data)
     except ValidationError as exc:
-        raise input_error_from(exc, article_path, ArticleError, model=FrontMatter) from None
+        raise input_error_from(exc, article_path, ArticleError, model=FrontMatter) from exc
 
     if not body.strip():
         raise ArticleError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -13,6 +14,10 @@ from clinicpress import clock
 from clinicpress.site import SiteConfig, load_site
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import load_article
+
+# Never a background Prefect server from the suite (flows/local_server.py): the tests bring their
+# own API (prefect_test_harness), and every CLI process a test starts inherits this.
+os.environ["CLINICPRESS_LOCAL_SERVER"] = "0"
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_ARTICLE = ROOT / "content" / "ketamine-therapy-substance-abuse.md"

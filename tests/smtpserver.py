@@ -15,6 +15,10 @@ Faults, set as attributes before or while a client sends:
   over all starts) is kept but the connection is closed without a reply:
   the client cannot know whether it was accepted ("uncertain").
 - ``reject = {address, ...}``: 550 at RCPT TO.
+- ``hang_up_at = {("mail" | "rcpt", n), ...}``: close the connection without
+  a reply at the n-th MAIL FROM or RCPT TO (1-based, over all starts); the
+  server stays up, like one that times out an idle client. Nothing of that
+  message was received: the client must reconnect and send it once.
 - ``pause_at = ("rcpt" | "data", n)``: hold the n-th RCPT TO (before it is
   answered) or the n-th message data (kept, reply withheld) until
   ``release()``; ``paused`` is set when it happens, so a test can SIGKILL the
@@ -99,6 +103,7 @@ class _TrackedSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._owner._sessions.add(self)
+        self._owner.connections += 1
 
     def connection_lost(self, error: Exception | None) -> None:
         self._owner._sessions.discard(self)
@@ -117,6 +122,9 @@ class _Handler:
             o._stop_now()
         if o.stopping:
             await _hang_up(server)
+        o.mail_count += 1
+        if ("mail", o.mail_count) in o.hang_up_at:
+            await _hang_up(server)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -126,6 +134,8 @@ class _Handler:
     ) -> str:
         o = self.owner
         o.rcpt_count += 1
+        if ("rcpt", o.rcpt_count) in o.hang_up_at:
+            await _hang_up(server)
         if o.pause_at == ("rcpt", o.rcpt_count):
             await o._pause()
         if address.lower() in o.reject:
@@ -188,11 +198,14 @@ class SMTPTestServer:
         self.accepted_this_start = 0
         self.data_count = 0
         self.rcpt_count = 0
+        self.mail_count = 0
+        self.connections = 0  # accepted over all starts
         self.stopping = False
         self.stop_after: int | None = None
         self.restart_after: float | None = None
         self.drop_after_data: set[int] = set()
         self.reject: set[str] = set()
+        self.hang_up_at: set[tuple[str, int]] = set()
         self.pause_at: tuple[str, int] | None = None
         self.data_delay = 0.0
         self.paused = threading.Event()

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from requirements import need
 
 from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.catalog import CatalogEntry, render_catalog
@@ -60,14 +61,14 @@ tools = _load_tools()
 def browser() -> Iterator[Any]:
     executable = tools.find_chromium()
     if executable is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install -y chromium)")
+        need("chromium", "it runs the pages for axe-core (Debian: apt-get install -y chromium)")
     if not AXE_JS.is_file():
-        pytest.skip(f"axe-core not found at {AXE_JS} (npm install --prefix .build/node axe-core)")
+        need("axe-core", f"not found at {AXE_JS} (make browser-deps installs it with npm)")
     try:
         with tools.chromium(executable) as instance:
             yield instance
     except tools.BrowserError as exc:
-        pytest.skip(f"chromium could not be started here: {exc}")
+        need("chromium", f"it could not be started here: {exc}")
 
 
 def axe_violations(browser: Any, path: Path, tags: list[str]) -> list[dict[str, Any]]:

@@ -12,9 +12,10 @@ import pypdf
 import pypdfium2
 import pytest
 
-from clinicpress.checks.consistency import consistency_problems, read_pdf_content, squash
 from clinicpress.checks.model import Problem, Severity
+from clinicpress.pdftext import read_pdf_content
 from clinicpress.renderers.base import Artifact, RenderContext
+from clinicpress.renderers.consistency import consistency_problems, squash
 from clinicpress.renderers.handout import HandoutRenderer
 from clinicpress.renderers.newsletter import personalise, render_message_template
 from clinicpress.renderers.registry import render_article

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clinicpress.checks.model import ArticleReport, LinkResult, LinkStatus, Problem, Severity, Verdict
-from clinicpress.console import TABLE_COLUMNS, links_line, links_table, report_lines, summary_line
+from clinicpress.checks.report_text import TABLE_COLUMNS, links_line, links_table, report_lines, summary_line
 
 
 def _link(url: str, status: LinkStatus, reason: str = "r", **kw: object) -> LinkResult:

@@ -1,6 +1,6 @@
-"""Newsletter delivery against a real SMTP server on 127.0.0.1 (aiosmtpd, tests/smtpd.py).
+"""Newsletter delivery against a real SMTP server on 127.0.0.1 (aiosmtpd, tests/smtpserver.py).
 
-The promises (DESIGN.md, "Reliability rules"): every recipient of an article
+The promises (docs/architecture.md, README "Guarantees"): every recipient of an article
 version gets exactly one message, or is reported ``uncertain`` when the
 connection dropped after the message data; a stopped server, a dropped
 connection or a SIGKILLed sender never causes a duplicate, and a re-run
@@ -10,6 +10,8 @@ finishes the job.
 from __future__ import annotations
 
 import signal
+import smtplib
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -22,20 +24,32 @@ from pathlib import Path
 
 import pytest
 from conftest import REFERENCE_ARTICLE, REFERENCE_SITE
-from smtpserver import SMTPTestServer, self_signed_cert
+from requirements import need
+from smtpserver import SMTPTestServer, free_port, self_signed_cert
 from sqlalchemy import select
 
 from clinicpress.errors import InputError
 from clinicpress.outputs.delivery import (
+    Delivery,
+    DeliveryError,
     DeliveryIncomplete,
     DeliveryStore,
+    Outcome,
     SendReport,
+    SmtpSession,
+    State,
     recipients_table,
     resolve_uncertain,
     send_newsletter,
     test_sends,
 )
-from clinicpress.outputs.registry import registry_url
+from clinicpress.outputs.delivery.errors import SmtpFatal, SmtpGone
+from clinicpress.outputs.delivery.lease import lease_dead
+from clinicpress.outputs.delivery.resolve import choose
+from clinicpress.outputs.delivery.send import recorded
+from clinicpress.outputs.delivery.smtp import MAX_BACKOFF, backoff
+from clinicpress.outputs.delivery.store import Found
+from clinicpress.outputs.registry import SCHEMA_VERSION, Registry, registry_url
 from clinicpress.outputs.subscribers import Subscriber, SubscribersError, load_subscribers
 from clinicpress.renderers.base import RenderContext
 from clinicpress.site import SiteConfig, Smtp
@@ -460,7 +474,7 @@ def test_test_send_to_a_bad_address_is_an_input_error(
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     made = self_signed_cert(tmp_path_factory.mktemp("tls"))
     if made is None:
-        pytest.skip("the openssl command is needed to make a test certificate")
+        need("openssl", "the openssl command makes the test certificate (apt-get install -y openssl)")
     return made
 
 
@@ -553,6 +567,255 @@ def test_bad_subscribers_csv_names_file_line_and_field(
 def test_missing_subscribers_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(SubscribersError, match="file not found"):
         load_subscribers(tmp_path / "nope.csv")
+
+
+# -- the connection drops mid-batch: the one reconnect loop ---------------------------------------
+
+
+@pytest.mark.parametrize("step", ["mail", "rcpt"])
+def test_a_connection_dropped_mid_batch_is_reopened_and_nobody_gets_two(
+    article: Article, site: SiteConfig, tmp_path: Path, server: SMTPTestServer, step: str
+) -> None:
+    readers = subscribers(10)
+    # The server stays up but hangs up on the 4th and 8th transaction, before any message data.
+    server.hang_up_at = {(step, 4), (step, 8)}
+    report = send(article, site, tmp_path, server, readers)
+    assert report.sent == 10, report.summary()
+    assert report.stopped is None
+    result = assert_exactly_once(server, readers, report)
+    assert result == Tally(sends=10, duplicates=0, lost=0, uncertain=0)
+    assert server.connections == 3  # the first, and one after each drop
+    # Claimed twice (the first claim went back to pending), sent once.
+    assert states(site, tmp_path)[readers[3].email] == ("accepted", True, 2)
+    assert states(site, tmp_path)[readers[6].email] == ("accepted", True, 2)
+
+
+def test_a_server_that_always_hangs_up_stops_the_run_within_its_budget(
+    article: Article, site: SiteConfig, tmp_path: Path, server: SMTPTestServer
+) -> None:
+    readers = subscribers(3)
+    server.hang_up_at = {("mail", n) for n in range(1, 100)}
+    first = send(article, site, tmp_path, server, readers, reconnects=2)
+    assert (first.pending, first.claimed, first.sent) == (3, 0, 0), first.summary()
+    assert first.stopped is not None
+    assert "the next run resumes" in first.stopped
+    assert server.connections == 3  # the first try and two reconnects, then the run stops
+    assert server.received == []
+
+    server.hang_up_at = set()
+    again = send(article, site, tmp_path, server, readers)
+    assert again.sent == 3
+    assert_exactly_once(server, readers, again)
+
+
+def test_a_server_that_keeps_dropping_after_the_data_does_not_make_everyone_uncertain(
+    article: Article, site: SiteConfig, tmp_path: Path, server: SMTPTestServer
+) -> None:
+    readers = subscribers(6)
+    server.drop_after_data = set(range(1, 100))
+    report = send(article, site, tmp_path, server, readers, reconnects=2)
+    assert (report.uncertain, report.pending, report.sent) == (3, 3, 0), report.summary()
+    assert report.stopped is not None
+    assert "keeps dropping connections" in report.stopped
+
+
+def test_smtp_errors_become_ours_with_the_cause_kept(server: SMTPTestServer) -> None:
+    closed = Smtp.model_validate({"host": "127.0.0.1", "port": free_port(), "security": "none", "timeout": 5})
+    session = SmtpSession(closed, reconnects=1, reconnect_delay=0.01)
+    with pytest.raises(SmtpGone, match="unreachable") as gone:
+        session.transaction(lambda conn: Delivery(Outcome.ACCEPTED, "unreachable anyway"))
+    assert isinstance(gone.value, DeliveryError)
+    assert isinstance(gone.value.__cause__, ConnectionRefusedError)
+
+    no_tls = SmtpSession(smtp_for(server, security="starttls"))
+    with pytest.raises(SmtpFatal, match="STARTTLS"):
+        no_tls.transaction(lambda conn: Delivery(Outcome.ACCEPTED, "never reached"))
+    assert server.received == []
+
+
+def test_login_refused_keeps_smtplibs_error_as_the_cause(cert: tuple[Path, Path]) -> None:
+    trust = ssl.create_default_context(cafile=str(cert[0]))
+    with SMTPTestServer(tls="tls", cert=cert, auth=("news", "s3cret")) as srv:
+        wrong = smtp_for(srv, security="tls", username="news", password="nope")
+        with pytest.raises(SmtpFatal, match="login refused") as refused:
+            SmtpSession(wrong, trust).transaction(lambda conn: None)
+    assert isinstance(refused.value.__cause__, smtplib.SMTPAuthenticationError)
+
+
+# -- the decisions, as pure functions -------------------------------------------------------------
+
+
+def test_what_each_outcome_records() -> None:
+    at = PUBLISHED_AT
+    assert recorded(Delivery(Outcome.ACCEPTED, "250 ok"), at) == {
+        "state": State.ACCEPTED,
+        "smtp_response": "250 ok",
+        "last_error": None,
+        "finished_at": at,
+    }
+    assert recorded(Delivery(Outcome.REFUSED, "550"), at)["state"] is State.FAILED
+    assert recorded(Delivery(Outcome.UNKNOWN, "lost"), at)["state"] is State.UNCERTAIN
+    # Provably not sent: back to pending, no longer this run's, not finished.
+    assert recorded(Delivery(Outcome.NOT_SENT, "lost"), at) == {
+        "state": State.PENDING,
+        "data_started": False,
+        "run_id": None,
+        "last_error": "lost",
+    }
+
+
+def test_backoff_doubles_up_to_a_ceiling() -> None:
+    assert [backoff(n, 0.5) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+    assert backoff(30, 0.5) == MAX_BACKOFF
+
+
+def test_who_may_take_a_lease_over() -> None:
+    at = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    later, earlier = datetime(2026, 1, 5, 9, 31, tzinfo=UTC), datetime(2026, 1, 5, 9, 29, tzinfo=UTC)
+
+    def dead(owner: str | None, until: datetime | None, alive: bool = True) -> bool:
+        return lease_dead(owner, until, at, host="here", pid=10, alive=lambda pid: alive)
+
+    assert dead(None, None)
+    assert dead("here:11:run", earlier)  # expired
+    assert not dead("here:11:run", later)  # alive, on this host
+    assert dead("here:11:run", later, alive=False)  # its process is gone
+    assert not dead("there:11:run", later, alive=False)  # another host: only expiry tells
+    assert not dead("here:10:run", later, alive=False)  # our own pid: another thread of ours
+
+
+def test_which_record_a_manual_verdict_means() -> None:
+    a, b = "a" * 64, "b" * 64
+    args = {"slug": "s", "address": "x@example.org", "version": ""}
+    assert choose([Found(1, a, "uncertain"), Found(2, b, "accepted")], slug_known=True, **args).id == 1
+    with pytest.raises(InputError, match="no newsletter of 's'"):
+        choose([], slug_known=False, **args)
+    with pytest.raises(InputError, match="not a recipient"):
+        choose([], slug_known=True, **args)
+    with pytest.raises(InputError, match=r"not uncertain .*accepted in version a{12}"):
+        choose([Found(1, a, "accepted")], slug_known=True, **args)
+    with pytest.raises(InputError, match=r"uncertain in 2 versions.*--version"):
+        choose([Found(1, a, "uncertain"), Found(2, b, "uncertain")], slug_known=True, **args)
+
+
+# -- the schema: one version with the registry ------------------------------------------------------
+
+# The database as clinicpress made it before the delivery tables were versioned (schema_info 2,
+# the newsletter_* tables beside it): the DDL SQLAlchemy emitted for SQLite, copied verbatim.
+UNVERSIONED_LAYOUT = """
+CREATE TABLE schema_info ( version INTEGER NOT NULL );
+CREATE TABLE publishes ( id INTEGER NOT NULL, slug VARCHAR(80) NOT NULL, version VARCHAR(64) NOT NULL, title TEXT NOT NULL, published_at DATETIME NOT NULL, release_id VARCHAR(64), channels JSON NOT NULL, licenses JSON NOT NULL, last_reviewed DATE NOT NULL, next_review DATE NOT NULL, PRIMARY KEY (id), CONSTRAINT uq_publish_slug_version UNIQUE (slug, version) );
+CREATE INDEX ix_publishes_slug ON publishes (slug);
+CREATE TABLE sources ( id INTEGER NOT NULL, url TEXT NOT NULL, archive_url TEXT, archive_timestamp VARCHAR(14), archive_checked_at DATETIME, PRIMARY KEY (id), UNIQUE (url) );
+CREATE TABLE alert_state ( "key" VARCHAR(200) NOT NULL, state VARCHAR(32) NOT NULL, since DATETIME NOT NULL, failures INTEGER NOT NULL, PRIMARY KEY ("key") );
+CREATE TABLE alerts ( id INTEGER NOT NULL, "key" VARCHAR(200) NOT NULL, kind VARCHAR(40) NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL, created_at DATETIME NOT NULL, deliveries JSON NOT NULL, PRIMARY KEY (id) );
+CREATE INDEX ix_alerts_key ON alerts ("key");
+CREATE TABLE release_events ( id INTEGER NOT NULL, at DATETIME NOT NULL, action VARCHAR(16) NOT NULL, release_id VARCHAR(64) NOT NULL, slug VARCHAR(80), detail TEXT NOT NULL, PRIMARY KEY (id) );
+CREATE TABLE publish_sources ( publish_id INTEGER NOT NULL, position INTEGER NOT NULL, source_id INTEGER NOT NULL, title TEXT NOT NULL, PRIMARY KEY (publish_id, position), FOREIGN KEY(publish_id) REFERENCES publishes (id) ON DELETE CASCADE, FOREIGN KEY(source_id) REFERENCES sources (id) );
+CREATE TABLE source_checks ( id INTEGER NOT NULL, source_id INTEGER NOT NULL, checked_at DATETIME NOT NULL, status VARCHAR(16) NOT NULL, reason TEXT NOT NULL, http_status INTEGER, final_url TEXT, PRIMARY KEY (id), FOREIGN KEY(source_id) REFERENCES sources (id) );
+CREATE INDEX ix_source_checks_source_id ON source_checks (source_id);
+CREATE TABLE newsletter_sends ( id INTEGER NOT NULL, slug VARCHAR(80) NOT NULL, version VARCHAR(64) NOT NULL, title TEXT NOT NULL, published_at DATETIME NOT NULL, created_at DATETIME NOT NULL, candidates INTEGER NOT NULL, completed_at DATETIME, lease_owner VARCHAR(200), lease_until DATETIME, PRIMARY KEY (id), CONSTRAINT uq_newsletter_send_slug_version UNIQUE (slug, version) );
+CREATE TABLE newsletter_test_sends ( id INTEGER NOT NULL, slug VARCHAR(80) NOT NULL, version VARCHAR(64) NOT NULL, address TEXT NOT NULL, state VARCHAR(16) NOT NULL, message_id TEXT, smtp_response TEXT, last_error TEXT, created_at DATETIME NOT NULL, finished_at DATETIME, PRIMARY KEY (id) );
+CREATE TABLE newsletter_recipients ( id INTEGER NOT NULL, send_id INTEGER NOT NULL, address_key VARCHAR(320) NOT NULL, address TEXT NOT NULL, unsubscribe_url TEXT, state VARCHAR(16) NOT NULL, attempts INTEGER NOT NULL, data_started BOOLEAN NOT NULL, run_id VARCHAR(32), message_id TEXT, smtp_response TEXT, last_error TEXT, claimed_at DATETIME, finished_at DATETIME, updated_at DATETIME NOT NULL, PRIMARY KEY (id), CONSTRAINT uq_newsletter_recipient UNIQUE (send_id, address_key), FOREIGN KEY(send_id) REFERENCES newsletter_sends (id) ON DELETE CASCADE );
+CREATE INDEX ix_newsletter_recipients_state ON newsletter_recipients (send_id, state);
+CREATE TABLE newsletter_runs ( id VARCHAR(32) NOT NULL, send_id INTEGER NOT NULL, owner VARCHAR(200) NOT NULL, started_at DATETIME NOT NULL, finished_at DATETIME, sent INTEGER NOT NULL, complete BOOLEAN NOT NULL, summary TEXT, PRIMARY KEY (id), FOREIGN KEY(send_id) REFERENCES newsletter_sends (id) ON DELETE CASCADE );
+"""  # noqa: E501
+
+
+def unversioned_database(path: Path, slug: str, readers: Sequence[Subscriber], *, version: int = 2) -> None:
+    """A registry at schema ``version`` holding a half-done send of V1, written as the old code did."""
+    stamp = "2026-01-05 09:30:00.000000"
+    with sqlite3.connect(path) as db:
+        db.executescript(UNVERSIONED_LAYOUT)
+        db.execute("INSERT INTO schema_info (version) VALUES (?)", (version,))
+        db.execute(
+            "INSERT INTO newsletter_sends (id, slug, version, title, published_at, created_at, candidates) "
+            "VALUES (1, ?, ?, 'Title', ?, ?, ?)",
+            (slug, V1, stamp, stamp, len(readers)),
+        )
+        for n, (reader, state) in enumerate(zip(readers, ["accepted", "uncertain", "pending"], strict=True)):
+            db.execute(
+                "INSERT INTO newsletter_recipients (send_id, address_key, address, unsubscribe_url, state, "
+                "attempts, data_started, message_id, last_error, updated_at) "
+                "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    reader.key,
+                    reader.email,
+                    reader.unsubscribe_url,
+                    state,
+                    int(state != "pending"),
+                    int(state != "pending"),
+                    f"<{n}@example.org>" if state != "pending" else None,
+                    "connection lost after the message data" if state == "uncertain" else None,
+                    stamp,
+                ),
+            )
+    db.close()
+
+
+def schema_versions(path: Path) -> list[int]:
+    with sqlite3.connect(path) as db:
+        rows = [int(v) for (v,) in db.execute("SELECT version FROM schema_info")]
+    db.close()
+    return rows
+
+
+def test_a_database_with_the_unversioned_delivery_tables_is_upgraded_and_resumed(
+    article: Article, site: SiteConfig, tmp_path: Path, server: SMTPTestServer
+) -> None:
+    assert SCHEMA_VERSION >= 3  # the version that counted the newsletter tables in, or later
+    readers = subscribers(3)
+    database = tmp_path / "registry.sqlite"
+    unversioned_database(database, article.key, readers)
+
+    report = send(article, site, tmp_path, server, readers)  # the new code opens it first
+    assert schema_versions(database) == [SCHEMA_VERSION]
+    assert report.sent == 1, report.summary()  # only the pending one
+    assert (report.accepted, report.uncertain, report.pending) == (2, 1, 0)
+    assert [r.rcpt_tos for r in server.received] == [(readers[2].email,)]
+    [issue] = report.uncertain_recipients
+    assert (issue.email, issue.message_id) == (readers[1].email, "<1@example.org>")
+
+    with Registry(registry_url(site, tmp_path)) as registry:
+        assert registry.unrecorded({article.key: V1}) == {article.key}
+    assert schema_versions(database) == [SCHEMA_VERSION]
+    resolve_uncertain(site, tmp_path, article.key, "", readers[1].email, delivered=False)
+    again = send(article, site, tmp_path, server, readers)
+    assert (again.sent, again.accepted, again.uncertain) == (1, 3, 0), again.summary()
+
+
+def test_the_registry_opening_first_upgrades_the_delivery_tables_too(
+    site: SiteConfig, tmp_path: Path
+) -> None:
+    readers = subscribers(3)
+    database = tmp_path / "registry.sqlite"
+    unversioned_database(database, "an-article", readers)
+    Registry(registry_url(site, tmp_path)).close()
+    assert schema_versions(database) == [SCHEMA_VERSION]
+    with DeliveryStore(registry_url(site, tmp_path)) as store:
+        assert store.report(1, 3, sent=0).counts() == {
+            "pending": 1,
+            "claimed": 0,
+            "accepted": 1,
+            "failed": 0,
+            "uncertain": 1,
+            "excluded": 0,
+        }
+
+
+def test_a_newer_database_is_refused_and_left_alone(site: SiteConfig, tmp_path: Path) -> None:
+    database = tmp_path / "registry.sqlite"
+    with sqlite3.connect(database) as db:
+        db.executescript("CREATE TABLE schema_info ( version INTEGER NOT NULL );")
+        db.execute("INSERT INTO schema_info (version) VALUES (?)", (SCHEMA_VERSION + 1,))
+    db.close()
+    with pytest.raises(DeliveryError, match="newer than this clinicpress"):
+        DeliveryStore(registry_url(site, tmp_path))
+    with sqlite3.connect(database) as db:
+        assert [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == [
+            "schema_info"
+        ]
+    db.close()
 
 
 # -- the long matrix (issue 8) ---------------------------------------------------------------------

@@ -11,6 +11,11 @@ subscriber exactly one copy.
 
 Two cases run in ``make test``; the whole matrix (13 points x 2) is marked
 slow and runs in ``make test-slow`` and CI.
+
+A catalog (``CATALOG`` articles, at least ``POOL_THRESHOLD``) takes the other
+path: renders in worker processes, artifacts in a spool, hard-linked into
+staging. Its own cases: a worker SIGKILLed mid-render, the publishing process
+SIGKILLed while linking the spool into staging, and right after the switch.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +38,11 @@ from conftest import MINIMAL_FRONT_MATTER, ROOT, site_text
 from pypdf import PdfReader
 from smtpserver import SMTPTestServer
 
-from clinicpress.faults import ACTIONS, FAULT_ENV, POINTS
+from clinicpress.faults import ACTIONS, FAULT_ENV, GO, POINTS
+from clinicpress.flows.publish import POOL_THRESHOLD
 from clinicpress.outputs.registry import REGISTRY_FILE, Registry
 from clinicpress.outputs.release import STAGING_PREFIX
+from clinicpress.renderers.spool import SPOOL_PREFIX
 
 SUBSCRIBERS = ("ann@example.org", "bob@example.org", "cy@example.org")
 SLUG = "test-article"  # from the title
@@ -177,3 +186,214 @@ def test_a_fault_at_any_step_leaves_old_or_new_whole_and_a_rerun_completes(
     with Registry(f"sqlite:///{out / REGISTRY_FILE}") as registry:
         assert registry.unrecorded({SLUG: version}) == set()
         assert [p.version for p in registry.latest_publishes({SLUG: version})] == [version]
+
+
+# -- a catalog: the render pool and the spool ------------------------------------------------------
+
+CATALOG = 8
+CATALOG_SLUGS = tuple(f"article-{n}" for n in range(CATALOG))
+CATALOG_QUICK = {"worker-killed"}
+
+
+def _catalog_article(n: int, marker: str) -> str:
+    front = MINIMAL_FRONT_MATTER.replace("Test Article", f"Article {n}")
+    return f"---\n{front}---\nArticle {n} says {marker}.\n"
+
+
+def _write_catalog(folder: Path, marker: str) -> None:
+    for n in range(CATALOG):
+        (folder / f"a{n}.md").write_text(_catalog_article(n, marker), encoding="utf-8")
+
+
+def _catalog_command(folder: Path) -> list[str]:
+    articles = [str(folder / f"a{n}.md") for n in range(CATALOG)]
+    out = str(folder / "out")
+    site = str(folder / "site.toml")
+    return [sys.executable, "-m", "clinicpress", "publish", "--site", site, "--out", out, *articles]
+
+
+def _catalog_env(fault: str | None = None) -> dict[str, str]:
+    from prefect.settings import PREFECT_API_URL
+
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    env.pop(FAULT_ENV, None)
+    if fault:
+        env[FAULT_ENV] = fault
+    return env
+
+
+def _publish_catalog(folder: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _catalog_command(folder),
+        cwd=ROOT,
+        env=_catalog_env(fault),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _catalog_marker(release: Path, slug: str) -> str:
+    """The one marker every channel of ``slug`` says in ``release``: a mix of versions fails."""
+    report = json.loads((release / "reports" / f"{slug}.json").read_text(encoding="utf-8"))
+    assert set(report["channels"]) == {"web", "handout", "newsletter"}
+    for files in report["channels"].values():
+        for relpath in files:
+            assert (release / relpath).is_file(), relpath
+    web = (release / "web" / slug / "index.html").read_text(encoding="utf-8")
+    eml = (release / "newsletter" / f"{slug}.eml").read_text(encoding="utf-8")
+    pdf = " ".join(page.extract_text() for page in PdfReader(release / "handouts" / f"{slug}.pdf").pages)
+    said = {m for m in ("ALPHA", "BRAVO") if m in web}
+    assert len(said) == 1, (slug, said)
+    [marker] = said
+    assert marker in eml, slug
+    assert marker in " ".join(pdf.split()), slug
+    return marker
+
+
+def _catalog_versions(out: Path) -> dict[str, str]:
+    versions = {}
+    for slug in CATALOG_SLUGS:
+        data = json.loads((_live(out) / "reports" / f"{slug}.json").read_text(encoding="utf-8"))
+        versions[slug] = data["version"]
+    return versions
+
+
+def _files_of(snapshot: dict[str, str], slug: str) -> dict[str, str]:
+    """The files of one article (``web/<slug>/…``, ``handouts/<slug>.pdf``, …) in a snapshot."""
+    return {
+        path: digest
+        for path, digest in snapshot.items()
+        if len(Path(path).parts) > 1 and Path(path).parts[1].split(".")[0] == slug
+    }
+
+
+@pytest.fixture(scope="module")
+def catalog_one(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Published:
+    """Version 1 of a catalog big enough for the render pool, live."""
+    assert CATALOG >= POOL_THRESHOLD
+    folder = tmp_path_factory.mktemp("catalog-v1")
+    (folder / "site.toml").write_text(site_text(timeout="2.0", retries="0"), encoding="utf-8")
+    _write_catalog(folder, "ALPHA")
+    first = _publish_catalog(folder)
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = folder / "out"
+    assert all(_catalog_marker(_live(out), slug) == "ALPHA" for slug in CATALOG_SLUGS)
+    return Published(folder, _live(out).name, _snapshot(_live(out)), json.dumps(_catalog_versions(out)))
+
+
+def _kill_a_worker_mid_render(folder: Path, held: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Publish with the workers held inside their first render; SIGKILL one; return (run, its slug)."""
+    held.mkdir()
+    run = subprocess.Popen(
+        _catalog_command(folder),
+        cwd=ROOT,
+        env=_catalog_env(f"render.handout:pause:{held}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (waiting := sorted(held.glob("*.waiting"))):
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "no render worker reached the handout"
+            time.sleep(0.05)
+        pid = int(waiting[0].name.removesuffix(".waiting"))
+        # The render is in a worker process, not the publishing one, and its artifacts go to a spool.
+        assert pid != run.pid
+        assert [p for p in (folder / "out").glob(f"{SPOOL_PREFIX}*") if p.is_dir()], "no spool in use"
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        (held / GO).touch()
+    stdout, stderr = run.communicate(timeout=600)
+    said = stdout + stderr
+    died = re.findall(r"(article-\d+): the render worker died", said)
+    assert len(died) == 1, said
+    return subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr), died[0]
+
+
+def _catalog_cases() -> Iterator[object]:
+    for case in ("worker-killed", "stage.link", "switched"):
+        marks = () if case in CATALOG_QUICK else (pytest.mark.slow,)
+        yield pytest.param(case, marks=marks, id=case if case == "worker-killed" else f"{case}-kill")
+
+
+@pytest.mark.parametrize("case", list(_catalog_cases()))
+def test_a_fault_on_the_catalog_path_leaves_old_or_new_whole_and_a_rerun_completes(
+    catalog_one: Published, tmp_path: Path, case: str
+) -> None:
+    folder = tmp_path / "site"
+    shutil.copytree(catalog_one.folder, folder, symlinks=True)  # version 1 of every article live
+    out = folder / "out"
+    _write_catalog(folder, "BRAVO")
+
+    if case == "worker-killed":
+        faulted, lost = _kill_a_worker_mid_render(folder, tmp_path / "held")
+        # The publisher lives on: the dead worker's article is blocked, the other seven go live.
+        assert faulted.returncode == 1, faulted.stdout + faulted.stderr
+        live = _live(out)
+        assert live.name != catalog_one.release
+        for slug in CATALOG_SLUGS:
+            assert _catalog_marker(live, slug) == ("ALPHA" if slug == lost else "BRAVO"), slug
+        # The article whose render died is version 1 byte for byte.
+        assert _files_of(_snapshot(live), lost) == _files_of(catalog_one.files, lost)
+        assert _files_of(catalog_one.files, lost), "no files matched the lost article"
+    else:
+        faulted = _publish_catalog(folder, f"{case}:kill")
+        assert faulted.returncode == -signal.SIGKILL, faulted.stdout + faulted.stderr  # reached
+        # The dead run's spool is left (it held the catalog's artifacts: the pool path was taken).
+        assert list(out.glob(f"{SPOOL_PREFIX}*")), "the catalog did not go through a spool"
+        if case == "stage.link":
+            assert _live(out).name == catalog_one.release
+            assert _snapshot(_live(out)) == catalog_one.files  # the old release, byte for byte
+        else:
+            assert _live(out).name != catalog_one.release
+            assert all(_catalog_marker(_live(out), slug) == "BRAVO" for slug in CATALOG_SLUGS)
+
+    rerun = _publish_catalog(folder)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert all(_catalog_marker(_live(out), slug) == "BRAVO" for slug in CATALOG_SLUGS)
+    assert not list((out / "releases").glob(f"{STAGING_PREFIX}*")), "half-built release left behind"
+    versions = _catalog_versions(out)
+    assert set(versions.values()).isdisjoint(json.loads(catalog_one.version).values())
+    with Registry(f"sqlite:///{out / REGISTRY_FILE}") as registry:
+        assert registry.unrecorded(versions) == set()
+    leftover = sorted(p.name for p in out.glob(f"{SPOOL_PREFIX}*"))
+    assert leftover == [], f"spool left behind: {leftover}"
+
+
+# -- the pause kind of fault point ------------------------------------------------------------------
+
+
+def test_a_pause_holds_until_go_then_later_passes_do_not_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from clinicpress import faults
+
+    monkeypatch.setenv(FAULT_ENV, f"stage:pause:{tmp_path}")
+    faults.fault_point("switch")  # another point: not held
+    assert list(tmp_path.iterdir()) == []
+    held = threading.Thread(target=faults.fault_point, args=("stage",))
+    held.start()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / f"{os.getpid()}.waiting").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert held.is_alive(), "the point did not wait for go"
+    (tmp_path / GO).touch()
+    held.join(timeout=5)
+    assert not held.is_alive()
+    faults.fault_point("stage")  # released: passes straight through
+
+
+def test_a_pause_never_released_fails_loudly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from clinicpress import faults
+
+    monkeypatch.setattr(faults, "PAUSE_TIMEOUT", 0.2)
+    monkeypatch.setenv(FAULT_ENV, f"stage:pause:{tmp_path}")
+    with pytest.raises(faults.InjectedFault, match="never appeared"):
+        faults.fault_point("stage")

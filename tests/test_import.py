@@ -3,31 +3,40 @@
 Fixtures in tests/fixtures/import/ are pages of our own: a WordPress-style post
 with every kind of page furniture, a minimal page, a page without an h1, the
 reference article as the clinic's blog rendered it (its Sources heading lost
-its links) and a hostile page. URL imports run against tests/httpfarm.py.
+its links), a hostile page, and a blog page saved from a browser whose links and
+images are relative. URL imports run against tests/httpfarm.py.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from bs4 import BeautifulSoup
 from conftest import ROOT
 from hostile.inert import inert_problems, visible_text
 from httpfarm import HTTPFarm, Reply
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from clinicpress.checks.settings import LinkCheckSettings
 from clinicpress.cli import app
 from clinicpress.errors import ArticleError, InputError
+from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import License, load_site
-from clinicpress.sources import importer
-from clinicpress.sources.importer import ImportResult, import_page, report_lines
+from clinicpress.sources.importer import ImportResult, extract, import_page, report_lines
+from clinicpress.sources.importer import fetch as importer_fetch
+from clinicpress.sources.importer.convert import escape_text, to_markdown
+from clinicpress.sources.importer.metadata import Addresses
 from clinicpress.sources.loader import load_article
+from clinicpress.sources.markdown import body_tokens_of
 
 FIXTURES = ROOT / "tests" / "fixtures" / "import"
 SEED = Path("/work/shared/seed/ketamine-therapy-substance-abuse.txt")
@@ -62,7 +71,8 @@ def _assert_no_invented_source(result: ImportResult, page: str) -> None:
     for source in front.get("sources", []):  # type: ignore[attr-defined]
         url = source["url"]
         doi = url.removeprefix("https://doi.org/")
-        assert url in page or doi in page, f"{url} is not on the page"
+        path = urlsplit(url).path  # a relative link on the page, resolved against its address
+        assert url in page or doi in page or f'href="{path}"' in page, f"{url} is not on the page"
         assert source["title"].split(".")[0] in page
 
 
@@ -239,7 +249,14 @@ def test_reference_page_keeps_every_paragraph_and_invents_no_source(content: Pat
 
 
 @pytest.mark.parametrize(
-    "name", ["wordpress-post.html", "minimal.html", "no-h1.html", "ketamine-therapy-substance-abuse.html"]
+    "name",
+    [
+        "wordpress-post.html",
+        "minimal.html",
+        "no-h1.html",
+        "ketamine-therapy-substance-abuse.html",
+        "relative-links.html",
+    ],
 )
 def test_no_fixture_gets_an_invented_source_or_citation(content: Path, name: str) -> None:
     result = _import(name, content)
@@ -359,7 +376,7 @@ def test_url_import_failures_are_input_errors(
 
 
 def test_url_import_size_cap(farm: HTTPFarm, content: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(importer, "MAX_PAGE_BYTES", 1024)
+    monkeypatch.setattr(importer_fetch, "MAX_PAGE_BYTES", 1024)  # the cap lives with the fetch
     with pytest.raises(InputError, match="is larger than 1,024 bytes"):
         import_page(farm.url("/huge"), content_dir=content, link_settings=LOOPBACK)
 
@@ -391,8 +408,6 @@ def test_cli_import_writes_next_to_the_site_config_and_reports(content: Path) ->
     runner = CliRunner()
     args = ["import", str(FIXTURES / "minimal.html"), "--site", str(site), "--out", str(content / "out")]
     result = runner.invoke(app, args)
-    if "not available in this version yet" in result.output:
-        pytest.skip("`clinicpress import` is not wired to sources/importer.py yet")
     assert result.exit_code == 0, result.output
     assert (content / "sleep-and-early-recovery.md").is_file()
     assert "missing (the page does not state them, nothing was guessed)" in result.output
@@ -401,3 +416,311 @@ def test_cli_import_writes_next_to_the_site_config_and_reports(content: Path) ->
     assert "already exists; expected --force" in again.output
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
     assert not (content / "out").exists()  # import writes only the article
+
+
+# -- DNS rebinding: the import connects only to the address it vetted --------------------------
+
+
+def test_url_import_is_pinned_to_the_vetted_address(content: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that answers 127.0.0.2 (allowed here) first and 127.0.0.1 after: the page and its
+    redirect hop come from 127.0.0.2, the listener on 127.0.0.1 (same port) sees no connection,
+    and the name is resolved once (tests/test_rebinding.py has the parts; real sockets, no DNS)."""
+    from test_rebinding import LISTENER_IP, ORIGIN_IP, Hosts, Resolver
+
+    hosts = Hosts()
+    try:
+        resolver = Resolver()
+        resolver.answers = {"rebind.test": [[ORIGIN_IP], [LISTENER_IP]]}
+        monkeypatch.setattr(socket, "getaddrinfo", resolver.getaddrinfo)
+        settings = LinkCheckSettings(allow_private_networks=[f"{ORIGIN_IP}/32"], timeout=2.0, retries=0)
+        try:
+            result: ImportResult | InputError = import_page(
+                hosts.url("rebind.test", "/hop"), content_dir=content, link_settings=settings
+            )
+        except InputError as exc:  # what an unpinned client gets from the listener: a hang-up
+            result = exc
+        assert hosts.listener.connections == 0, f"connected to the second DNS answer ({result})"
+        assert isinstance(result, ImportResult), result
+        assert result.path.exists()
+        assert hosts.origin.hits["/hop"] == 1
+        assert hosts.origin.hits["/page"] == 1
+        assert resolver.asked["rebind.test"] == 1
+    finally:
+        hosts.close()
+
+
+# -- relative links and images: resolved against the page's own address --------------------------
+
+SAVED = (FIXTURES / "relative-links.html").read_text(encoding="utf-8")
+CANONICAL_TAG = '<link rel="canonical" href="https://clinic.example/blog/naloxone-saves-lives/">'
+OG_URL_TAG = '<meta property="og:url" content="https://og.clinic.example/blog/naloxone-saves-lives/">'
+BASE_TAG = '<base href="https://base.clinic.example/">'
+
+
+def _saved_page(tmp_path: Path, *without: str) -> Path:
+    """The saved page without some of its address tags, as another file."""
+    text = SAVED
+    for tag in without:
+        assert tag in text
+        text = text.replace(tag, "")
+    page = tmp_path / "saved.html"
+    page.write_text(text, encoding="utf-8")
+    return page
+
+
+def test_saved_page_resolves_relative_links_and_images_against_its_canonical_url(content: Path) -> None:
+    result = _import("relative-links.html", content)
+    assert result.path == content / "naloxone-saves-lives.md"  # the canonical URL names the slug
+    front, body = _front_and_body(result.article_text)
+    assert front["title"] == "Naloxone Saves Lives: What Families Should Know"
+    assert front["published"] == date(2024, 9, 2)
+    assert result.missing_fields == ["last_reviewed"]
+    assert "![A chart](https://clinic.example/img/x.png)" in body  # was dropped with its alt text
+    assert (
+        "![A naloxone nasal spray kit in its box](https://clinic.example/blog/naloxone-saves-lives/kit.jpg)"
+    ) in body
+    assert "A nasal spray kit, as handed out at our front desk." in body  # the caption is kept
+    assert "[outpatient program](https://clinic.example/programs/outpatient/)" in body
+    assert "[printable guide](https://clinic.example/resources/naloxone-guide/)" in body
+    assert "[the overdose FAQ](https://cdn.clinic.example/docs/overdose-faq.html)" in body
+    assert "[write to us](mailto:help@clinic.example)" in body
+    assert "1. Call 911 and say that someone is not breathing.\n2. Give one spray" in body
+    assert "## How to use it" in body
+    assert "](/" not in body
+    assert "](." not in body
+    assert "](kit" not in body
+    for furniture in (
+        "Clinic Example home",
+        "Contact us",
+        "Recent posts",
+        "Alcohol and sleep",
+        "Licensed by",
+    ):
+        assert furniture not in body, furniture
+    assert "Copyright" not in body
+    assert "Privacy Policy" not in body
+    assert "Sources" not in body
+    assert "Lifesaving naloxone" not in body
+    assert front["sources"] == [
+        {
+            "title": (
+                "Substance Abuse and Mental Health Services Administration. Opioid Overdose Prevention "
+                "Toolkit. store.samhsa.gov"
+            ),
+            "url": "https://store.samhsa.gov/product/opioid-overdose-prevention-toolkit/sma18-4742",
+        },
+        {
+            "title": "Clinic Example research team. Naloxone distribution at discharge. Our study",
+            "url": "https://clinic.example/research/naloxone-at-discharge/",  # a relative link, resolved
+        },
+    ]
+    assert "source without a link, find and confirm it: Centers for Disease Control and Prevention. " in (
+        "\n".join(result.notes)
+    )
+    assert result.suggested_site_toml is not None
+    assert 'program_id = "300861AP"' in result.suggested_site_toml
+
+
+def test_saved_page_output_is_an_article_check_loads(content: Path) -> None:
+    result = _import("relative-links.html", content)
+    assert (
+        result.loader_message == f"{result.path}: last_reviewed: required field is missing; expected a value"
+    )
+    article = load_article(_filled_in(result))  # only the field the import reported missing is added
+    assert article.key == "naloxone-saves-lives"
+    assert [source.url for source in article.sources] == [
+        "https://store.samhsa.gov/product/opioid-overdose-prevention-toolkit/sma18-4742",
+        "https://clinic.example/research/naloxone-at-discharge/",
+    ]
+    assert "![A chart](https://clinic.example/img/x.png)" in article.body
+    assert article.cited_numbers() == []
+
+
+@pytest.mark.parametrize(
+    ("without", "site_url", "image"),
+    [
+        ((), None, "https://clinic.example/img/x.png"),  # canonical first
+        ((CANONICAL_TAG,), None, "https://og.clinic.example/img/x.png"),  # then og:url
+        ((CANONICAL_TAG, OG_URL_TAG), None, "https://base.clinic.example/img/x.png"),  # then <base href>
+        ((CANONICAL_TAG, OG_URL_TAG, BASE_TAG), "https://site.example", "https://site.example/img/x.png"),
+    ],
+)
+def test_relative_addresses_resolve_in_the_documented_order(
+    tmp_path: Path, without: tuple[str, ...], site_url: str | None, image: str
+) -> None:
+    page = _saved_page(tmp_path, *without)
+    result = import_page(str(page), content_dir=tmp_path / "content", site_url=site_url)
+    assert f"![A chart]({image})" in result.article_text
+    guessed = [n for n in result.notes if "resolved against the site's base_url" in n]
+    assert bool(guessed) == (site_url is not None)  # a guess from site.toml is reported as one
+
+
+def test_saved_page_with_no_address_keeps_relative_links_as_text_and_says_so(tmp_path: Path) -> None:
+    page = _saved_page(tmp_path, CANONICAL_TAG, OG_URL_TAG, BASE_TAG)
+    result = import_page(str(page), content_dir=tmp_path / "content")
+    _, body = _front_and_body(result.article_text)
+    assert "Ask at any pharmacy, or pick up a free kit at our outpatient program." in body
+    assert "\nA chart\n" in body  # the alt text stays as words; no image without an address
+    assert "](/" not in body
+    assert any("relative" in n and "/programs/outpatient/" in n for n in result.notes)
+    assert any("kept as its alt text" in n and "/img/x.png" in n for n in result.notes)
+    assert load_article(_filled_in(result)).key == "naloxone-saves-lives-what-families-should-know"
+
+
+def test_short_page_is_converted_without_trafilatura_and_still_resolves_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below trafilatura's minimum it would flatten the page into one paragraph: the fallback keeps it."""
+    calls: list[str] = []
+    real = extract.trafilatura.extract
+
+    def counting(*args: object, **kwargs: object) -> str | None:
+        calls.append("called")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(extract.trafilatura, "extract", counting)
+    page = tmp_path / "short.html"
+    page.write_text(
+        '<html><head><link rel="canonical" href="https://clinic.example/blog/short/"></head><body>'
+        "<nav><a href='/'>Home</a></nav><article><h1>Short</h1><p>One line.</p>"
+        '<p><img src="/img/x.png" alt="A chart"></p><ul><li>a</li><li>b</li></ul></article></body></html>',
+        encoding="utf-8",
+    )
+    result = import_page(str(page), content_dir=tmp_path / "content")
+    _, body = _front_and_body(result.article_text)
+    assert body == "One line.\n\n![A chart](https://clinic.example/img/x.png)\n\n- a\n- b\n"
+    assert calls == []
+    _import("relative-links.html", tmp_path / "other")
+    assert calls == ["called"]  # a page of article length goes through trafilatura
+
+
+def test_url_import_resolves_relative_links_against_the_fetched_url(farm: HTTPFarm, content: Path) -> None:
+    page = SAVED.replace(CANONICAL_TAG, "").replace(OG_URL_TAG, "").replace(BASE_TAG, "")
+    farm.route("/blog/naloxone-saves-lives/", Reply(200, HTML, page.encode()))
+    result = import_page(farm.url("/blog/naloxone-saves-lives/"), content_dir=content, link_settings=LOOPBACK)
+    assert f"![A chart]({farm.url('/img/x.png')})" in result.article_text
+    assert f"]({farm.url('/blog/naloxone-saves-lives/kit.jpg')})" in result.article_text
+    assert result.path == content / "naloxone-saves-lives.md"
+
+
+def test_cli_import_of_a_saved_page_resolves_against_the_sites_base_url(tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    content.mkdir()
+    site = content / "site.toml"
+    site.write_text((ROOT / "content" / "site.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    page = _saved_page(tmp_path, CANONICAL_TAG, OG_URL_TAG, BASE_TAG)
+    result = CliRunner().invoke(app, ["import", str(page), "--site", str(site)])
+    assert result.exit_code == 0, result.output
+    base_url = load_site(site).organization.base_url
+    text = (content / "naloxone-saves-lives-what-families-should-know.md").read_text(encoding="utf-8")
+    assert f"![A chart]({base_url}/img/x.png)" in text
+    assert "resolved against the site's base_url" in result.output
+
+
+@pytest.mark.parametrize(
+    ("addresses", "expected"),
+    [
+        (Addresses("https://a/c", "https://a/o", "https://a/b", "https://a/f", "https://s/"), "canonical"),
+        (Addresses(None, "https://a/o", "https://a/b", "https://a/f", "https://s/"), "og:url"),
+        (Addresses(None, None, "https://a/b", "https://a/f", "https://s/"), "<base href>"),
+        (Addresses(None, None, None, "https://a/f", "https://s/"), "fetched URL"),
+        (Addresses(None, None, None, None, "https://s/"), "[organization] base_url"),
+        (Addresses(), None),
+    ],
+)
+def test_base_address_order(addresses: Addresses, expected: str | None) -> None:
+    assert addresses.base()[1] == expected
+
+
+@pytest.mark.parametrize(
+    ("words", "escaped"),
+    [
+        ("[^1] *x* _y_ <b>", "\\[^1\\] \\*x\\* \\_y\\_ \\<b\\>"),
+        ("# of clients", "\\# of clients"),
+        ("- not a list", "\\- not a list"),
+        ("1990. A year", "1990\\. A year"),
+        ("&amp; stays text", "\\&amp; stays text"),
+        ("N-methyl-D-aspartate, 28 to 84 mg", "N-methyl-D-aspartate, 28 to 84 mg"),
+    ],
+)
+def test_page_text_never_becomes_markup(words: str, escaped: str) -> None:
+    assert escape_text(words) == escaped
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=60))
+def test_any_page_text_parses_back_as_the_same_text(raw: str) -> None:
+    """Whatever the page's words, the article syntax reads them back as those words and nothing else."""
+    words = " ".join(raw.split())
+    assume(words)
+    tokens = body_tokens_of(escape_text(words), 3)
+    assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"]
+    children = tokens[1].children or []
+    assert {c.type for c in children} == {"text"}
+    assert "".join(c.content for c in children) == words
+
+
+def test_what_trafilatura_leaves_out_is_reported(content: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = extract._trafilatura
+
+    def losing_a_paragraph(page: str) -> BeautifulSoup | None:
+        found = real(page)
+        assert found is not None
+        for p in found.find_all("p"):
+            if "Our team answers questions" in p.get_text():
+                p.decompose()
+        return found
+
+    monkeypatch.setattr(extract, "_trafilatura", losing_a_paragraph)
+    result = _import("relative-links.html", content)
+    [note] = [n for n in result.notes if n.startswith("left out by the main-content extraction")]
+    assert "Our team answers questions about overdose prevention around the clock" in note
+
+
+def test_when_trafilatura_finds_nothing_the_article_container_is_converted(
+    content: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(extract, "_trafilatura", lambda page: None)
+    result = _import("wordpress-post.html", content)
+    _, body = _front_and_body(result.article_text)
+    assert any(n.startswith("trafilatura kept 0 of the article's") for n in result.notes)
+    assert "## What happens in a session?" in body
+    assert "| Phase | Sessions |" in body
+    for furniture in ("Share this", "Related posts", "Editorial Team", "Recent Posts", "Licensed by"):
+        assert furniture not in body, furniture
+
+
+def test_spaces_between_links_and_emphasis_survive_the_extraction(tmp_path: Path) -> None:
+    """trafilatura alone turns "<a>one</a> <a>two</a>" into "onetwo": the importer keeps the space."""
+    filler = "<p>" + "A paragraph about recovery, family support and treatment plans. " * 6 + "</p>"
+    page = tmp_path / "spaces.html"
+    page.write_text(
+        '<html><head><link rel="canonical" href="https://clinic.example/blog/spaces/"></head><body>'
+        f"<article><h1>Spaces</h1>{filler}"
+        '<p>See <a href="/one">one</a> <a href="/two">two</a> and <b>bold</b> <i>italic</i> words, '
+        '<strong>Call</strong> <a href="tel:+14242352009">424-235-2009</a> today.</p>'
+        f"{filler}</article></body></html>",
+        encoding="utf-8",
+    )
+    result = import_page(str(page), content_dir=tmp_path / "content")
+    assert (
+        "See [one](https://clinic.example/one) [two](https://clinic.example/two) and **bold** *italic* "
+        "words, **Call** [424-235-2009](tel:+14242352009) today."
+    ) in result.article_text
+
+
+def test_converter_writes_only_what_the_article_syntax_reads() -> None:
+    html = (
+        "<h1>Second h1</h1><table><tr><td>a</td><td>b | c</td></tr><tr><td>d</td><td>e</td></tr></table>"
+        "<dl><dt>Term</dt><dd>Meaning</dd></dl><p>line<br>break</p><hr><pre>x = 1\n\ny = 2</pre>"
+        '<p><a href="data:text/html,x">data</a> <img src="data:image/png;base64,AA" alt="inline"></p>'
+    )
+    notes: list[str] = []
+    markdown = to_markdown(BeautifulSoup(html, "lxml"), "https://clinic.example/", notes)
+    assert markdown == (
+        "## Second h1\n\n| a | b \\| c |\n| --- | --- |\n| d | e |\n\nTerm\n\nMeaning\n\n"
+        "line\\\nbreak\n\n* * *\n\n```\nx = 1\n\ny = 2\n```\n\ndata inline\n"
+    )
+    assert [n.split(":", 1)[0] for n in notes] == [
+        "a link with a data URL was kept as text",
+        "an image without an http(s) address was kept as its alt text",
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -144,3 +145,15 @@ def test_an_unreadable_cache_file_is_ignored(farm: HTTPFarm, tmp_path: Path) -> 
     assert run([url], cache).results[url].status is LinkStatus.OK
     assert run([url], cache).results[url].status is LinkStatus.OK
     assert farm.hits("/c-corrupt") == 2
+
+
+def test_every_write_removes_expired_rows(tmp_path: Path, cache: LinkCache, clock: Clock) -> None:
+    """Expired rows are never read again: a write clears them, so the file does not grow forever."""
+    old = [LinkResult(url=f"https://example.org/{i}", status=LinkStatus.OK, reason="200") for i in range(50)]
+    cache.put_many(old, FAST)
+    clock.now += 3601  # every row is past its max age
+    cache.put_many([LinkResult(url="https://example.org/new", status=LinkStatus.OK, reason="200")], FAST)
+    path = tmp_path / ".cache" / "links.sqlite"
+    with sqlite3.connect(path) as conn:
+        [(rows,)] = conn.execute("SELECT count(*) FROM link_results").fetchall()
+    assert rows == 1

@@ -597,6 +597,32 @@ def test_doi_resolver_302_is_ok_not_redirected(farm: HTTPFarm, resolvers: LinkCh
     assert farm.hits("/doi/10.3389/fpsyt.2018.00277") == 1  # doi: and the URL share one fetch
 
 
+def test_doi_and_pubmed_urls_are_fetched_at_the_configured_resolvers(
+    farm: HTTPFarm, resolvers: LinkCheckSettings
+) -> None:
+    """However a DOI or PMID is spelled, it is fetched at ``doi_resolver``/``pubmed_resolver``
+    (a mirror; here the farm on 127.0.0.1, counting requests), never at doi.org or NCBI; the
+    report keeps the URL as cited. A publisher URL carrying a DOI is fetched where it points."""
+    farm.route("/doi/10.1234/stand-in", Reply(200, HTML, _page("A study")))
+    farm.route("/pubmed/424242/", Reply(200, HTML, _page("A study - PubMed")))
+    farm.route("/doi/full/10.1234/stand-in", Reply(200, HTML, _page("A study, at the publisher")))
+    dois = ["https://doi.org/10.1234/stand-in", "http://dx.doi.org/10.1234/stand-in", "DOI:10.1234/stand-in"]
+    pmids = ["https://pubmed.ncbi.nlm.nih.gov/424242/", "https://www.ncbi.nlm.nih.gov/pubmed/424242"]
+    publisher = farm.url("/doi/full/10.1234/stand-in")
+    report = run([*dois, *pmids, publisher], resolvers)
+    assert list(report.results) == [*dois, *pmids, publisher]
+    for url in dois:
+        assert report.results[url].status is LinkStatus.OK, report.results[url].reason
+        assert "DOI 10.1234/stand-in resolves" in report.results[url].reason
+    for url in pmids:
+        assert report.results[url].status is LinkStatus.OK, report.results[url].reason
+        assert "PubMed ID 424242 resolves" in report.results[url].reason
+    assert report.results[publisher].status is LinkStatus.OK
+    assert farm.hits("/doi/10.1234/stand-in") == 1  # the three spellings share one fetch
+    assert farm.hits("/pubmed/424242/") == 1
+    assert farm.hits("/doi/full/10.1234/stand-in") == 1
+
+
 def test_doi_the_resolver_does_not_know_is_broken(farm: HTTPFarm, resolvers: LinkCheckSettings) -> None:
     farm.route("/doi/10.9999/does-not-exist", Reply(404, HTML, _page("Error: DOI Not Found")))
     result = one("doi:10.9999/does-not-exist", resolvers)

@@ -14,6 +14,7 @@ from conftest import (
     REFERENCE_ARTICLE,
     WriteArticle,
 )
+from requirements import need
 
 from clinicpress.errors import ArticleError, InputError
 from clinicpress.sources import Channel, discover_articles, load_article, load_articles
@@ -188,7 +189,7 @@ def test_libyaml_and_pure_python_front_matter_agree(path: Path, monkeypatch: pyt
     from clinicpress.sources import loader
 
     if not yaml.__with_libyaml__:
-        pytest.skip("PyYAML without libyaml: only the pure-Python loader exists here")
+        need("libyaml", "PyYAML without libyaml has only the pure-Python loader (use the PyYAML wheel)")
 
     def outcome() -> object:
         loader._parse_article.cache_clear()  # parse again, not the article kept from the last call

@@ -21,8 +21,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import MINIMAL_FRONT_MATTER, TODAY, WriteArticle
 from httpfarm import HTTPFarm, Reply
+from requirements import need
 
-from clinicpress.checks.model import LinkResult, LinkStatus
+from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import (
     Kind,
     State,
@@ -31,7 +32,7 @@ from clinicpress.checks.transitions import (
     review_transition,
     source_transition,
 )
-from clinicpress.outputs.registry import Archived, PublishRecord, Registry
+from clinicpress.outputs.registry import PublishRecord, Registry
 from clinicpress.site import License
 
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
@@ -129,9 +130,7 @@ def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registr
     else:
         url = os.environ.get("CLINICPRESS_TEST_POSTGRES_URL", "")
         if not url:
-            pytest.skip(
-                "no PostgreSQL: set CLINICPRESS_TEST_POSTGRES_URL (e.g. postgresql+psycopg://…) to run"
-            )
+            need("PostgreSQL", "set CLINICPRESS_TEST_POSTGRES_URL (e.g. $(tools/ci-postgres.sh)) to run")
     with Registry(url) as opened:
         if request.param == "postgresql":
             from clinicpress.outputs.registry import metadata

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import operator
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,10 +16,10 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from clinicpress.checks.consistency import consistency_problems
 from clinicpress.errors import RenderError
 from clinicpress.faults import FAULT_ENV, InjectedFault
 from clinicpress.renderers.base import Artifact, RenderContext, SpooledArtifact
+from clinicpress.renderers.consistency import consistency_problems
 from clinicpress.renderers.pool import Checked, RenderJob, RenderPool, RenderRun, default_workers
 from clinicpress.renderers.registry import render_article
 from clinicpress.site import SiteConfig
@@ -157,8 +159,25 @@ def test_an_empty_batch_is_an_empty_list(pool: RenderPool) -> None:
     assert pool.render_and_check([]) == []
 
 
+class _Call:
+    """Unpickled in the worker as ``function(*args)``: a side effect on the way to a job's context."""
+
+    def __init__(self, function: object, *args: object) -> None:
+        self.function, self.args = function, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (self.function, self.args)
+
+
+def _announced(marker: Path, seconds: float) -> RenderContext:
+    """``CONTEXT``, arriving in the worker only after ``marker`` was created and ``seconds`` passed:
+    the test sees which jobs a worker received, and each stays in flight a while."""
+    slow = _Call(operator.getitem, (_Call(Path.touch, marker), _Call(time.sleep, seconds), CONTEXT), 2)
+    return slow  # type: ignore[return-value]
+
+
 def test_background_renders_come_back_in_slices_and_stop_when_closed(
-    pool: RenderPool, small: Article, site: SiteConfig
+    pool: RenderPool, small: Article, site: SiteConfig, tmp_path: Path
 ) -> None:
     jobs: list[RenderJob] = [(small.model_copy(update={"slug": f"s{i}"}), site, CONTEXT) for i in range(6)]
     with RenderRun(jobs, pool) as renders:
@@ -168,14 +187,26 @@ def test_background_renders_come_back_in_slices_and_stop_when_closed(
     assert [r.artifacts[0].relpath for r in results if isinstance(r, Checked)] == [
         f"web/s{i}/index.html" for i in range(6)
     ]
-    # Closed at once: at most the jobs in flight (one per worker) are rendered, the rest never sent.
-    many: list[RenderJob] = [(small, site, CONTEXT)] * 40
-    before = sum(pool.stats.renders_by_pid.values())
+    # Closed while the first jobs are in the workers: those finish and come back, no job is sent after.
+    received = tmp_path / "received"
+    received.mkdir()
+    many: list[RenderJob] = [(small, site, _announced(received / str(i), 1.0)) for i in range(12)]
     renders = RenderRun(many, pool)
+    deadline = time.monotonic() + 60
+    while not list(received.iterdir()):
+        assert time.monotonic() < deadline, "no job reached a worker"
+        time.sleep(0.01)
     renders.close()
-    assert sum(pool.stats.renders_by_pid.values()) - before <= pool.size
+    sent = {int(p.name) for p in received.iterdir()}
+    assert 1 <= len(sent) <= pool.size
+    for index in sorted(sent):  # each job in flight at close finished, and its result came back
+        [result] = renders.results(index, index + 1)
+        assert isinstance(result, Checked), result
+        assert result.problems == []
+    time.sleep(1.5)  # a job sent after close would have announced itself by now
+    assert {int(p.name) for p in received.iterdir()} == sent
     with pytest.raises(RuntimeError, match="stopped before"):
-        renders.results(0, 40)
+        renders.results(0, len(many))
     [again] = pool.render([(small, site, CONTEXT)])  # the pool is still usable
     assert not isinstance(again, RenderError)
 

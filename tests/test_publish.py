@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import MINIMAL_FRONT_MATTER, PUBLISHED, REFERENCE_ARTICLE, ROOT, WriteArticle
@@ -20,6 +22,8 @@ from typer.testing import CliRunner
 
 from clinicpress.checks.model import LinkStatus, Verdict
 from clinicpress.cli import app
+from clinicpress.outputs.publish import ReadyArticle, publish_release
+from clinicpress.renderers.base import SpooledArtifact
 
 runner = CliRunner()
 
@@ -97,9 +101,11 @@ def test_check_json_reports_ok_and_broken(
         {
             "url": farm.url("/ok"),
             "status": "ok",
-            "reason": by_slug["good"]["links"][0]["reason"],
+            "reason": "200 OK",
             "http_status": 200,
-            "final_url": by_slug["good"]["links"][0]["final_url"],
+            "final_url": None,
+            "integrity": None,  # not a DOI or PMID source
+            "integrity_notice": None,
         }
     ]
     assert by_slug["bad"]["verdict"] == "blocked"
@@ -296,8 +302,29 @@ def test_a_catalog_renders_in_worker_processes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import clinicpress.flows.publish as publish_module
+    from clinicpress.renderers.pool import RenderPool
 
     monkeypatch.setattr(publish_module, "POOL_THRESHOLD", 2)  # the pool path, with a small catalog
+    # Seen from inside the run: the pool it started, and what reached the release (paths or bytes).
+    pools: list[RenderPool] = []
+    staged: list[tuple[str, Path | None, bool]] = []  # (relpath, spooled file or None, it existed then)
+
+    class SeenPool(RenderPool):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            pools.append(self)
+
+    real_publish_release = publish_release  # what the flow calls, seen first here
+
+    def seen_publish_release(out_dir: Path, ready: list[ReadyArticle], *args: Any, **kwargs: Any) -> Any:
+        for item in ready:
+            for artifact in item.artifacts:
+                path = artifact.path if isinstance(artifact, SpooledArtifact) else None  # else: bytes
+                staged.append((artifact.relpath, path, path is not None and path.is_file()))
+        return real_publish_release(out_dir, ready, *args, **kwargs)
+
+    monkeypatch.setattr(publish_module, "RenderPool", SeenPool)
+    monkeypatch.setattr(publish_module, "publish_release", seen_publish_release)
     paths = [str(_article_citing(write_article, name=f"article-{n}.md")) for n in range(3)]
     site = write_site()
     out = tmp_path / "out"
@@ -313,3 +340,18 @@ def test_a_catalog_renders_in_worker_processes(
             assert (out / "handouts" / f"article-{n}.pdf").read_bytes().startswith(b"%PDF")
         # This run's own spool is gone too: the release holds the files.
         assert sorted(p.name for p in out.glob(".spool-*")) == [".spool-alive", ".spool-alive.lock"]
+    # Worker processes rendered every article, none of them this process.
+    [pool] = pools
+    assert sum(pool.stats.renders_by_pid.values()) == 3
+    assert os.getpid() not in pool.stats.renders_by_pid
+    assert set(pool.stats.renders_by_pid) <= set(pool.stats.started)
+    # Every artifact came to the release as a file in this run's spool (under --out), not as bytes.
+    for n in range(3):  # at least the three channels of each article
+        assert {f"web/article-{n}/index.html", f"handouts/article-{n}.pdf"} <= {r for r, _, _ in staged}
+        assert f"newsletter/article-{n}.eml" in {r for r, _, _ in staged}
+    in_memory = [relpath for relpath, path, _ in staged if path is None]
+    assert in_memory == [], "these reached the release as bytes, not spooled files"
+    assert pool.spool is not None
+    assert pool.spool.parent == out
+    assert pool.spool.name.startswith(".spool-")
+    assert all(exists and path and path.is_relative_to(pool.spool) for _, path, exists in staged)

@@ -34,8 +34,9 @@ from pydantic import ValidationError
 from clinicpress.checks import links
 from clinicpress.checks.links import LinkReport, check_urls_async
 from clinicpress.checks.model import LinkStatus
-from clinicpress.checks.settings import LinkCheckSettings
+from clinicpress.network import PinnedConnectError, VettedResolver, sync_transport
 from clinicpress.renderers.handout import render_handout_pdf
+from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import SiteConfig
 from clinicpress.sources.loader import load_article
 
@@ -372,3 +373,41 @@ def test_handout_fetches_neither_the_name_nor_the_address(
     refused = " ".join(r.getMessage() for r in caplog.records)
     assert f"refused to fetch {by_name}" in refused  # the images reached the fetcher: not stripped
     assert f"refused to fetch {by_address}" in refused
+
+
+# -- clinicpress.network's sync transport (what `clinicpress import` uses) ------------------------
+
+
+def test_the_sync_pinned_transport_fails_closed_and_never_resolves(resolver: Resolver) -> None:
+    vetted = VettedResolver(allowed_networks=[ipaddress.ip_network(f"{ORIGIN_IP}/32")])
+    with (
+        httpx.Client(transport=sync_transport(vetted.pinned), trust_env=False) as client,
+        pytest.raises(httpx.ConnectError, match=r"no vetted address for rebind\.test"),
+    ):
+        client.get("http://rebind.test:9/")
+    assert resolver.asked["rebind.test"] == 0
+
+
+def _causes(exc: BaseException | None) -> list[BaseException]:
+    """``exc``, its causes and the per-address errors a pinned connect kept (``attempts``)."""
+    found: list[BaseException] = []
+    while exc is not None and exc not in found:
+        found.append(exc)
+        for attempt in getattr(exc, "attempts", ()):
+            found.extend(_causes(attempt))
+        exc = exc.__cause__
+    return found
+
+
+def test_a_refused_pinned_connect_keeps_its_cause(hosts: Hosts) -> None:
+    """Errors are mapped at one boundary with the original kept (``raise ... from exc``)."""
+    vetted = VettedResolver(allowed_networks=[ipaddress.ip_network(f"{DEAD_IP}/32")])
+    assert vetted.vet_sync(DEAD_IP).addresses == (ipaddress.ip_address(DEAD_IP),)
+    with (
+        httpx.Client(transport=sync_transport(vetted.pinned), trust_env=False) as client,
+        pytest.raises(httpx.ConnectError) as caught,
+    ):
+        client.get(f"http://{DEAD_IP}:{hosts.port}/")
+    causes = _causes(caught.value)
+    assert any(isinstance(c, PinnedConnectError) for c in causes), causes
+    assert any(isinstance(c, ConnectionRefusedError) for c in causes), causes

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_FRONT_MATTER, WriteArticle
+from conftest import MINIMAL_FRONT_MATTER, REFERENCE_SITE, WriteArticle
 from typer.testing import CliRunner
 
 from clinicpress.cli import app
@@ -80,3 +80,19 @@ def test_rollback_with_nothing_published(write_site: Callable[..., Path], tmp_pa
     result = runner.invoke(app, ["rollback", "x", "--site", str(site), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "'x' is not live" in result.stderr
+
+
+def test_releases_and_import_refuse_options_they_would_ignore(tmp_path: Path) -> None:
+    """No option is silently ignored: a bad --site fails in one line; import says --out is unused."""
+    missing = runner.invoke(app, ["releases", "--site", str(tmp_path / "nope.toml"), "--out", str(tmp_path)])
+    assert missing.exit_code == 2
+    assert "nope.toml: file not found" in missing.stderr
+    page = tmp_path / "page.html"
+    page.write_text("<html><title>T</title><body><p>x</p></body></html>", encoding="utf-8")
+    site = tmp_path / "content" / "site.toml"
+    site.parent.mkdir()
+    site.write_text(REFERENCE_SITE.read_text(encoding="utf-8"), encoding="utf-8")
+    args = ["import", "--site", str(site), "--out", str(tmp_path / "elsewhere"), str(page)]
+    imported = runner.invoke(app, args)
+    assert "note: --out is not used by import" in imported.stderr
+    assert not (tmp_path / "elsewhere").exists()

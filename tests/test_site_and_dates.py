@@ -39,6 +39,15 @@ def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None
     [
         ({"expires": "'April 2027'"}, "licenses.0.expires", "a date as YYYY-MM-DD"),
         ({"from_address": '"not an address"'}, "newsletter.from_address", "not an email address"),
+        # The renderer's rules, at load: these used to pass `check` and block every article at `publish`.
+        (
+            {"from_address": '"news(letter)@example.org"'},
+            "newsletter.from_address",
+            "invalid part before the @",
+        ),
+        ({"reply_to": '"info@localhost"'}, "newsletter.reply_to", "invalid domain"),
+        ({"unsubscribe_url": '"http://example.org/u"'}, "newsletter.unsubscribe_url", "not an https:// URL"),
+        ({"unsubscribe_url": '"https://example.org/u,x"'}, "newsletter.unsubscribe_url", "without spaces"),
         ({"base_url": '"ftp://example.org"'}, "organization.base_url", "not an http(s) URL"),
         ({"timeout": "-1"}, "checks.links.timeout", "greater than 0"),
         ({"failures_before_alert": '"two"'}, "monitor.failures_before_alert", "a whole number"),
@@ -103,3 +112,20 @@ def test_review_overdue_blocks_only_with_a_handout(write_article: WriteArticle) 
     web_only = load_article(write_article(front_matter=fixed + "channels: [web]\n", name="b.md"))
     [warning] = check_review(web_only, date(2027, 11, 2))
     assert warning.severity is Severity.WARNING
+
+
+def test_check_refuses_a_bad_unsubscribe_url_at_load(write_site: Callable[..., Path], tmp_path: Path) -> None:
+    """Exit 2 naming the key, before any check runs: not exit 1 at `publish`'s render."""
+    from typer.testing import CliRunner
+
+    from clinicpress.cli import app
+
+    site = write_site(unsubscribe_url='"http://example.org/unsubscribe"')
+    article = tmp_path / "a.md"
+    article.write_text(f"---\n{FIXED_DATES_FRONT_MATTER}---\nText.\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["check", "--site", str(site), "--out", str(tmp_path / "out"), str(article)]
+    )
+    assert result.exit_code == 2
+    assert "newsletter.unsubscribe_url" in result.stderr
+    assert "https://" in result.stderr

@@ -29,6 +29,7 @@ import httpx
 import pytest
 from conftest import MINIMAL_FRONT_MATTER, PUBLISHED, ROOT, WriteArticle, site_text
 from httpfarm import HTTPFarm, Reply
+from requirements import need
 from typer.testing import CliRunner
 
 from clinicpress.checks.model import ArticleReport, Verdict
@@ -246,12 +247,12 @@ def _catalog(write_article: WriteArticle, farm: HTTPFarm, count: int) -> dict[st
 
 
 def _registry_url(database: str, out: Path) -> str | None:
-    """None: SQLite, the default under --out. PostgreSQL: emptied first, or the test skips."""
+    """None: SQLite, the default under --out. PostgreSQL: emptied first; none: skip (fail under CI=true)."""
     if database == "sqlite":
         return None
     url = os.environ.get("CLINICPRESS_TEST_POSTGRES_URL", "")
     if not url:
-        pytest.skip("no PostgreSQL: set CLINICPRESS_TEST_POSTGRES_URL (e.g. postgresql+psycopg://…) to run")
+        need("PostgreSQL", "set CLINICPRESS_TEST_POSTGRES_URL (e.g. $(tools/ci-postgres.sh)) to run")
     from clinicpress.outputs.registry import Registry, metadata
 
     with Registry(url) as registry:
@@ -493,7 +494,8 @@ def test_the_cli_prints_the_completed_batches_then_names_the_failed_one(
 
     monkeypatch.setattr("clinicpress.flows.deployments.preflight", lambda work_pool: None)
     monkeypatch.setattr(fanout, "publish_catalog_flow", publish_catalog_flow)
-    monkeypatch.setattr("clinicpress.cli.configure_runtime", lambda verbose: None)  # keep this env as it is
+    # keep this env as it is
+    monkeypatch.setattr("clinicpress.cli.publishing.configure_runtime", lambda verbose: None)
     result = CliRunner().invoke(
         app, ["publish", "--work-pool", POOL, "--batch-size", "1", "--out", str(out), *map(str, paths)]
     )

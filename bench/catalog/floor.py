@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from clinicpress.checks.consistency import consistency_problems
 from clinicpress.renderers.base import Artifact, RenderContext
+from clinicpress.renderers.consistency import consistency_problems
 from clinicpress.renderers.registry import RENDERERS
 from clinicpress.site import SiteConfig, load_site
 from clinicpress.sources.loader import load_article

@@ -54,7 +54,7 @@ def _pipeline(
     from clinicpress.renderers.spool import Spool
     from clinicpress.site import load_site
     from clinicpress.sources.loader import discover_articles, load_articles
-    from clinicpress.versioning import article_version
+    from clinicpress.sources.versioning import article_version
 
     steps: dict[str, float] = {}
     total = time.perf_counter()

@@ -98,15 +98,15 @@ def _inner(spec: str, out: str, runs: int) -> None:
     from clinicpress.checks.cache import open_cache
     from clinicpress.checks.links import check_batch, merge_batches, plan_batches
     from clinicpress.checks.model import Verdict
+    from clinicpress.checks.report_text import links_table
     from clinicpress.checks.verify import all_urls, verify_article
-    from clinicpress.console import links_table
     from clinicpress.flows.publish import PublishResult, publish_flow, summary_markdown
     from clinicpress.flows.tasks import record_unrecorded_live
     from clinicpress.outputs.release import live_versions
     from clinicpress.renderers.registry import template_fingerprint
     from clinicpress.site import load_site
     from clinicpress.sources.loader import discover_articles, load_articles
-    from clinicpress.versioning import article_version
+    from clinicpress.sources.versioning import article_version
 
     data = json.loads(Path(spec).read_text(encoding="utf-8"))
     cat = Catalog(

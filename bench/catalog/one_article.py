@@ -57,17 +57,17 @@ def _inner(article: str, site_path: str, out: str, runs: int) -> None:
     from clinicpress.runtime import configure_runtime
 
     configure_runtime(verbose=False)
-    from clinicpress.checks.consistency import consistency_problems
     from clinicpress.checks.links import check_urls
     from clinicpress.checks.verify import all_urls, verify_article
     from clinicpress.flows.publish import publish_flow
     from clinicpress.flows.tasks import record_publish
     from clinicpress.outputs.publish import ReadyArticle, publish_release
     from clinicpress.renderers.base import Artifact, RenderContext
+    from clinicpress.renderers.consistency import consistency_problems
     from clinicpress.renderers.registry import RENDERERS, template_fingerprint
     from clinicpress.site import load_site
     from clinicpress.sources.loader import load_articles
-    from clinicpress.versioning import article_version
+    from clinicpress.sources.versioning import article_version
 
     start = time.perf_counter()
     publish_flow(paths=[article], site_path=site_path, out_dir=out)

@@ -1,7 +1,7 @@
 """The benchmark's document: ≥ 2,000 links in a realistic mix, each with its expected verdict.
 
 Categories are data: a path prefix the farm answers for (bench/linkcheck/farm.py), a count,
-the status clinicpress must give (DESIGN.md vocabulary) and the coarse class any checker
+the status clinicpress must give (the link statuses of docs/architecture.md) and the coarse class any checker
 can be judged by: ``pass`` (the link works: ok/redirected), ``fail`` (gone: blocks),
 ``warn`` (cannot be established / bot wall: neither ok nor broken) and ``skip``.
 """

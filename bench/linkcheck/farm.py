@@ -110,6 +110,8 @@ def respond(method: str, path: str, agent: str) -> Reply:
         return 500, HTML, b"<html><title>Internal Server Error</title></html>", 0.0
     if head == "slow":
         return 200, HTML, page("Slow"), 30.0
+    if head == "pause":  # slow but within the checkers' 2 s timeout (bench/linkcheck_mixed.py)
+        return 200, HTML, page(f"Slow study {rest}"), 1.0
     if head == "to-metadata":
         return 302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b"", 0.0
     return 404, HTML, b"<html><title>Not Found</title></html>", 0.0

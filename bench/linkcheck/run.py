@@ -6,8 +6,10 @@ Everything is on loopback: a farm process (farm.py) serves every link category, 
 generated document (document.py) cites ≥ 2,000 links, and each checker runs as a whole
 process the way a user runs it, timed from spawn to exit, with its own peak RSS and CPU
 time (os.wait4). Each run resets the farm's counters (503-once, 429-once) before each
-checker, and the checkers' order rotates between runs. Every process has a time limit;
-the farm stops when this script exits (its stdin closes) or after 10 minutes.
+checker, and the checkers' order rotates between runs. clinicpress runs with ``--no-cache``
+and a fresh ``--out``, and the runner asserts that no link cache was written there. Every
+process has a time limit; the farm stops when this script exits (its stdin closes) or
+after 10 minutes.
 """
 
 from __future__ import annotations
@@ -144,13 +146,11 @@ def build_checkers(work: Path, port: int) -> tuple[list[Checker], int]:
     site = write_site(work, port)
     rc = work / "linkcheckerrc"
     rc.write_text("[checking]\nmaxrequestspersecond=1000\n\n[AnchorCheck]\n", encoding="utf-8")
-    clinicpress = [str(BIN / "clinicpress"), "check", "--site", str(site), "--format", "json"]
-    helptext = subprocess.run(
-        [*clinicpress[:2], "--help"], capture_output=True, text=True, cwd=ROOT, check=False
-    ).stdout
-    if "--no-cache" in helptext:
-        clinicpress.append("--no-cache")  # every run measures real checking
-    clinicpress.append(str(article))
+    clinicpress = [
+        str(BIN / "clinicpress"), "check", "--site", str(site), "--format", "json",
+        "--out", str(clinicpress_out(work)), "--no-cache",  # every run measures real checking
+        str(article),
+    ]  # fmt: skip
     lychee = [
         str(BIN / "lychee"),
         "--format", "json", "--verbose", "--no-progress",
@@ -172,6 +172,16 @@ def build_checkers(work: Path, port: int) -> tuple[list[Checker], int]:
         Checker("lychee", lychee, parse_lychee, "coarse"),
         Checker("LinkChecker", linkchecker, parse_linkchecker, "coarse"),
     ], references
+
+
+def clinicpress_out(work: Path) -> Path:
+    """clinicpress's --out: emptied before each run, so a link cache written anyway would show."""
+    return work / "clinicpress-out"
+
+
+def assert_no_cache(out: Path) -> None:
+    cache = out / ".cache" / "links.sqlite"
+    assert not cache.exists(), f"clinicpress check --no-cache wrote the link cache {cache}"
 
 
 def judge(
@@ -214,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
             for checker in order:
                 reset_farm(base)  # the counters are shared by every address
                 out = work / f"{checker.name}-{run}.out"
+                shutil.rmtree(clinicpress_out(work), ignore_errors=True)
                 wall, cpu, peak, code = measure(checker.command, work, out, env)
+                if checker.name == "clinicpress":
+                    assert_no_cache(clinicpress_out(work))
                 try:
                     verdicts = checker.parse(out)
                     note = ""

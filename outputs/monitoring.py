@@ -1,7 +1,8 @@
 """One monitor evaluation: re-checked sources, licenses and reviews → new states and alerts.
 
 Pure: the flow feeds it what the registry holds and what the checks found,
-and stores what it returns.
+and stores what it returns. It sits in ``outputs/`` because it works on the
+registry's records and builds the alerts (docs/architecture.md, "Layers").
 """
 
 from __future__ import annotations
@@ -11,10 +12,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from clinicpress.checks.model import LinkResult, LinkStatus
-from clinicpress.checks.transitions import State, license_transition, review_transition, source_transition
-from clinicpress.outputs.alerts import Alert, license_alert, review_alert, source_alert
-from clinicpress.outputs.registry import Archived, PublishedArticle
+from clinicpress.checks.integrity.quotes import QuoteResult
+from clinicpress.checks.integrity.verdict import IntegrityVerdict
+from clinicpress.checks.model import Archived, LinkResult, LinkStatus
+from clinicpress.checks.transitions import (
+    State,
+    integrity_transition,
+    license_transition,
+    quote_transition,
+    review_transition,
+    source_transition,
+)
+from clinicpress.outputs.alerts import (
+    Alert,
+    integrity_alert,
+    license_alert,
+    quote_alert,
+    review_alert,
+    source_alert,
+)
+from clinicpress.outputs.registry import PublishedArticle
 from clinicpress.site import SiteConfig, format_date
 
 
@@ -43,7 +60,11 @@ def evaluate(
     *,
     today: date,
     now: datetime,
+    integrity: Mapping[str, IntegrityVerdict] | None = None,
+    quotes: Mapping[str, QuoteResult] | None = None,
 ) -> Evaluation:
+    """``integrity``: the verdict per source URL of every DOI/PMID source (None: not looked up);
+    ``quotes``: each recorded quote read again, by ``quote_key`` (None: not read)."""
     states: dict[str, State] = {}
     alerts: list[Alert] = []
     not_ok: list[tuple[LinkResult, tuple[str, ...]]] = []
@@ -59,6 +80,30 @@ def evaluate(
         states[key] = state
         if kind is not None:
             alerts.append(source_alert(kind, result, state.since, articles, archives.get(url)))
+
+    # Integrity: keyed apart from the link state, so a retracted source that still answers alerts.
+    for url, articles in cited_by(catalog).items():
+        verdict = (integrity or {}).get(url)
+        if verdict is None:
+            continue
+        key = f"integrity:{url}"
+        state, kind = integrity_transition(previous.get(key), verdict.status, verdict.notice, now)
+        states[key] = state
+        if kind is not None:
+            detail = verdict.problems[0].message if verdict.problems else verdict.status
+            alerts.append(integrity_alert(kind, url, verdict.notice, detail, articles, archives.get(url)))
+
+    citing = cited_by(catalog)
+    for key, reading in (quotes or {}).items():
+        quoting = citing.get(reading.url)
+        if not quoting:
+            continue  # no live article cites it any more
+        state, kind = quote_transition(previous.get(f"quote:{key}"), reading.found, now)
+        states[f"quote:{key}"] = state
+        if kind is not None:
+            alerts.append(
+                quote_alert(reading.url, reading.quote, reading.reason, quoting, archives.get(reading.url))
+            )
 
     for lic in site.licenses:
         key = f"license:{lic.program_id}"

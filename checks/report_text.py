@@ -17,6 +17,10 @@ and ``ok`` last, each group with its count::
 
 When the network is down the report carries one "network" line and the unverified
 links are listed without their (identical) reasons.
+
+DOI and PMID sources also show what Crossref/PubMed say (checks/integrity): one count line
+(``integrity: 1 retracted, 3 clean``) and, after each link that is not clean, its status and
+notice (``[retracted: doi:10.5555/notice-1]``); the integrity problems are listed with the others.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from clinicpress.checks.model import ArticleReport, LinkResult, LinkStatus
+from clinicpress.checks.model import ArticleReport, Integrity, LinkResult, LinkStatus
 
-__all__ = ["STATUS_ORDER", "links_line", "links_table", "report_lines", "summary_line"]
+__all__ = ["STATUS_ORDER", "integrity_line", "links_line", "links_table", "report_lines", "summary_line"]
 
 # Problems first (what blocks, then what warns), ok last.
 STATUS_ORDER = (
@@ -49,16 +53,34 @@ def links_line(report: ArticleReport) -> str:
     return "sources: " + ", ".join(f"{counts[s]} {s.value}" for s in STATUS_ORDER if counts[s])
 
 
+INTEGRITY_ORDER: tuple[Integrity, ...] = ("retracted", "concern", "unknown", "corrected", "clean")
+
+
+def integrity_line(report: ArticleReport) -> str | None:
+    """``integrity: 1 retracted, 3 clean`` over the DOI/PMID links, or None when there are none."""
+    counts = Counter(link.integrity for link in report.links if link.integrity is not None)
+    if not counts:
+        return None
+    return "integrity: " + ", ".join(f"{counts[s]} {s}" for s in INTEGRITY_ORDER if counts[s])
+
+
+def _integrity_note(link: LinkResult) -> str:
+    if link.integrity is None or link.integrity == "clean":
+        return ""
+    notice = f": {link.integrity_notice}" if link.integrity_notice else ""
+    return f" [{link.integrity}{notice}]"
+
+
 def _network_down(report: ArticleReport) -> bool:
     return any(p.check == "network" for p in report.problems)
 
 
 def _link_line(link: LinkResult, *, with_reason: bool) -> str:
     if link.status is LinkStatus.OK or not with_reason:
-        return link.url
+        return link.url + _integrity_note(link)
     if link.status is LinkStatus.REDIRECTED and link.final_url:
-        return f"{link.url} → cite {link.final_url}"
-    return f"{link.url} — {link.reason}"
+        return f"{link.url} → cite {link.final_url}{_integrity_note(link)}"
+    return f"{link.url} — {link.reason}{_integrity_note(link)}"
 
 
 def report_lines(report: ArticleReport, *, action: str | None = None, list_ok: bool = True) -> list[str]:
@@ -67,6 +89,8 @@ def report_lines(report: ArticleReport, *, action: str | None = None, list_ok: b
     if action:
         heading += f" — {action}"
     lines = [heading, f"  {links_line(report)}"]
+    if integrity := integrity_line(report):
+        lines.append(f"  {integrity}")
     # Link problems are shown in the status groups below; the rest (license, review, network) here.
     lines.extend(
         f"  {p.severity.value:<8} {p.check}: {p.message}" for p in report.problems if p.check != "links"

@@ -29,10 +29,12 @@ class HostSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    per_host: int | None = Field(default=None, ge=1, le=256)
-    min_interval: float | None = Field(default=None, ge=0, le=60)
-    check_fragments: bool | None = None
-    soft_404: bool | None = None
+    per_host: int | None = Field(default=None, ge=1, le=256, description="Requests in flight to this host")
+    min_interval: float | None = Field(
+        default=None, ge=0, le=60, description="Seconds between the starts of two requests to this host"
+    )
+    check_fragments: bool | None = Field(default=None, description="Verify #fragments on this host's pages")
+    soft_404: bool | None = Field(default=None, description="Read this host's titles for 'not found' pages")
 
 
 class HostPolicy(BaseModel):
@@ -61,23 +63,31 @@ class LinkCheckSettings(BaseModel):
         ),
     )
     timeout: float = Field(default=10.0, gt=0, description="Seconds per request")
-    concurrency: int = Field(default=8, ge=1, le=512)
-    per_host: int = Field(default=2, ge=1, le=256)
+    concurrency: int = Field(default=8, ge=1, le=512, description="Requests in flight at once")
+    per_host: int = Field(default=2, ge=1, le=256, description="Requests in flight per host")
     min_interval: float = Field(
         default=0.05, ge=0, le=60, description="Seconds between the starts of two requests to one host"
     )
     retries: int = Field(default=1, ge=0, le=5, description="Extra tries for transient failures")
-    max_redirects: int = Field(default=10, ge=0, le=30)
+    max_redirects: int = Field(
+        default=10, ge=0, le=30, description="Redirect hops followed (each one vetted)"
+    )
     exclude: list[str] = Field(default_factory=list, description="Regexes of URLs to skip")
-    user_agent: str = DEFAULT_USER_AGENT
-    browser_user_agent: str = BROWSER_USER_AGENT
+    user_agent: str = Field(default=DEFAULT_USER_AGENT, description="The checker's User-Agent")
+    browser_user_agent: str = Field(
+        default=BROWSER_USER_AGENT, description="Sent once, to retry a 403 without bot-wall markers"
+    )
     check_fragments: bool = Field(default=True, description="Verify #fragments against the page's ids")
     soft_404: bool = Field(default=True, description="Read titles/headings: a 200 'not found' page is broken")
     cache_max_age_hours: float = Field(default=24.0, ge=0, description="Keep ok/redirected results this long")
     hosts: dict[str, HostSettings] = Field(default_factory=dict, description="Per-host overrides")
     # Where doi:10.… and pmid:… are checked; doi.org/dx.doi.org URLs are recognised as DOIs too.
-    doi_resolver: str = "https://doi.org/"
-    pubmed_resolver: str = "https://pubmed.ncbi.nlm.nih.gov/"
+    doi_resolver: str = Field(
+        default="https://doi.org/", description="Where every DOI source is checked, however it is written"
+    )
+    pubmed_resolver: str = Field(
+        default="https://pubmed.ncbi.nlm.nih.gov/", description="Where every PMID source is checked"
+    )
 
     @field_validator("exclude")
     @classmethod
@@ -106,7 +116,7 @@ class LinkCheckSettings(BaseModel):
             except ValueError as exc:
                 raise ValueError(
                     f"{value!r} is not a network like 10.20.0.0/16 or fd00:1::/64 ({exc})"
-                ) from None
+                ) from exc
         return networks
 
     @field_validator("hosts")

@@ -16,31 +16,27 @@ work in a render worker, once per article and channel.
 
 from __future__ import annotations
 
-import ctypes
 import email
 import email.policy
 import importlib
 import re
-import threading
 import unicodedata
 from collections.abc import Callable, Sequence
-from contextlib import closing
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
 from clinicpress.checks.model import Problem, Severity
+from clinicpress.pdftext import pdfium, read_pdf_content
 from clinicpress.renderers.base import Artifact
 from clinicpress.renderers.markdown import review_line
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
-# lxml and pypdfium2 ship no type information; imported this way mypy --strict passes whether
+# lxml ships no type information; imported this way mypy --strict passes whether
 # or not the project later adds them to its ignore list (as in checks/linkcheck_html.py).
 etree: Any = importlib.import_module("lxml.etree")
 lxml_html: Any = importlib.import_module("lxml.html")
-pdfium: Any = importlib.import_module("pypdfium2")
-pdfium_c: Any = importlib.import_module("pypdfium2.raw")
 
 SHOWN_CHARS = 120
 
@@ -188,69 +184,6 @@ def read_email(channel: str, data: bytes, facts: Facts) -> list[Problem]:
 
 # --- the handout PDF ---------------------------------------------------------------------
 
-# PDFium is not thread-safe, not even across documents (pypdfium2's documentation): one read
-# at a time per process. Workers are single-threaded; a flow may call the check from a thread.
-_PDFIUM = threading.Lock()
-# PDFium's text extraction returns U+0002 for a hyphen that ends a line after a letter when the
-# next line starts with a letter or digit ("health-" / "care"). The page prints the hyphen, and
-# long URLs break after one: read it back as printed.
-_PDFIUM_LINE_END_HYPHEN = "\x02"
-
-
-@dataclass(frozen=True)
-class PdfContent:
-    """What a handout says, as PDFium reads it."""
-
-    title: str  # the document information dictionary's /Title
-    pages: list[str]  # the text of every page
-    uris: list[str]  # the URI of every link annotation, page by page
-
-
-def _link_uris(pdf: Any, page: Any) -> list[str]:
-    """The URI of every link annotation on the page (other link actions are not links out)."""
-    uris: list[str] = []
-    position, link = ctypes.c_int(0), pdfium_c.FPDF_LINK()
-    while pdfium_c.FPDFLink_Enumerate(page, ctypes.byref(position), ctypes.byref(link)):
-        action = pdfium_c.FPDFLink_GetAction(link)
-        if not action or pdfium_c.FPDFAction_GetType(action) != pdfium_c.PDFACTION_URI:
-            continue
-        size = int(pdfium_c.FPDFAction_GetURIPath(pdf, action, None, 0))
-        if size <= 1:  # 0: no URI; 1: the empty string (its NUL)
-            continue
-        buffer = ctypes.create_string_buffer(size)
-        pdfium_c.FPDFAction_GetURIPath(pdf, action, buffer, size)
-        uris.append(buffer.raw[: size - 1].decode("utf-8", errors="replace"))
-    return uris
-
-
-def _open_pdf(data: bytes) -> Any:
-    """The document, reading ``data`` in place: keep ``data`` alive until it is closed.
-
-    Loaded here, not by ``PdfDocument(data)``: that refuses a document without pages with
-    whatever error PDFium reported last (and leaves the document open)."""
-    handle = pdfium_c.FPDF_LoadMemDocument64(data, len(data), None)
-    if not handle:
-        error = int(pdfium_c.FPDF_GetLastError())
-        reason = pdfium.internal.ErrorToStr.get(error)
-        raise pdfium.PdfiumError(f"Failed to load document (PDFium: {reason}).", err_code=error)
-    return pdfium.PdfDocument(handle)
-
-
-def read_pdf_content(data: bytes) -> PdfContent:
-    """Title, page texts and link URIs; raises ``pypdfium2.PdfiumError`` if PDFium cannot read it.
-
-    A page's text is what lies within the page box (as a reader sees it). Every document, page
-    and text page is closed before returning: a worker reads thousands."""
-    with _PDFIUM, closing(_open_pdf(data)) as pdf:
-        pages: list[str] = []
-        uris: list[str] = []
-        for index in range(len(pdf)):
-            with closing(pdf.get_page(index)) as page, closing(page.get_textpage()) as textpage:
-                text = str(textpage.get_text_bounded())
-                pages.append(text.replace(_PDFIUM_LINE_END_HYPHEN, "-"))
-                uris += _link_uris(pdf, page)
-        return PdfContent(title=str(pdf.get_metadata_value("Title")), pages=pages, uris=uris)
-
 
 def read_pdf(channel: str, data: bytes, facts: Facts) -> list[Problem]:
     reader = _Reader(channel)
@@ -330,12 +263,10 @@ def consistency_problems(article: Article, site: SiteConfig, artifacts: Sequence
 
 __all__ = [
     "Facts",
-    "PdfContent",
     "consistency_problems",
     "expected_facts",
     "norm",
     "read_email",
     "read_pdf",
-    "read_pdf_content",
     "squash",
 ]

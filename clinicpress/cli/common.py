@@ -1,0 +1,142 @@
+"""What every clinicpress command shares: the app, the consoles, the options, one error handler.
+
+Exit codes: 0 success (warnings allowed), 1 blocked by a check (nothing of
+that article published), 2 bad input or usage (one clear line, no traceback).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn
+
+from clinicpress import progress
+from clinicpress.checks.model import ArticleReport, Verdict
+from clinicpress.errors import ClinicpressError
+from clinicpress.site import SiteConfig, load_site
+from clinicpress.sources.article import Article
+from clinicpress.sources.loader import discover_articles, load_articles
+
+EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
+DEFAULT_OUT = Path("published")
+
+app = typer.Typer(
+    name="clinicpress",
+    help="Verify a canonical health article and publish it to web, a PDF handout and a newsletter.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+PathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Article files or folders (default: every article in content/)", show_default=False),
+]
+SiteOpt = Annotated[Path, typer.Option("--site", help="The site config", metavar="PATH")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Where published files go", metavar="DIR")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings block too")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Re-render articles whose version is live already")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Check every source again (ignore the cache)")]
+TestToOpt = Annotated[
+    str | None,
+    typer.Option("--test-to", metavar="ADDRESS", help="Send one [TEST] newsletter to ADDRESS only"),
+]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Show Prefect's logs and full tracebacks")]
+WorkPoolOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--work-pool",
+        metavar="NAME",
+        help="Publish as one flow run per batch on this Prefect work pool (see clinicpress deploy)",
+    ),
+]
+BatchSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size", min=1, metavar="N", help="Articles per flow run with --work-pool [default: 50]"
+    ),
+]
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    # The message quotes user input: it must never be read as rich markup.
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def errors(verbose: bool) -> Iterator[None]:
+    """Our errors become one line and an exit code; anything else too, unless -v."""
+    try:
+        yield
+    except ClinicpressError as exc:
+        if verbose:
+            traceback.print_exc()
+        raise fail(str(exc), exc.exit_code) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if verbose:
+            traceback.print_exc()
+        raise fail(
+            f"unexpected {type(exc).__name__}: {exc} (run again with -v for the traceback)", EXIT_BLOCKED
+        ) from None
+
+
+def load(paths: list[Path] | None, site_path: Path) -> tuple[SiteConfig, list[Article]]:
+    site = load_site(site_path)
+    return site, load_articles(discover_articles(paths or []))
+
+
+class RichReporter:
+    """Shows the flows' progress (clinicpress.progress) as a rich bar per phase."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.tasks: dict[str, TaskID] = {}
+
+    def start(self, phase: str, total: int) -> None:
+        self.tasks[phase] = self.bar.add_task(phase, total=total)
+
+    def advance(self, phase: str, amount: int = 1) -> None:
+        if phase in self.tasks:
+            self.bar.advance(self.tasks[phase], amount)
+
+
+@contextmanager
+def progress_bar(message: str) -> Iterator[None]:
+    """A spinner until the flow starts, then a bar per phase (only on a terminal)."""
+    if not err_console.is_terminal:
+        yield
+        return
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        bar.add_task(message, total=None)
+        progress.use(RichReporter(bar))
+        try:
+            yield
+        finally:
+            progress.use(None)
+
+
+def exit_code(reports: list[ArticleReport]) -> int:
+    return EXIT_BLOCKED if any(r.verdict is Verdict.BLOCKED for r in reports) else EXIT_OK
+
+
+def use_local_server() -> None:
+    """No Prefect server configured: use the local one, started on the first run (flows/local_server.py).
+
+    Called before Prefect is imported, which reads PREFECT_API_URL once.
+    """
+    from clinicpress.flows.local_server import use_local_server
+
+    use_local_server(say=lambda line: err_console.print(line, markup=False, highlight=False))

@@ -1,0 +1,318 @@
+"""The commands that operate a site: serve, deploy, releases, rollback, review(s), newsletter, server."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clinicpress import clock
+from clinicpress.cli.common import (
+    DEFAULT_OUT,
+    EXIT_BLOCKED,
+    EXIT_USAGE,
+    OutOpt,
+    SiteOpt,
+    VerboseOpt,
+    app,
+    errors,
+    fail,
+    out_console,
+    use_local_server,
+)
+from clinicpress.errors import InputError
+from clinicpress.outputs.release import live_release, release_ids, release_versions, rollback_site
+from clinicpress.runtime import configure_runtime
+from clinicpress.site import DEFAULT_SITE_PATH, load_site
+from clinicpress.sources.article import Article
+from clinicpress.sources.loader import discover_articles, load_article
+
+
+@app.command()
+def serve(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False) -> None:
+    """Serve the Prefect deployments: `publish` (manual) and `monitor` (on the site's schedule)."""
+    configure_runtime(verbose=True)  # a long-running service: keep Prefect's logs
+    with errors(verbose):
+        use_local_server()
+        from clinicpress.flows.deployments import serve_deployments  # Prefect is slow to import
+
+        serve_deployments(site, out)
+
+
+@app.command()
+def deploy(
+    work_pool: Annotated[
+        str,
+        typer.Option(
+            "--work-pool", metavar="NAME", help="The Prefect process work pool (created if missing)"
+        ),
+    ],
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Register the publish flow on a Prefect process work pool, for publish --work-pool and its workers."""
+    configure_runtime(verbose)
+    with errors(verbose):
+        load_site(site)  # bad input fails before Prefect starts
+        from clinicpress.flows.deployments import deploy_to_pool  # Prefect is slow to import
+
+        done = deploy_to_pool(site, out, work_pool)
+    pool = f"work pool {done.work_pool!r} ({'created' if done.pool_created else 'exists'}, process)"
+    # The worker's Python runs the batches: it must be the one clinicpress is installed in.
+    prefect = Path(sys.executable).parent / "prefect"
+    for line in (
+        f"{pool}: deployment {done.name} runs in {done.working_dir}",
+        f"  defaults: --site {done.site_path} --out {done.out_dir}",
+        f"  start workers (on machines that see these paths): {prefect} worker start --pool {done.work_pool} "
+        "--limit 1",
+        f"  then publish: clinicpress publish --work-pool {done.work_pool} [--batch-size N]",
+    ):
+        out_console.print(line, markup=False)
+
+
+@app.command()
+def releases(
+    site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False
+) -> None:
+    """List the releases kept in --out (newest first), the live one marked."""
+    with errors(verbose):
+        keep = load_site(site).publishing.keep_releases
+        live = live_release(out)
+        ids = release_ids(out)
+        listing = [(release_id, release_versions(out, release_id)) for release_id in reversed(ids)]
+    if not listing:
+        out_console.print(f"no releases in {out} (run clinicpress publish)", markup=False)
+        return
+    for release_id, versions in listing:
+        marker = "live" if live is not None and live.name == release_id else "    "
+        articles = ", ".join(f"{slug}@{version[:8]}" for slug, version in sorted(versions.items()))
+        out_console.print(f"{marker}  {release_id}  {len(versions)} article(s): {articles}", markup=False)
+    out_console.print(
+        f"{len(listing)} kept; publishing keeps {keep} ([publishing] keep_releases)", markup=False
+    )
+
+
+@app.command()
+def rollback(
+    slug: Annotated[str | None, typer.Argument(help="One article; without it, the whole site")] = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Make the previous release (or one article's previous version) live again, in one step."""
+    with errors(verbose):
+        from clinicpress.outputs.publish import rollback_article  # renderers: slower to import
+        from clinicpress.outputs.registry import Registry  # SQLAlchemy: slower to import
+
+        site_config = load_site(site)
+        now = clock.now()
+        if slug is None:
+            was, now_live = rollback_site(out)
+            detail = f"site rolled back from {was} to {now_live}"
+        else:
+            done = rollback_article(out, slug, site_config, now)
+            now_live = done.release_id
+            detail = (
+                f"{slug} rolled back from version {done.from_version[:12]} to {done.to_version[:12]} "
+                f"(files of release {done.source_release}) in new release {done.release_id}"
+            )
+        with Registry.for_site(site_config, out) as registry:
+            registry.record_event(action="rollback", release_id=now_live, slug=slug, detail=detail, at=now)
+    out_console.print(detail, markup=False)
+
+
+# -- clinicpress review / reviews: the clinical sign-off bound to the exact text (issue 15) -------
+
+
+def _content_articles(site: Path) -> dict[str, Article]:
+    """The articles beside the site config (content/ for content/site.toml), by slug.
+
+    A file that does not load is skipped: one broken draft must not stop a review of another.
+    """
+    found: dict[str, Article] = {}
+    for path in discover_articles([], content_dir=site.parent):
+        try:
+            article = load_article(path)
+        except InputError:
+            continue
+        found.setdefault(article.key, article)
+    return found
+
+
+@app.command()
+def review(
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The article reviewed (its current text)")],
+    by: Annotated[str, typer.Option("--by", metavar="NAME", help="The reviewing clinician's name")],
+    credentials: Annotated[
+        str, typer.Option("--credentials", metavar="CRED", help="The reviewer's credentials, e.g. MD")
+    ],
+    approve: Annotated[bool, typer.Option("--approve", help="Approve this text")] = False,
+    request_changes: Annotated[
+        bool, typer.Option("--request-changes", help="Ask for changes to this text")
+    ] = False,
+    comment: Annotated[
+        str, typer.Option("--comment", metavar="TEXT", help="A note kept with the review")
+    ] = "",
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Record a clinician's review of an article's current text (bound to its content hash)."""
+    if approve == request_changes:
+        raise fail("review: give exactly one of --approve or --request-changes", EXIT_USAGE)
+    with errors(verbose):
+        from pydantic import ValidationError
+
+        from clinicpress.checks.signoff import Decision, ReviewRecord
+        from clinicpress.outputs.reviews import record_review  # SQLAlchemy: slower to import
+        from clinicpress.sources.article import Reviewer
+        from clinicpress.sources.versioning import content_hash, reviewed_text
+
+        site_config = load_site(site)
+        article = _content_articles(site).get(slug)
+        if article is None:
+            raise InputError(
+                None, "SLUG", f"no article {slug!r} in {site.parent}", "the slug of a content article"
+            )
+        try:
+            reviewer = Reviewer(name=by, credentials=credentials)
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"]
+            raise InputError(None, "--by/--credentials", problem, "one line of text") from None
+        done = record_review(
+            site_config,
+            out,
+            ReviewRecord(
+                slug=slug,
+                content_hash=content_hash(article),
+                reviewer=reviewer,
+                reviewed_on=clock.today(),
+                recorded_at=clock.now(),
+                decision=Decision.APPROVED if approve else Decision.CHANGES_REQUESTED,
+                comment=" ".join(comment.split()),
+                text=reviewed_text(article),
+            ),
+        )
+    out_console.print(
+        f"review #{done.id}: {slug} text {done.content_hash[:12]} {done.decision.value} by {done.who()} "
+        f"on {done.reviewed_on.isoformat()}",
+        markup=False,
+    )
+
+
+@app.command(name="reviews")
+def reviews_list(
+    slug: Annotated[str | None, typer.Argument(metavar="[SLUG]", help="One article; without it, all")] = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """List the review records, newest first, and whether each is of the article's current text."""
+    with errors(verbose):
+        from clinicpress.outputs.reviews import load_reviews  # SQLAlchemy: slower to import
+        from clinicpress.sources.versioning import content_hash
+
+        site_config = load_site(site)
+        records = load_reviews(site_config, out, None if slug is None else [slug])
+        current = {key: content_hash(a) for key, a in _content_articles(site).items()}
+    if not records:
+        out_console.print(f"no reviews recorded{f' for {slug}' if slug else ''}", markup=False)
+        return
+    for record in records:
+        matches = "current text" if current.get(record.slug) == record.content_hash else "earlier text"
+        line = (
+            f"{record.reviewed_on.isoformat()}  {record.slug}  {record.decision.value}  {record.who()}  "
+            f"{record.content_hash[:12]} ({matches})"
+        )
+        out_console.print(line + (f"  — {record.comment}" if record.comment else ""), markup=False)
+
+
+# -- clinicpress newsletter …: the delivery records a person acts on ----------------------------
+
+newsletter_app = typer.Typer(
+    name="newsletter", help="The newsletter's delivery records.", no_args_is_help=True
+)
+app.add_typer(newsletter_app)
+
+
+@newsletter_app.command("resolve")
+def newsletter_resolve(
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The article whose newsletter it was")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The recipient reported uncertain")],
+    sent: Annotated[
+        bool,
+        typer.Option(
+            "--sent/--not-sent",
+            help="What the mail server's log says: --sent records it accepted; --not-sent makes it "
+            "pending, so the next publish sends it",
+            show_default=False,
+        ),
+    ],
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            metavar="PREFIX",
+            help="The article version (a prefix), when EMAIL is uncertain in more than one",
+        ),
+    ] = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Record whether an uncertain recipient got the newsletter, after checking the mail server's log."""
+    with errors(verbose):
+        from clinicpress.outputs.delivery import resolve_uncertain  # SQLAlchemy: slower to import
+
+        done = resolve_uncertain(load_site(site), out, slug, version or "", email, delivered=sent)
+    out_console.print(done.summary(), markup=False)
+
+
+# -- clinicpress server …: the local Prefect server runs start when none is configured ------------
+
+server_app = typer.Typer(
+    name="server",
+    help="The local Prefect server publish, monitor and serve start when no PREFECT_API_URL is set.",
+    no_args_is_help=True,
+)
+app.add_typer(server_app)
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the local Prefect server runs (url, pid, home, uptime): exit 0 running, 1 not."""
+    import time
+
+    from clinicpress.flows.local_server import server_home, uptime_text
+    from clinicpress.flows.local_server import server_status as probe_status
+
+    home = server_home(os.environ)
+    state, running = probe_status(home)
+    if state is None or not running:
+        stale = " (its state file is stale: the next run replaces it)" if state is not None else ""
+        out_console.print(f"local Prefect server: not running{stale}; home {home}", markup=False)
+        raise typer.Exit(EXIT_BLOCKED)
+    uptime = uptime_text(time.time() - state.started_at)
+    for line in (
+        f"local Prefect server: running at {state.ui_url} (API {state.api_url})",
+        f"  pid {state.pid}, Prefect {state.prefect}, up {uptime}, home {home}",
+    ):
+        out_console.print(line, markup=False)
+
+
+@server_app.command("stop")
+def server_stop(verbose: VerboseOpt = False) -> None:
+    """Stop the local Prefect server (its run history stays in its home for the next start)."""
+    from clinicpress.flows.local_server import server_home, stop_server
+
+    home = server_home(os.environ)
+    with errors(verbose):
+        state = stop_server(home)
+    if state is None:
+        out_console.print(f"local Prefect server: not running; home {home}", markup=False)
+    else:
+        out_console.print(f"local Prefect server stopped (pid {state.pid}); home {home}", markup=False)

@@ -1,0 +1,312 @@
+"""The commands that verify and publish: check, preview, publish, monitor, import."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from clinicpress import clock
+from clinicpress.checks.report_text import report_lines, summary_line
+from clinicpress.errors import InputError
+from clinicpress.runtime import cli_flow_run, configure_runtime
+from clinicpress.settings.links import LinkCheckSettings
+from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
+from clinicpress.sources.article import Article
+
+if TYPE_CHECKING:
+    from clinicpress.flows.publish import ArticleOutcome  # Prefect is slow to import
+
+from clinicpress.cli.common import (
+    DEFAULT_OUT,
+    EXIT_OK,
+    EXIT_USAGE,
+    BatchSizeOpt,
+    ForceOpt,
+    NoCacheOpt,
+    OutOpt,
+    PathsArg,
+    SiteOpt,
+    StrictOpt,
+    TestToOpt,
+    VerboseOpt,
+    WorkPoolOpt,
+    app,
+    err_console,
+    errors,
+    exit_code,
+    fail,
+    load,
+    out_console,
+    progress_bar,
+    use_local_server,
+)
+
+
+@app.command()
+def check(
+    paths: PathsArg = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    strict: StrictOpt = False,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text or json", metavar="FORMAT", case_sensitive=False)
+    ] = "text",
+    no_cache: NoCacheOpt = False,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            "--as-of",
+            help="Verify as of this day (license and review dates): what blocks on that day?",
+            metavar="YYYY-MM-DD",
+            formats=["%Y-%m-%d"],
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Verify articles (sources, license, review dates) and publish nothing."""
+    fmt = output_format.lower()
+    if fmt not in ("text", "json"):
+        raise fail(f"--format: {output_format!r} is not a format; expected text or json", EXIT_USAGE)
+    with errors(verbose):
+        day = as_of.date() if as_of is not None else clock.today()
+        site_config, articles = load(paths, site)
+        from clinicpress.checks.cache import open_cache  # keeps --help fast
+        from clinicpress.checks.signoff import with_signoff
+        from clinicpress.checks.verify import check_articles
+        from clinicpress.outputs.reviews import load_reviews  # SQLAlchemy: slower to import
+
+        # The sign-off records (issue 15): the review line and [review] required, as publish sees them.
+        reviews = load_reviews(site_config, out, [a.key for a in articles])
+        articles = [with_signoff(a, reviews)[0] for a in articles]
+        cache = open_cache(out, site_config.checks.links, enabled=not no_cache)
+        with progress_bar(f"Checking {len(articles)} article(s)…"):
+            reports = check_articles(
+                articles, site_config, on=day, strict=strict, cache=cache, reviews=reviews
+            )
+    if fmt == "json":
+        # Plain JSON: rich's pretty printer costs seconds on thousands of links.
+        document = {"as_of": day.isoformat(), "articles": [r.as_json() for r in reports]}
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        for report in reports:
+            for line in report_lines(report):
+                out_console.print(line, markup=False)
+        out_console.print(f"{summary_line(reports)} (as of {day.isoformat()})", markup=False)
+    raise typer.Exit(exit_code(reports))
+
+
+@app.command()
+def preview(
+    paths: PathsArg = None,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, metavar="N", help="Port on 127.0.0.1 (0: any free one)")
+    ] = 8765,  # clinicpress.preview.DEFAULT_PORT
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show the three channels side by side in a browser, refreshed on every save (127.0.0.1 only).
+
+    Writes nothing to --out (it reads the link cache there). Ctrl-C stops it.
+    """
+    with errors(verbose):
+        from clinicpress.preview.server import run_preview  # the renderers: slower to import
+
+        run_preview(paths or [], site, out, port, say=lambda line: out_console.print(line, markup=False))
+
+
+@app.command()
+def publish(
+    paths: PathsArg = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    strict: StrictOpt = False,
+    force: ForceOpt = False,
+    no_cache: NoCacheOpt = False,
+    test_to: TestToOpt = None,
+    work_pool: WorkPoolOpt = None,
+    batch_size: BatchSizeOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Verify articles and publish those that pass into --out (all channels or none).
+
+    With [newsletter.smtp] and a subscribers file configured, each newly published
+    version's newsletter is sent once the release is live (re-runs resume, never resend).
+    With --work-pool the batches run on that pool's workers (PREFECT_API_URL must name the server).
+    """
+    if batch_size is not None and work_pool is None:
+        raise fail("--batch-size: only with --work-pool; expected --work-pool NAME too", EXIT_USAGE)
+    configure_runtime(verbose)
+    with errors(verbose):
+        # Validate before starting Prefect: bad input fails in milliseconds, not seconds.
+        site_config, articles = load(paths, site)
+        _check_delivery(site_config, test_to)
+        if work_pool is not None:
+            _publish_on_pool(articles, site, out, work_pool, batch_size, strict, force, not no_cache, test_to)
+            return
+        use_local_server()
+        from clinicpress.flows.publish import publish_flow  # Prefect is slow to import
+
+        with progress_bar(f"Publishing {len(articles)} article(s) (starting Prefect)…"), cli_flow_run():
+            result = publish_flow(
+                paths=[str(a.path) for a in articles],
+                site_path=str(site),
+                out_dir=str(out),
+                strict=strict,
+                force=force,
+                use_cache=not no_cache,
+                test_to=test_to,
+            )
+    _print_published(result.outcomes, Path(result.out_dir), result.newsletters, result.newsletters_incomplete)
+    raise typer.Exit(exit_code([o.report for o in result.outcomes]))
+
+
+def _print_published(
+    outcomes: list[ArticleOutcome], out_dir: Path, newsletters: list[str], incomplete: bool
+) -> None:
+    for outcome in outcomes:
+        if outcome.unchanged:
+            action = "unchanged, this version is live already (--force re-renders it)"
+        else:
+            action = "published" if outcome.published else "nothing published"
+        for line in report_lines(outcome.report, action=action, list_ok=False):
+            out_console.print(line, markup=False)
+        if outcome.published:
+            out_console.print(f"  review line from the {outcome.review_source.value}", markup=False)
+        for relpath in outcome.files:
+            out_console.print(f"  → {out_dir / relpath}", markup=False)
+    for summary in newsletters:
+        out_console.print(summary, markup=False)
+    if incomplete:
+        # Not exit 1: the release is live. The send resumes on the next publish, never resending.
+        out_console.print(
+            "warning  newsletter: not every recipient was reached; run clinicpress publish again to resume",
+            markup=False,
+        )
+
+
+def _publish_on_pool(
+    articles: list[Article],
+    site: Path,
+    out: Path,
+    work_pool: str,
+    batch_size: int | None,
+    strict: bool,
+    force: bool,
+    use_cache: bool,
+    test_to: str | None,
+) -> None:
+    """The publish-catalog flow here, one publish flow run per batch on the pool's workers."""
+    from clinicpress.flows.deployments import preflight  # the Prefect client only: quick to import
+
+    preflight(work_pool)  # no server, pool, deployment or worker: exit 2 now, not a wait
+    from clinicpress.flows.fanout import DEFAULT_BATCH_SIZE, BatchesFailed, publish_catalog_flow
+
+    size = batch_size or DEFAULT_BATCH_SIZE
+    batches = -(-len(articles) // size)
+    failure: BatchesFailed | None = None
+    message = f"Publishing {len(articles)} article(s) in {batches} batch(es) on work pool {work_pool}…"
+    with progress_bar(message):
+        try:
+            result = publish_catalog_flow(
+                # Absolute: the batches run in the workers' own working directories.
+                paths=[str(a.path.resolve()) for a in articles],
+                site_path=str(site.resolve()),
+                out_dir=str(out.resolve()),
+                work_pool=work_pool,
+                batch_size=size,
+                strict=strict,
+                force=force,
+                use_cache=use_cache,
+                test_to=test_to,
+            )
+        except BatchesFailed as exc:
+            failure, result = exc, exc.result  # the batches that completed are live: report them
+    for batch in result.batches:
+        out_console.print(batch.summary(len(result.batches)), markup=False)
+    _print_published(result.outcomes, out, result.newsletters, result.newsletters_incomplete)
+    out_console.print(result.summary(), markup=False)
+    if failure is not None:
+        raise fail(str(failure), failure.exit_code)
+    raise typer.Exit(exit_code([o.report for o in result.outcomes]))
+
+
+def _check_delivery(site: SiteConfig, test_to: str | None) -> None:
+    """Newsletter settings that would fail only after the release went live: fail now instead."""
+    from clinicpress.outputs.subscribers import address_problem, load_subscribers
+
+    news = site.newsletter
+    if test_to is not None:
+        if news.smtp is None:
+            raise InputError(None, "--test-to", "needs an SMTP server", "[newsletter.smtp] in site.toml")
+        if problem := address_problem(test_to):
+            raise InputError(None, "--test-to", problem, "an address like you@example.org")
+    elif news.smtp is not None and news.subscribers is not None:
+        load_subscribers(news.subscribers)
+
+
+@app.command()
+def monitor(
+    site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False
+) -> None:
+    """Re-check everything published; alert once per change (source broken, license, review)."""
+    configure_runtime(verbose)
+    with errors(verbose):
+        load_site(site)  # bad input fails before Prefect starts
+        use_local_server()
+        from clinicpress.flows.monitor import monitor_flow  # Prefect is slow to import
+
+        with progress_bar("Monitoring published articles (starting Prefect)…"), cli_flow_run():
+            result = monitor_flow(site_path=str(site), out_dir=str(out))
+    if not result.articles:
+        out_console.print(f"monitor: nothing published in {out} yet (run clinicpress publish)", markup=False)
+        raise typer.Exit(EXIT_OK)
+    statuses = ", ".join(f"{count} {status}" for status, count in sorted(result.statuses.items()))
+    line = f"monitor: {result.articles} article(s), {result.sources} distinct source(s): {statuses or 'none'}"
+    if result.network_down:
+        line += " (network down: sources could not be verified)"
+    out_console.print(line, markup=False)
+    if not result.alerts:
+        out_console.print("  no changes since the last run: no alerts", markup=False)
+    for alert in result.alerts:
+        sent = f"delivered to {alert.delivered} destination(s)"
+        if alert.failed:
+            sent += f"; failed: {'; '.join(alert.failed)}"
+        out_console.print(f"  alert {alert.kind}: {alert.title} — {sent}", markup=False)
+
+
+@app.command(name="import")
+def import_(
+    file_or_url: Annotated[str, typer.Argument(metavar="FILE_OR_URL")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing content/<slug>.md")] = False,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Turn a legacy HTML page (file or http(s) URL) into content/<slug>.md, beside the site config."""
+    if out != DEFAULT_OUT:
+        # Every command takes --out (the CLI contract), but an import publishes nothing: say so, not silently.
+        err_console.print(
+            f"note: --out is not used by import: it writes content/<slug>.md beside --site ({site.parent})",
+            markup=False,
+            highlight=False,
+        )
+    with errors(verbose):
+        from clinicpress.sources.importer import import_page, report_lines  # bs4 is slow to import
+
+        # The fetch follows the link checker's safety rules (private addresses refused); a saved
+        # page that names no address of its own has its relative links resolved against base_url.
+        config = load_site(site) if site.exists() else None
+        result = import_page(
+            file_or_url,
+            content_dir=site.parent,
+            force=force,
+            link_settings=config.checks.links if config else LinkCheckSettings(),
+            site_url=config.organization.base_url if config else None,
+        )
+    for line in report_lines(result):
+        out_console.print(line, markup=False)

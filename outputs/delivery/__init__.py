@@ -1,0 +1,78 @@
+"""Newsletter delivery over SMTP: one message per subscriber and article version, never two.
+
+Called only after the release swap has committed (an email cannot be
+recalled). Every recipient of a newsletter version has a recorded state in
+the registry database (tables ``newsletter_*``, under the registry's schema version)::
+
+    pending ──claim──▶ claimed ──▶ accepted    the server replied 250 to the message data
+       ▲                  │    ├─▶ failed      a definite refusal (MAIL, RCPT, DATA or the
+       │                  │    │               reply to the data); retried by a later run
+       │                  │    │               while attempts < max_send_attempts
+       │                  │    └─▶ uncertain   the connection dropped after the message data
+       │                  │                    was sent but before the reply: the server may
+       │                  │                    have it. Reported, never resent automatically.
+       └──────────────────┘  the connection dropped before the message data was complete:
+                             provably not sent, back to pending (no recipient's fault).
+    pending | failed ──▶ excluded   no longer in the subscribers CSV (unsubscribed)
+
+Rules:
+
+- The claim (pending → claimed, attempts + 1) is committed before any SMTP
+  command for that recipient; ``data_started`` is committed after the server's
+  354 and before the first byte of the message data.
+- A run that finds ``claimed`` rows left by a killed run resolves them before
+  sending: without ``data_started`` → pending (the data never left: resend is
+  safe); with it → uncertain (the server may have the message).
+- A run sends only to pending, and to failed while attempts < max_send_attempts.
+  Failed at the cap counts as excluded in the report.
+- The recipient list of a version is fixed by its first enqueue (in one
+  transaction with the send record); later enqueues add nobody. A new version
+  is a new send. Removals from the CSV are honoured (→ excluded).
+- One run per version at a time: a run holds a lease on the send (renewed at
+  every claim; a lease whose process is gone on this host, or that expired,
+  may be taken over). A second run finds it held and says so.
+- Accounting: a run is complete only when candidates = accepted + failed +
+  uncertain + excluded (nothing pending or claimed).
+- A dropped connection is reopened (bounded, with backoff) and the run goes
+  on with the next recipient; when the server stays away the run stops and
+  the next run resumes.
+- An uncertain recipient leaves that state only by a person's verdict
+  (``clinicpress newsletter resolve SLUG EMAIL --sent|--not-sent``).
+
+The modules, one job each: ``schema`` (the tables), ``store`` (the SQL of
+every transition), ``smtp`` (the wire and the one reconnect loop; no
+smtplib, ssl or socket exception leaves it), ``send`` (the state machine),
+``lease`` (one run per send), ``report`` (what a send did), ``resolve``
+(the manual verdict), ``errors`` (the delivery's exception branch).
+"""
+
+from clinicpress.outputs.delivery.errors import DeliveryError, DeliveryIncomplete, SmtpError
+from clinicpress.outputs.delivery.report import RecipientIssue, SendReport
+from clinicpress.outputs.delivery.resolve import Resolved, resolve, resolve_uncertain
+from clinicpress.outputs.delivery.schema import State, recipients_table, runs, sends, test_sends
+from clinicpress.outputs.delivery.send import TEST_SUBJECT_PREFIX, send_newsletter
+from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, deliver
+from clinicpress.outputs.delivery.store import DeliveryStore
+
+__all__ = [
+    "TEST_SUBJECT_PREFIX",
+    "Delivery",
+    "DeliveryError",
+    "DeliveryIncomplete",
+    "DeliveryStore",
+    "Outcome",
+    "RecipientIssue",
+    "Resolved",
+    "SendReport",
+    "SmtpError",
+    "SmtpSession",
+    "State",
+    "deliver",
+    "recipients_table",
+    "resolve",
+    "resolve_uncertain",
+    "runs",
+    "send_newsletter",
+    "sends",
+    "test_sends",
+]

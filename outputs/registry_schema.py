@@ -1,0 +1,249 @@
+"""The registry's database schema: its tables, one schema version, and opening the database.
+
+SQLAlchemy 2 Core, so one schema serves SQLite (default: ``<out>/registry.sqlite``) and
+PostgreSQL. ``migrate()`` creates what is missing and brings ``schema_info`` to
+``SCHEMA_VERSION``, for the registry's tables and the newsletter's delivery tables alike
+(``outputs/delivery/schema.py``); whichever opens a database first does it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Connection,
+    Date,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+
+from clinicpress.errors import ClinicpressError
+
+# 2: release_events; 3: the newsletter_* tables counted in; 4: source_quotes; 5: reviews (see
+# migrate()).
+SCHEMA_VERSION = 5
+REGISTRY_FILE = "registry.sqlite"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out (SQLite keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("registry times must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+schema_info = Table("schema_info", metadata, Column("version", Integer, nullable=False))
+
+publishes = Table(
+    "publishes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(80), nullable=False, index=True),
+    Column("version", String(64), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("release_id", String(64)),
+    Column("channels", JSON, nullable=False),  # {"web": ["web/<slug>/index.html", …], …}
+    Column("licenses", JSON, nullable=False),  # [{"program_id", "issuer", "expires"}]
+    Column("last_reviewed", Date, nullable=False),
+    Column("next_review", Date, nullable=False),
+    UniqueConstraint("slug", "version", name="uq_publish_slug_version"),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("url", Text, nullable=False, unique=True),
+    Column("archive_url", Text),
+    Column("archive_timestamp", String(14)),
+    Column("archive_checked_at", UTCDateTime),
+)
+
+publish_sources = Table(
+    "publish_sources",
+    metadata,
+    Column("publish_id", ForeignKey("publishes.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("source_id", ForeignKey("sources.id"), nullable=False),
+    Column("title", Text, nullable=False),
+)
+
+source_checks = Table(
+    "source_checks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("source_id", ForeignKey("sources.id"), nullable=False, index=True),
+    Column("checked_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("http_status", Integer),
+    Column("final_url", Text),
+)
+
+# Quotes an article relies on (issue 14), per article (its live version's quotes) and source: the
+# latest reading and a fingerprint of the source's main text then. found: 1, 0, or NULL (unread).
+source_quotes = Table(
+    "source_quotes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(80), nullable=False, index=True),
+    Column("source_id", ForeignKey("sources.id"), nullable=False),
+    Column("quote_hash", String(64), nullable=False),
+    Column("quote", Text, nullable=False),
+    Column("found", Integer),
+    Column("text_fingerprint", String(64)),
+    Column("checked_at", UTCDateTime, nullable=False),
+    UniqueConstraint("slug", "source_id", "quote_hash", name="uq_source_quote"),
+)
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("key", String(200), primary_key=True),  # "source:<id>", "license:<program>", "review:<slug>"
+    Column("state", String(32), nullable=False),
+    Column("since", UTCDateTime, nullable=False),
+    Column("failures", Integer, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(200), nullable=False, index=True),
+    Column("kind", String(40), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("deliveries", JSON, nullable=False),  # one {"destination", "ok", "error"} per alert URL
+)
+
+
+release_events = Table(
+    "release_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("action", String(16), nullable=False),  # "rollback" (publishes are rows of `publishes`)
+    Column("release_id", String(64), nullable=False),  # the release live after the action
+    Column("slug", String(80)),  # None: the whole site
+    Column("detail", Text, nullable=False),
+)
+
+# Clinical sign-offs (issue 15): one row per review of one exact text (content_hash, not the
+# article version: a license renewal must not void a review). The reviewed text is kept whole so
+# a later block can show what changed since. Written and read by outputs/reviews.py.
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(80), nullable=False, index=True),
+    Column("content_hash", String(64), nullable=False),
+    Column("reviewer_name", Text, nullable=False),
+    Column("reviewer_credentials", Text),
+    Column("reviewed_on", Date, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("decision", String(20), nullable=False),  # "approved" | "changes-requested"
+    Column("comment", Text, nullable=False),
+    Column("text", Text, nullable=False),  # sources/versioning.reviewed_text of the reviewed version
+)
+
+
+def new_id(primary_key: Any) -> int:
+    """The id of a row just inserted (SQLAlchemy types the key as optional)."""
+    assert primary_key is not None
+    return int(primary_key[0])
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for the registry database (SQLite: its folder created, writers wait for the lock)."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Two runs (a publish and a monitor) may write at once: wait for the lock instead of failing.
+        return create_engine(url, connect_args={"timeout": 30})
+    return create_engine(url)
+
+
+@contextmanager
+def transaction(engine: Engine, what: str, error: type[ClinicpressError]) -> Iterator[Connection]:
+    """``engine.begin()``, with a database error raised as ``error`` naming ``what`` (one line)."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise error(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def shown_url(url: str) -> str:
+    """The URL without a password that may sit in it, for messages."""
+    head, sep, tail = url.rpartition("@")
+    return f"{head.split('://')[0]}://…@{tail}" if sep else url
+
+
+# -- one schema version for the whole database ------------------------------------------------
+# The newsletter's delivery tables (clinicpress.outputs.delivery.schema) live in this database
+# under this SCHEMA_VERSION. Registry and DeliveryStore both open it through migrate(), so
+# whichever opens a database first creates, or upgrades, all of it.
+
+
+def _schema_parts() -> tuple[MetaData, ...]:
+    # Imported here, not at the top: the delivery package imports this module.
+    from clinicpress.outputs.delivery.schema import metadata as delivery
+
+    return (metadata, delivery)
+
+
+def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
+    """Create what is missing and bring ``schema_info`` to SCHEMA_VERSION; refuse a newer database."""
+    schema_info.create(engine, checkfirst=True)
+    with engine.connect() as conn:
+        current = conn.execute(select(schema_info.c.version)).scalar()
+    if current is not None and current > SCHEMA_VERSION:
+        # Checked before creating anything: a newer clinicpress may have changed these tables.
+        raise error(
+            f"{what}: schema version {current} is newer than this clinicpress ({SCHEMA_VERSION}); "
+            "upgrade clinicpress"
+        )
+    for part in _schema_parts():
+        part.create_all(engine)
+    with engine.begin() as conn:
+        current = conn.execute(select(schema_info.c.version)).scalar()  # again: in this transaction
+        if current is None:
+            conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+        elif current < SCHEMA_VERSION:
+            # 1 → 2 added release_events; 2 → 3 counted in the newsletter_* tables (a database
+            # from before may have them, unversioned, in the same layout); 3 → 4 added
+            # source_quotes; 4 → 5 added reviews: create_all() above made whatever was missing, so
+            # only the number changes.
+            conn.execute(schema_info.update().values(version=SCHEMA_VERSION))

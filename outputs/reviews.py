@@ -1,0 +1,100 @@
+"""The review records in the registry database (the ``reviews`` table): write one, read them back.
+
+Kept out of ``outputs/registry.py`` (one class already over many tables): a review is written by
+``clinicpress review`` and read by ``publish``, ``check`` and ``clinicpress reviews``, never in a
+transaction with anything else. The decision what a record means is pure, in checks/signoff.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from sqlalchemy import Engine, RowMapping, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from clinicpress.checks.signoff import Decision, ReviewRecord
+from clinicpress.errors import RegistryError
+from clinicpress.outputs.registry import registry_url
+from clinicpress.outputs.registry_schema import (
+    migrate,
+    new_id,
+    open_engine,
+    reviews,
+    shown_url,
+    transaction,
+)
+from clinicpress.site import SiteConfig
+from clinicpress.sources.article import Reviewer
+
+
+def _exists(url: str) -> bool:
+    """False for a SQLite file not created yet: reading must not create a database (``check``)."""
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file()
+
+
+def _open(url: str) -> Engine:
+    what = f"registry {shown_url(url)}"
+    try:
+        engine = open_engine(url)
+        migrate(engine, what, RegistryError)
+    except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
+        raise RegistryError(f"{what}: cannot open ({exc})") from None
+    return engine
+
+
+def record_review(site: SiteConfig, out_dir: Path, record: ReviewRecord) -> ReviewRecord:
+    """Insert one review; returns it with its row id."""
+    url = registry_url(site, out_dir)
+    engine = _open(url)
+    try:
+        with transaction(engine, f"registry {shown_url(url)}", RegistryError) as conn:
+            inserted = conn.execute(
+                reviews.insert().values(
+                    slug=record.slug,
+                    content_hash=record.content_hash,
+                    reviewer_name=record.reviewer.name,
+                    reviewer_credentials=record.reviewer.credentials,
+                    reviewed_on=record.reviewed_on,
+                    recorded_at=record.recorded_at,
+                    decision=record.decision.value,
+                    comment=record.comment,
+                    text=record.text,
+                )
+            )
+            row_id = new_id(inserted.inserted_primary_key)
+    finally:
+        engine.dispose()
+    return replace(record, id=row_id)
+
+
+def load_reviews(site: SiteConfig, out_dir: Path, slugs: Iterable[str] | None = None) -> list[ReviewRecord]:
+    """The records of these articles (None: all), newest first; none when no registry exists yet."""
+    url = registry_url(site, out_dir)
+    if not _exists(url):
+        return []
+    engine = _open(url)
+    query = select(reviews).order_by(reviews.c.recorded_at.desc(), reviews.c.id.desc())
+    if slugs is not None:
+        query = query.where(reviews.c.slug.in_(sorted(set(slugs))))
+    try:
+        with transaction(engine, f"registry {shown_url(url)}", RegistryError) as conn:
+            rows = conn.execute(query).mappings().all()
+    finally:
+        engine.dispose()
+    return [_record(row) for row in rows]
+
+
+def _record(row: RowMapping) -> ReviewRecord:
+    return ReviewRecord(
+        id=row["id"],
+        slug=row["slug"],
+        content_hash=row["content_hash"],
+        reviewer=Reviewer(name=row["reviewer_name"], credentials=row["reviewer_credentials"]),
+        reviewed_on=row["reviewed_on"],
+        recorded_at=row["recorded_at"],
+        decision=Decision(row["decision"]),
+        comment=row["comment"],
+        text=row["text"],
+    )
