@@ -1,4 +1,4 @@
-"""Named fault points for the fault-injection tests (``tests/test_faults.py``).
+"""Named fault points for the fault-injection tests (``tests/flows/test_faults.py``).
 
 A publish passes through every point in ``POINTS``, in that order. With
 ``CLINICPRESS_FAULT=<point>:raise`` the run raises ``InjectedFault`` there;

@@ -11,7 +11,7 @@ The decisions (is the state file ours and alive, what to do) are pure functions 
 facts the I/O functions at the bottom gather. This module never imports Prefect: it
 runs before Prefect is imported, so that Prefect reads the URL it sets. It is a little over
 400 lines because the decisions and the I/O they decide about are read together; the pure
-part is the top half and is unit-tested on its own (tests/test_local_server.py).
+part is the top half and is unit-tested on its own (tests/flows/test_local_server.py).
 """
 
 from __future__ import annotations

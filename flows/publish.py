@@ -194,7 +194,7 @@ def publish_flow(
     spool = Spool(Path(out_dir)) if len(to_render) >= POOL_THRESHOLD else None
     if spool is None:
         # A killed catalog run's spool goes even when this run renders nothing (opening a Spool
-        # would do it otherwise): tests/test_faults.py, the catalog's switched-kill case.
+        # would do it otherwise): tests/flows/test_faults.py, the catalog's switched-kill case.
         remove_dead_spools(Path(out_dir))
     with spool or contextlib.nullcontext():
         # The renders run while the sources are checked (they do not depend on the check).

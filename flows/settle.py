@@ -5,7 +5,7 @@ steps, as mkdocs carries a page through a build: the version and what is live wh
 planned, the check report after verification, the render (or the render's error) after the
 renders. :func:`settle` then says what happens to the article: blocked (nothing of it is
 written), unchanged (this version is live already) or ready (it goes into the new release).
-It is pure, and tested without Prefect (``tests/test_settle.py``).
+It is pure, and tested without Prefect (``tests/flows/test_settle.py``).
 """
 
 from __future__ import annotations

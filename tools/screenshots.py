@@ -8,7 +8,7 @@ The web page and the email preview are screenshots from headless Chromium
 files and Chromium runs with its background networking off.
 
 This module also holds the small Chrome DevTools Protocol client that
-``tests/test_browser.py`` uses to run axe-core in the same browser: one
+``tests/renderers/test_browser.py`` uses to run axe-core in the same browser: one
 websocket (the ``websockets`` package, already installed with Prefect), no
 browser-automation dependency.
 """

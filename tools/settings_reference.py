@@ -1,7 +1,7 @@
 """Write docs/settings.md: every site.toml key, its default and what it does, from the models.
 
 The models in clinicpress/site.py (and the tables they nest) are the one source: each key's
-description is its pydantic ``Field(description=…)``. ``tests/test_docs.py`` fails when a key has
+description is its pydantic ``Field(description=…)``. ``tests/cli/test_docs.py`` fails when a key has
 no description or when docs/settings.md is older than the models.
 
     .venv/bin/python tools/settings_reference.py          # rewrite docs/settings.md
@@ -32,7 +32,7 @@ HEADER = """\
 # Site settings (`content/site.toml`)
 
 Generated from the models in `clinicpress/site.py` by `tools/settings_reference.py`; do not edit by
-hand (`tests/test_docs.py` checks it is current). Every key can also come from the environment,
+hand (`tests/cli/test_docs.py` checks it is current). Every key can also come from the environment,
 which wins over the file: `CLINICPRESS_<TABLE>__<KEY>`, e.g. `CLINICPRESS_CHECKS__LINKS__TIMEOUT=5`.
 Settings are validated once, when the file is loaded: a bad value stops every command with exit
 code 2 and one line naming the file, the key and what was expected.

@@ -61,7 +61,7 @@ __all__ = [
     "plan_batches",
 ]
 
-_Run = LinkRun  # the name tests/test_links.py and tests/test_rebinding.py reach in for
+_Run = LinkRun  # the name tests/checks/test_links.py and tests/checks/test_rebinding.py reach in for
 
 
 def allowed_hosts(settings: LinkCheckSettings) -> frozenset[str]:

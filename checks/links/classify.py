@@ -4,7 +4,7 @@
 and says ``ok``, ``redirected``, ``broken``, ``unverified`` or ``bot-blocked`` with a
 one-line reason; :func:`anchor_verdict` checks a ``#fragment`` against the final page. The
 small predicates the fetcher acts on (retry? ask HEAD again as GET? went home?) live here too,
-so each rule is testable from a table (tests/test_classify.py).
+so each rule is testable from a table (tests/checks/test_classify.py).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def async_transport(vetted: Vetted, *, limits: httpx.Limits | None = None) -> ht
     limits = limits or httpx.Limits()
     transport = httpx.AsyncHTTPTransport(verify=tls_context(), limits=limits, trust_env=False)
     # httpx 0.28 has no network_backend argument: its own pool, rebuilt with our backend.
-    # tests/test_rebinding.py fails if this stops working.
+    # tests/checks/test_rebinding.py fails if this stops working.
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=tls_context(),
         max_connections=limits.max_connections,

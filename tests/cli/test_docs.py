@@ -1,6 +1,6 @@
 """The docs match the code: every site.toml key and every CLI option is documented.
 
-Modelled on datasette's tests/test_docs.py: the documentation is checked against the code, so a
+Modelled on datasette's tests/cli/test_docs.py: the documentation is checked against the code, so a
 new setting or option cannot land undocumented.
 """
 
@@ -18,7 +18,7 @@ import typer
 
 from clinicpress.cli import app
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 

@@ -25,7 +25,7 @@ from clinicpress.errors import InputError
 from clinicpress.flows import local_server as ls
 from clinicpress.flows.local_server import Action, Probe, ServerState
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLINICPRESS = ROOT / ".venv" / "bin" / "clinicpress"
 RUN_TIMEOUT = 300  # a first start on a busy 2-core machine: ~10-60 s
 

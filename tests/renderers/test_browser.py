@@ -33,7 +33,7 @@ from clinicpress.renderers.web import render_web_html
 from clinicpress.site import SiteConfig, load_site
 from clinicpress.sources import Article, Reviewer, load_article
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SLUG = "ketamine-therapy-substance-abuse"
 CONTEXT = RenderContext(published_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), version="0" * 64)
 AXE_JS = Path(os.environ.get("CLINICPRESS_AXE_JS") or ROOT / ".build/node/node_modules/axe-core/axe.min.js")

@@ -19,7 +19,7 @@ from clinicpress.checks.readability import (
 )
 from clinicpress.sources import Article
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SIMPLE = (
     "## What to expect\n\nYou will meet your nurse. She will ask how you feel. "
     "Then you rest for an hour.[^1]\n\n- Bring a friend.\n- Eat a light meal\n"

@@ -8,8 +8,8 @@ anyio call) answers the test names from a table; IP literals go to the real one
 (numeric only, so no DNS query ever leaves the machine); other names do not exist.
 ``allow_private_networks = ["127.0.0.2/32"]`` makes 127.0.0.2 count as public.
 
-See also tests/test_links.py::test_redirect_to_metadata_address_is_refused and the
-``sources-private-via-redirect`` case of tests/test_hostile.py (redirects to 169.254/16, 10/8).
+See also tests/checks/test_links.py::test_redirect_to_metadata_address_is_refused and the
+``sources-private-via-redirect`` case of tests/cli/test_hostile.py (redirects to 169.254/16, 10/8).
 """
 
 from __future__ import annotations

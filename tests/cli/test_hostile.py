@@ -37,7 +37,7 @@ from clinicpress.renderers.web import render_web_html
 from clinicpress.site import SiteConfig, load_site
 from clinicpress.sources.loader import load_article
 
-HOSTILE = Path(__file__).resolve().parent / "hostile"
+HOSTILE = Path(__file__).resolve().parents[1] / "hostile"
 MANIFEST: list[dict[str, Any]] = tomllib.loads((HOSTILE / "manifest.toml").read_text(encoding="utf-8"))[
     "case"
 ]

@@ -25,7 +25,7 @@ from clinicpress.renderers.registry import render_article
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CONTEXT = RenderContext(published_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), version="0" * 64)
 
 

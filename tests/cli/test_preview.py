@@ -39,7 +39,7 @@ from clinicpress.preview.state import CHECKING, Entry, PreviewState, file_change
 from clinicpress.sources.article import Channel
 from clinicpress.sources.loader import load_article
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SLUG = "test-article"
 HOSTILE = "<script>alert(1)</script>"
 

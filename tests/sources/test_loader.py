@@ -178,7 +178,7 @@ def test_slugify_and_add_months() -> None:
     assert add_months(date(2025, 6, 1), 12) == date(2026, 6, 1)
 
 
-HOSTILE_YAML = sorted((Path(__file__).parent / "hostile" / "articles").glob("yaml-*.md"))
+HOSTILE_YAML = sorted((Path(__file__).resolve().parents[1] / "hostile" / "articles").glob("yaml-*.md"))
 
 
 @pytest.mark.parametrize("path", [REFERENCE_ARTICLE, *HOSTILE_YAML], ids=lambda p: p.stem)

@@ -3,7 +3,7 @@
 Golden files (tests/golden/) are the spec of the web page and the email's
 text part. After an intended change, regenerate them and read the diff:
 
-    CLINICPRESS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_renderers.py
+    CLINICPRESS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/renderers/test_renderers.py
 
 Nothing here touches the network: the handout test that cites a remote image
 also makes every DNS lookup fail the test.
@@ -55,8 +55,8 @@ from clinicpress.renderers.web import WebRenderer, render_web_html
 from clinicpress.site import SiteConfig
 from clinicpress.sources import Article, Channel, Reviewer
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SLUG = "ketamine-therapy-substance-abuse"
 CONTEXT = RenderContext(published_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), version="0" * 64)
 XSS = "<script>alert(1)</script>"

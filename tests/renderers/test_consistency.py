@@ -24,7 +24,7 @@ from clinicpress.site import SiteConfig
 from clinicpress.sources import Article, Channel, Reviewer
 from clinicpress.sources.article import Source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SLUG = "ketamine-therapy-substance-abuse"
 CONTEXT = RenderContext(published_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC), version="0" * 64)
 
