@@ -18,10 +18,11 @@ import hashlib
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from clinicpress.checks.model import LinkResult, LinkStatus
+from clinicpress.checks.sqlite_cache import SqliteCache
 from clinicpress.settings.links import LinkCheckSettings
 
 __all__ = ["CACHEABLE", "LinkCache", "open_cache", "settings_fingerprint"]
@@ -39,7 +40,6 @@ CREATE TABLE IF NOT EXISTS link_results (
     PRIMARY KEY (url, fingerprint)
 )
 """
-_CHUNK = 500  # SQLite's variable limit is 999 on old builds
 
 
 def settings_fingerprint(settings: LinkCheckSettings) -> str:
@@ -65,62 +65,38 @@ def settings_fingerprint(settings: LinkCheckSettings) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class LinkCache:
+class LinkCache(SqliteCache):
     """``ok``/``redirected`` results kept for ``max_age_hours`` in the SQLite file ``path``."""
 
     def __init__(
         self, path: Path | str, *, max_age_hours: float = 24.0, clock: Callable[[], float] = time.time
     ) -> None:
-        self.path = Path(path)
-        self.max_age = max_age_hours * 3600.0
-        self.clock = clock
-        self._ready = False
+        super().__init__(path, schema=_SCHEMA, table="link_results", max_age_hours=max_age_hours, clock=clock)
 
     @classmethod
     def for_settings(cls, path: Path | str, settings: LinkCheckSettings) -> LinkCache:
         return cls(path, max_age_hours=settings.cache_max_age_hours)
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30)
-        try:
-            if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")  # readers do not wait for a writing batch
-                conn.execute(_SCHEMA)
-                self._ready = True
-            with conn:  # one transaction
-                yield conn
-        finally:
-            conn.close()
 
     def get_many(self, urls: Sequence[str], settings: LinkCheckSettings) -> dict[str, LinkResult]:
         """Fresh cached results for those ``urls`` that have one."""
         if not urls or self.max_age <= 0:
             return {}
         fingerprint = settings_fingerprint(settings)
-        oldest = self.clock() - self.max_age
         found: dict[str, LinkResult] = {}
+        columns = "url, status, reason, http_status, final_url"
         try:
-            with self._connect() as conn:
-                for start in range(0, len(urls), _CHUNK):
-                    chunk = list(urls[start : start + _CHUNK])
-                    marks = ",".join("?" * len(chunk))
-                    rows = conn.execute(
-                        "SELECT url, status, reason, http_status, final_url FROM link_results "  # noqa: S608
-                        f"WHERE fingerprint = ? AND checked_at >= ? AND url IN ({marks})",
-                        [fingerprint, oldest, *chunk],
-                    )
-                    for url, status, reason, http_status, final_url in rows:
-                        if status in CACHEABLE:
-                            found[url] = LinkResult(
-                                url=url,
-                                status=LinkStatus(status),
-                                reason=reason,
-                                http_status=http_status,
-                                final_url=final_url,
-                            )
+            with self.connect() as conn:
+                for url, status, reason, http_status, final_url in self.fresh_rows(
+                    conn, columns, "url", urls, fingerprint
+                ):
+                    if status in CACHEABLE:
+                        found[url] = LinkResult(
+                            url=url,
+                            status=LinkStatus(status),
+                            reason=reason,
+                            http_status=http_status,
+                            final_url=final_url,
+                        )
         except (sqlite3.Error, OSError, ValueError):
             return {}
         return found
@@ -142,12 +118,12 @@ class LinkCache:
         if not keep and not drop:
             return 0
         try:
-            with self._connect() as conn:
+            with self.connect() as conn:
                 conn.executemany("INSERT OR REPLACE INTO link_results VALUES (?, ?, ?, ?, ?, ?, ?)", keep)
                 conn.executemany("DELETE FROM link_results WHERE url = ? AND fingerprint = ?", drop)
                 # Expired rows (and rows of settings no longer used) are never read again: every
                 # write clears them, so the file stays the size of one max-age of checks.
-                self._purge(conn)
+                self.remove_expired(conn)
         except (sqlite3.Error, OSError):
             return 0
         return len(keep)
@@ -155,7 +131,7 @@ class LinkCache:
     def purge(self) -> int:
         """Delete expired rows; returns how many."""
         try:
-            with self._connect() as conn:
+            with self.connect() as conn:
                 return self._purge(conn)
         except (sqlite3.Error, OSError):
             return 0
@@ -165,7 +141,7 @@ class LinkCache:
         return cur.rowcount
 
     def clear(self) -> None:
-        with contextlib.suppress(sqlite3.Error, OSError), self._connect() as conn:
+        with contextlib.suppress(sqlite3.Error, OSError), self.connect() as conn:
             conn.execute("DELETE FROM link_results")
 
 

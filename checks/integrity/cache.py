@@ -14,12 +14,13 @@ import contextlib
 import hashlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from clinicpress.checks.integrity.record import Record
+from clinicpress.checks.sqlite_cache import SqliteCache
 from clinicpress.settings.integrity import IntegritySettings
 
 __all__ = ["IntegrityCache", "open_integrity_cache"]
@@ -33,7 +34,6 @@ CREATE TABLE IF NOT EXISTS integrity_records (
     PRIMARY KEY (key, fingerprint)
 )
 """
-_CHUNK = 500
 _FORMAT = "1"  # bump when Record changes shape: older rows are then not read
 
 
@@ -42,53 +42,27 @@ def fingerprint(settings: IntegritySettings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-class IntegrityCache:
+class IntegrityCache(SqliteCache):
     """Records that were answered, kept for ``max_age_hours`` in the SQLite file ``path``."""
 
     def __init__(
         self, path: Path | str, *, max_age_hours: float = 24.0, clock: Callable[[], float] = time.time
     ) -> None:
-        self.path = Path(path)
-        self.max_age = max_age_hours * 3600.0
-        self.clock = clock
-        self._ready = False
-
-    @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30)
-        try:
-            if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(_SCHEMA)
-                self._ready = True
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        super().__init__(
+            path, schema=_SCHEMA, table="integrity_records", max_age_hours=max_age_hours, clock=clock
+        )
 
     def get_many(self, keys: Sequence[str], settings: IntegritySettings) -> dict[str, Record]:
         if not keys or self.max_age <= 0:
             return {}
-        mark = fingerprint(settings)
-        oldest = self.clock() - self.max_age
         found: dict[str, Record] = {}
         try:
-            with self._connect() as conn:
-                for start in range(0, len(keys), _CHUNK):
-                    chunk = list(keys[start : start + _CHUNK])
-                    marks = ",".join("?" * len(chunk))
-                    rows = conn.execute(
-                        "SELECT key, record FROM integrity_records "  # noqa: S608 - only "?" marks
-                        f"WHERE fingerprint = ? AND checked_at >= ? AND key IN ({marks})",
-                        [mark, oldest, *chunk],
-                    )
-                    for key, text in rows:
-                        with contextlib.suppress(ValidationError, ValueError):
-                            record = Record.model_validate_json(text)
-                            if record.answered:
-                                found[key] = record
+            with self.connect() as conn:
+                for key, text in self.fresh_rows(conn, "key, record", "key", keys, fingerprint(settings)):
+                    with contextlib.suppress(ValidationError, ValueError):
+                        record = Record.model_validate_json(text)
+                        if record.answered:
+                            found[key] = record
         except (sqlite3.Error, OSError):
             return {}
         return found
@@ -100,10 +74,9 @@ class IntegrityCache:
         if not keep:
             return 0
         try:
-            with self._connect() as conn:
+            with self.connect() as conn:
                 conn.executemany("INSERT OR REPLACE INTO integrity_records VALUES (?, ?, ?, ?)", keep)
-                # Expired rows are never read again: every write clears them (as the link cache does).
-                conn.execute("DELETE FROM integrity_records WHERE checked_at < ?", [now - self.max_age])
+                self.remove_expired(conn)  # never read again: every write clears them
         except (sqlite3.Error, OSError):
             return 0
         return len(keep)
