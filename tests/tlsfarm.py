@@ -19,7 +19,6 @@ connection, a new handshake and a new pinned connect. Linux routes all of 127/8 
 from __future__ import annotations
 
 import ipaddress
-import select
 import socket
 import ssl
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trustme
+from rebind_hosts import Listener
 
 NAME = "clinic-sources.test"  # the host name the certificates are for
 ORIGIN_IP = "127.0.0.2"  # the vetted address: the HTTPS origin
@@ -159,49 +159,6 @@ class TLSOrigin:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=2)
-
-
-class Listener:
-    """Accepts, counts and closes TCP connections (the address a rebinding would steer to).
-    Reading the count drains the accept queue first, so no completed handshake is missed."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._socket = sock
-        self._socket.setblocking(False)
-        self._count = 0
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="tls-listener", daemon=True)
-        self._thread.start()
-
-    @property
-    def connections(self) -> int:
-        self._take()
-        return self._count
-
-    def _take(self) -> None:
-        with self._lock:
-            while True:
-                try:
-                    conn, _ = self._socket.accept()
-                except OSError:  # BlockingIOError: none waiting; or closed
-                    return
-                self._count += 1
-                conn.close()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self._socket], [], [], 0.05)
-            except (OSError, ValueError):
-                return
-            if ready:
-                self._take()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        self._socket.close()
 
 
 class TLSHosts:

@@ -425,7 +425,7 @@ def test_url_import_is_pinned_to_the_vetted_address(content: Path, monkeypatch: 
     """A name that answers 127.0.0.2 (allowed here) first and 127.0.0.1 after: the page and its
     redirect hop come from 127.0.0.2, the listener on 127.0.0.1 (same port) sees no connection,
     and the name is resolved once (tests/checks/test_rebinding.py has the parts; real sockets, no DNS)."""
-    from test_rebinding import LISTENER_IP, ORIGIN_IP, Hosts, Resolver
+    from rebind_hosts import LISTENER_IP, ORIGIN_IP, Hosts, Resolver
 
     hosts = Hosts()
     try:
