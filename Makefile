@@ -81,5 +81,27 @@ bench-linkcheck-mixed: $(BENCH_STAMP)
 bench-monitor: $(TEST_STAMP)
 	$(BIN)/python bench/monitor_catalog.py
 
+# Issue 16: every benchmark (medians of 3), one table of ratios in bench/results.md and README's
+# Performance section. ~1 h at the default sizes; BENCH_ARGS="--quick" checks the harness (small
+# sizes, one run; its table goes to /tmp and README is left as it is).
+.PHONY: bench
+BENCH_ARGS ?=
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.suite --readme $(BENCH_ARGS)
+
+# Mutation testing of the Guarantees' mechanisms (issue 18, docs/mutation.md): cosmic-ray in a scratch
+# worktree beside this one (../mut; never in this tree), a score per module and the survivors.
+# Tens of minutes on two cores: not part of `make test` nor of CI. MUTATION_ARGS="release --sample 20" …
+MUTATION_STAMP := $(VENV)/.installed-mutation
+MUTATION_ARGS ?=
+
+$(MUTATION_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,mutation]'
+	@touch $@ $(TEST_STAMP) $(RUN_STAMP)
+
+.PHONY: mutation
+mutation: $(MUTATION_STAMP)
+	$(BIN)/python tools/mutation.py $(MUTATION_ARGS)
+
 clean:
 	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache published

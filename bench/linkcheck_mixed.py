@@ -36,7 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.linkcheck.run import parse_clinicpress, parse_lychee, reset_farm
+from bench.linkcheck.run import assert_no_cache, parse_clinicpress, parse_lychee, reset_farm
+from bench.results import load_average, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="clinicpress vs lychee on the plain mixed farm")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (every output)")
+    parser.add_argument("--json", metavar="PATH", help="also write the medians as JSON (bench/suite.py)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="clinicpress-mixed-"))
     farm = subprocess.Popen(
@@ -211,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = work / f"{checker.name}-{run}.json"
                 wall, cpu, peak, code = measure(command, work, out)
                 if checker.name != "lychee":
-                    cache = out_dir / ".cache" / "links.sqlite"
-                    assert not cache.exists(), f"--no-cache run wrote the link cache {cache}"
+                    assert_no_cache(out_dir)
                 got = right(checker.name, out, truth) if checker.name != "cp 0 links" else 0
                 checker.runs.append(Run(wall, cpu, peak, code, got, load))
                 print(
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"peak {peak:6.1f} MB  right {got}/{len(truth)}  exit {code}  load {load:.2f}",
                     flush=True,
                 )
-        report(checkers, len(truth))
+        write_json(args.json, report(checkers, len(truth)))
     finally:
         if farm.stdin is not None:
             with contextlib.suppress(OSError):
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def report(checkers: list[Checker], total: int) -> None:
+def report(checkers: list[Checker], total: int) -> dict[str, object]:
     runs = len(checkers[0].runs)
     print()
     print(
@@ -265,6 +266,9 @@ def report(checkers: list[Checker], total: int) -> None:
     print(f"{'':<12} wall {goal(cp[0] / ly[0], 0.6)}, CPU {goal(cp[1] / ly[1], 3.0)}")
     data = {c.name: [r.__dict__ for r in c.runs] for c in checkers}
     print("runs: " + json.dumps(data))
+    medians = {name: {"wall": m[0], "cpu": m[1], "peak_mb": m[2]} for name, m in med.items()}
+    right = {c.name: min(r.right for r in c.runs) for c in checkers[:2]}
+    return {"medians": medians, "right": right, "total": total, "runs": runs, "load": load_average()}
 
 
 def goal(ratio: float, limit: float) -> str:

@@ -4,7 +4,7 @@ Drives a real preview of the reference article over HTTP on loopback (its source
 link check is not what is timed here, and it runs in the background anyway). Prints medians and
 maxima; the issue's goal is the web page within 1 s of a save, the handout when it is ready.
 
-    .venv/bin/python bench/preview_latency.py [EDITS]
+    .venv/bin/python bench/preview_latency.py [EDITS] [--json PATH]
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from pathlib import Path
 from clinicpress.preview.server import Preview
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.results import load_average, write_json  # noqa: E402  (run as a script)
+
 SLUG = "ketamine-therapy-substance-abuse"
 
 
@@ -42,7 +45,7 @@ def _ms(values: list[float]) -> str:
     )
 
 
-def main(edits: int) -> None:
+def main(edits: int, json_path: str | None = None) -> None:
     tmp = Path(tempfile.mkdtemp())
     try:
         article, site = _workspace(tmp)
@@ -82,9 +85,21 @@ def main(edits: int) -> None:
         preview.close()
         print(f"save → web page updated:                  {_ms(web)}")
         print(f"save → handout (PDF + page images) ready: {_ms(handout)}")
+        write_json(
+            json_path,
+            {
+                "web": statistics.median(web),
+                "handout": statistics.median(handout),
+                "edits": edits,
+                "load": load_average(),
+            },
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    args = sys.argv[1:]
+    json_at = args[args.index("--json") + 1] if "--json" in args else None
+    counts = [a for a in args if a.isdigit()]
+    main(int(counts[0]) if counts else 10, json_at)

@@ -4,14 +4,17 @@ The links (to check) and the prose (to grade) come from the article
 syntax's parse (``sources/markdown.py``, the one the renderers render), so
 what is checked is what is published. Both come from one parse, cached per
 body: a catalog publish asks for every article's links, then for every
-article's prose, and a parse costs more than both answers.
+article's prose, and a parse costs more than both answers. A body's links
+may also be known without a parse: read from the facts cache on disk
+(``checks/facts_cache.py``, :func:`know_links`), which a miss filled from
+this same parse.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from markdown_it.token import Token
 
@@ -21,14 +24,44 @@ from clinicpress.sources.markdown import body_tokens_of
 @dataclass(frozen=True)
 class BodyFacts:
     links: tuple[str, ...]  # links written in the body, in order (in-page ``#anchors`` excluded)
-    prose: tuple[str, ...]  # paragraphs (list items and quotes included) as plain text
+    body: str = field(repr=False)
+    source_count: int = field(repr=False)
+
+    @property
+    def prose(self) -> tuple[str, ...]:
+        """Paragraphs (list items and quotes included) as plain text: parsed when first asked for."""
+        return parsed_prose(self.body, self.source_count)
 
 
-# The cache's size bounds memory; the answers are small (the token stream is not kept).
+# Links read from the facts cache, by (body, source count); bounded like the parse cache.
+_KNOWN_LINKS: dict[tuple[str, int], tuple[str, ...]] = {}
+KNOWN_LIMIT = 8192
+
+
+def know_links(body: str, source_count: int, links: tuple[str, ...]) -> None:
+    """Take ``links`` as this body's links without parsing it (they came from its parse before)."""
+    if len(_KNOWN_LINKS) >= KNOWN_LIMIT:
+        _KNOWN_LINKS.clear()
+    _KNOWN_LINKS[(body, source_count)] = links
+
+
 @functools.lru_cache(maxsize=4096)
 def body_facts(body: str, source_count: int) -> BodyFacts:
+    known = _KNOWN_LINKS.get((body, source_count))
+    links = known if known is not None else _parse(body, source_count)[0]
+    return BodyFacts(links=links, body=body, source_count=source_count)
+
+
+def parsed_prose(body: str, source_count: int) -> tuple[str, ...]:
+    return _parse(body, source_count)[1]
+
+
+# The one parse of a body: its links and its prose. The cache's size bounds memory; the answers
+# are small (the token stream is not kept).
+@functools.lru_cache(maxsize=4096)
+def _parse(body: str, source_count: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     tokens = body_tokens_of(body, source_count)
-    return BodyFacts(links=tuple(_links(tokens)), prose=tuple(_prose_blocks(tokens)))
+    return tuple(_links(tokens)), tuple(_prose_blocks(tokens))
 
 
 def _links(tokens: list[Token]) -> list[str]:
@@ -72,4 +105,4 @@ def _prose_blocks(tokens: list[Token]) -> list[str]:
     return blocks
 
 
-__all__ = ["BodyFacts", "body_facts"]
+__all__ = ["BodyFacts", "body_facts", "know_links", "parsed_prose"]

@@ -101,6 +101,19 @@ def verdict_of(problems: list[Problem], *, strict: bool = False) -> Verdict:
     return Verdict.OK
 
 
+class ReviewLine(BaseModel):
+    """The "Reviewed by … on …" line every channel prints, and where it came from (issue 15)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reviewed_by: str | None
+    last_reviewed: str  # ISO date
+    source: Literal["sign-off record", "front matter"]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"reviewed_by": self.reviewed_by, "last_reviewed": self.last_reviewed, "source": self.source}
+
+
 class ArticleReport(BaseModel):
     """The verification report of one article: written as JSON and as text."""
 
@@ -109,6 +122,7 @@ class ArticleReport(BaseModel):
     verdict: Verdict
     problems: list[Problem] = Field(default_factory=list)
     links: list[LinkResult] = Field(default_factory=list)
+    review_line: ReviewLine | None = None  # None: not judged (the preview reads no review records)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -117,4 +131,5 @@ class ArticleReport(BaseModel):
             "verdict": self.verdict.value,
             "problems": [p.as_json() for p in self.problems],
             "links": [link.as_json() for link in self.links],
+            "review_line": self.review_line.as_json() if self.review_line is not None else None,
         }

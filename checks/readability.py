@@ -12,11 +12,9 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from types import ModuleType
 
-import textstat  # type: ignore[import-untyped]  # ships no types
-from textstat.backend.counts import _count_syllables  # type: ignore[import-untyped]
-
-from clinicpress.checks.body import body_facts
+from clinicpress.checks.body import parsed_prose
 from clinicpress.checks.model import Problem, Severity
 from clinicpress.sources.article import Article
 
@@ -29,11 +27,21 @@ def _no_cmudict(lang: str) -> None:
     return None
 
 
-# textstat 0.7.13 looks English syllables up in NLTK's CMUdict and, when that corpus is not on
-# disk, *downloads* it during the call: a network fetch inside a check, which fails (slowly) on a
-# closed network and makes the grade depend on the machine. Without the dictionary textstat counts
-# syllables with pyphen (its own fallback for unknown words): offline and the same everywhere.
-_count_syllables.get_cmudict = _no_cmudict
+@functools.cache
+def _textstat() -> ModuleType:
+    """textstat, imported on the first grade: it imports nltk and pyphen (~0.6 s), which a run whose
+    every grade is known (``checks/facts_cache.py``) never needs."""
+    import textstat  # type: ignore[import-untyped]  # ships no types
+    from textstat.backend.counts import _count_syllables  # type: ignore[import-untyped]
+
+    # textstat 0.7.13 looks English syllables up in NLTK's CMUdict and, when that corpus is not on
+    # disk, *downloads* it during the call: a network fetch inside a check, which fails (slowly) on
+    # a closed network and makes the grade depend on the machine. Without the dictionary textstat
+    # counts syllables with pyphen (its own fallback for unknown words): offline, the same everywhere.
+    _count_syllables.get_cmudict = _no_cmudict
+    module: ModuleType = textstat
+    return module
+
 
 # A sentence ends at . ! or ? (optionally closed by a quote or bracket) before whitespace.
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"'”’)\]]))\s+")
@@ -65,7 +73,7 @@ class ReadabilityResult:
 
 def prose_blocks(article: Article) -> list[str]:
     """The body's paragraphs (list items and quotes included) as plain text, one a block."""
-    return list(body_facts(article.body, len(article.sources)).prose)
+    return list(parsed_prose(article.body, len(article.sources)))
 
 
 def split_sentences(text: str) -> list[str]:
@@ -73,7 +81,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _grade(text: str) -> float:
-    return round(float(textstat.flesch_kincaid_grade(text)), 1)
+    return round(float(_textstat().flesch_kincaid_grade(text)), 1)
 
 
 def _truncate(sentence: str) -> str:
@@ -82,16 +90,36 @@ def _truncate(sentence: str) -> str:
     return sentence[: SENTENCE_CHARS - 1].rsplit(" ", 1)[0] + "…"
 
 
+# Grades read from the facts cache (checks/facts_cache.py), by (body, source count); bounded.
+_KNOWN: dict[tuple[str, int], ReadabilityResult] = {}
+KNOWN_LIMIT = 8192
+
+
+def know_grade(body: str, source_count: int, result: ReadabilityResult) -> None:
+    """Take ``result`` as the grade of this body (with ``HARDEST_SHOWN`` sentences) without grading it."""
+    if len(_KNOWN) >= KNOWN_LIMIT:
+        _KNOWN.clear()
+    _KNOWN[(body, source_count)] = result
+
+
 def readability(article: Article, hardest: int = HARDEST_SHOWN) -> ReadabilityResult:
     """Flesch–Kincaid grade of the body's prose, with its ``hardest`` sentences."""
+    if hardest == HARDEST_SHOWN:
+        return grade_body(article.body, len(article.sources))
     return _readability(article.body, len(article.sources), hardest)
+
+
+def grade_body(body: str, source_count: int) -> ReadabilityResult:
+    """What :func:`readability` says of an article with this body and this many sources."""
+    known = _KNOWN.get((body, source_count))
+    return known if known is not None else _readability(body, source_count, HARDEST_SHOWN)
 
 
 # Grading every sentence is the slowest check (textstat); the result depends on the body alone,
 # so a served process re-verifying an unchanged catalog grades each body once.
 @functools.lru_cache(maxsize=4096)
 def _readability(body: str, source_count: int, hardest: int) -> ReadabilityResult:
-    blocks = body_facts(body, source_count).prose
+    blocks = parsed_prose(body, source_count)
     text = "\n\n".join(blocks)
     sentences = [s for block in blocks for s in split_sentences(block)]
     ranked = sorted(
@@ -101,7 +129,7 @@ def _readability(body: str, source_count: int, hardest: int) -> ReadabilityResul
     )
     return ReadabilityResult(
         grade=_grade(text) if text else 0.0,
-        words=int(textstat.lexicon_count(text)) if text else 0,
+        words=int(_textstat().lexicon_count(text)) if text else 0,
         sentences=len(sentences),
         hardest=tuple(ranked[:hardest]),
     )
@@ -122,8 +150,11 @@ def readability_problems(article: Article, max_grade: float = DEFAULT_MAX_GRADE)
 
 __all__ = [
     "DEFAULT_MAX_GRADE",
+    "HARDEST_SHOWN",
     "HardSentence",
     "ReadabilityResult",
+    "grade_body",
+    "know_grade",
     "prose_blocks",
     "readability",
     "readability_problems",

@@ -13,6 +13,7 @@ from datetime import date
 from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.collect import article_urls
 from clinicpress.checks.dates import check_licenses, check_review
+from clinicpress.checks.facts_cache import FactsCache, facts_beside, prime_facts
 from clinicpress.checks.integrity.apply import (
     apply_integrity,
     contact_address,
@@ -23,9 +24,17 @@ from clinicpress.checks.integrity.apply import (
 from clinicpress.checks.integrity.cache import IntegrityCache
 from clinicpress.checks.integrity.client import IntegrityReport, lookup, lookup_async, run_quietly
 from clinicpress.checks.links import LinkReport, check_urls_async
-from clinicpress.checks.model import ArticleReport, LinkResult, LinkStatus, Problem, Severity, verdict_of
+from clinicpress.checks.model import (
+    ArticleReport,
+    LinkResult,
+    LinkStatus,
+    Problem,
+    ReviewLine,
+    Severity,
+    verdict_of,
+)
 from clinicpress.checks.readability import readability_problems
-from clinicpress.checks.signoff import ReviewRecord, signoff_problems
+from clinicpress.checks.signoff import ReviewRecord, ReviewSource, approval_of, signoff_problems
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
@@ -97,6 +106,17 @@ def verify_article(
         verdict=verdict_of(problems, strict=strict),
         problems=problems,
         links=results,
+        review_line=None if reviews is None else review_line(article, reviews),
+    )
+
+
+def review_line(article: Article, reviews: Sequence[ReviewRecord]) -> ReviewLine:
+    """The review line as printed (``article`` is the one the channels render) and its source."""
+    signed = approval_of(article, reviews) is not None
+    return ReviewLine(
+        reviewed_by=article.reviewed_by.display() if article.reviewed_by is not None else None,
+        last_reviewed=article.last_reviewed.isoformat(),
+        source=ReviewSource.RECORD.value if signed else ReviewSource.FRONT_MATTER.value,
     )
 
 
@@ -158,11 +178,17 @@ def check_articles(
     strict: bool = False,
     cache: LinkCache | None = None,
     reviews: Sequence[ReviewRecord] | None = None,
+    facts: FactsCache | bool = True,
 ) -> list[ArticleReport]:
     """Verify articles directly (no Prefect): what ``clinicpress check`` runs.
 
-    The integrity cache lives beside the link cache (``--no-cache`` turns both off).
+    The integrity cache and the facts cache (each body's links and grade, ``facts`` True) live
+    beside the link cache (``--no-cache`` turns all three off); ``facts`` False: none.
     """
+    if isinstance(facts, FactsCache):
+        prime_facts(articles, facts)
+    elif facts:
+        prime_facts(articles, facts_beside(cache.path if cache else None))
     report, integrity = run_quietly(_check_all(articles, site, cache))
     return [
         verify_article(a, site, report, on=on, strict=strict, integrity=integrity, reviews=reviews)

@@ -119,6 +119,11 @@ class Newsletter(_Strict):
         default=None, description="Subscribers CSV (email[,unsubscribe_url]), relative to the working folder"
     )
     max_send_attempts: int = Field(default=3, ge=1, le=10, description="Tries per recipient before giving up")
+    approval_required: bool = Field(
+        default=False,
+        description="A new version's send waits for an approval by someone other than the person who "
+        "published it (clinicpress approve-send SLUG --by NAME, or the form in the Prefect UI)",
+    )
 
     _one_line = field_validator("from_name")(single_line)
 
@@ -211,7 +216,7 @@ class Review(_Strict):
     )
     publish_on_approve: bool = Field(
         default=False,
-        description="Publish once a review is approved in the Prefect UI's review flow (not built yet)",
+        description="The review/review deployment (clinicpress serve) publishes what its form approved",
     )
 
 

@@ -1,5 +1,6 @@
-"""The Prefect deployments: those ``clinicpress serve`` serves (manual publish, scheduled monitor)
-and the ``publish`` deployment ``clinicpress deploy`` registers on a process work pool.
+"""The Prefect deployments: those ``clinicpress serve`` serves (manual publish, scheduled monitor,
+the clinician's review) and the ``publish`` deployment ``clinicpress deploy`` registers on a
+process work pool.
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ PUBLISH_ENTRYPOINT = "clinicpress.flows.publish.publish_flow"
 
 
 def build_deployments(site_path: Path, out_dir: Path) -> list[Any]:
-    """``publish`` (triggered by hand, parameters validated) and ``monitor`` on the site's cron."""
+    """``publish`` (triggered by hand, parameters validated), ``monitor`` on the site's cron, and
+    ``review`` (by hand with ``paths``: it pauses for the clinician's form, flows/review.py)."""
     from clinicpress.flows.monitor import monitor_flow
     from clinicpress.flows.publish import publish_flow
+    from clinicpress.flows.review import review_flow
 
     site = load_site(site_path)  # fail now, not at the first scheduled run
     # Absolute paths: the served process may be started from anywhere.
@@ -52,11 +55,18 @@ def build_deployments(site_path: Path, out_dir: Path) -> list[Any]:
             cron=site.monitor.schedule,
             description="Re-check published sources, licenses and reviews; alert on transitions.",
         ),
+        review_flow.to_deployment(
+            name="review",
+            parameters=common,
+            description="A clinician reviews articles (paths): checks, the three channels and the diff in an "
+            "artifact, then a form on the paused run records the sign-off ([review] publish_on_approve "
+            "then publishes).",
+        ),
     ]
 
 
 def serve_deployments(site_path: Path, out_dir: Path) -> None:
-    """Serve both deployments until interrupted (needs PREFECT_API_URL for a real server)."""
+    """Serve the deployments until interrupted (needs PREFECT_API_URL for a real server)."""
     serve(*build_deployments(site_path, out_dir))
 
 

@@ -232,6 +232,7 @@ def publish_catalog_flow(
     use_cache: bool = True,
     test_to: str | None = None,
     wait_seconds: Annotated[float, Field(gt=0)] = DEFAULT_WAIT_SECONDS,
+    triggered_by: str | None = None,
 ) -> CatalogResult:
     """Publish the articles as one ``publish/<work_pool>`` flow run per batch; fail if any batch fails.
 
@@ -257,6 +258,8 @@ def publish_catalog_flow(
                 "force": force,
                 "use_cache": use_cache,
                 "test_to": test_to,
+                # Who published, for [newsletter] approval_required; a batch never pauses for the form.
+                "triggered_by": triggered_by,
             },
             name=f"batch-{number}-of-{len(batches)}",
             job_variables=_batch_job_variables(results_dir),

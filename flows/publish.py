@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from clinicpress import clock, progress
 from clinicpress.checks.cache import open_cache
+from clinicpress.checks.facts_cache import FactsCache, open_facts, prime_facts
 from clinicpress.checks.integrity.client import IntegrityReport
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, LinkStatus, Verdict
@@ -26,6 +27,7 @@ from clinicpress.checks.signoff import ReviewRecord, ReviewSource, with_signoff
 from clinicpress.checks.verify import all_urls, verify_article
 from clinicpress.errors import RenderError
 from clinicpress.faults import fault_point
+from clinicpress.flows.newsletter import ask_for_approval, send_newsletter_task
 from clinicpress.flows.settle import Fate, Settled, after_release, plan, settle
 from clinicpress.flows.tasks import (
     LINK_BATCH_RUNNER,
@@ -34,7 +36,6 @@ from clinicpress.flows.tasks import (
     quoted,
     record_publish,
     record_unrecorded_live,
-    send_newsletter_task,
 )
 from clinicpress.outputs.delivery import SendReport
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
@@ -68,6 +69,7 @@ class PublishResult(BaseModel):
     outcomes: list[ArticleOutcome]
     newsletters: list[str] = []  # one summary per newsletter send (SMTP configured)
     newsletters_incomplete: bool = False
+    newsletters_waiting: list[str] = []  # slugs whose send waits for a second person's approval
 
     @property
     def blocked(self) -> bool:
@@ -75,8 +77,11 @@ class PublishResult(BaseModel):
 
 
 @task(name="load-inputs", cache_policy=NO_CACHE)
-def load_inputs(paths: list[str], site_path: str) -> tuple[SiteConfig, list[Article]]:
-    site, articles = load_site(site_path), load_articles(discover_articles(paths))
+def load_inputs(
+    paths: list[str], site_path: str, facts: FactsCache | None = None
+) -> tuple[SiteConfig, list[Article]]:
+    # facts: an unchanged file is not parsed again (checks/facts_cache.py)
+    site, articles = load_site(site_path), load_articles(discover_articles(paths), memo=facts)
     fault_point("load")
     return site, articles
 
@@ -149,18 +154,34 @@ def summary_markdown(result: PublishResult) -> str:
 
 
 def _newsletters(
-    site: SiteConfig, out_dir: str, now: datetime, live: list[tuple[Article, str]], test_to: str | None
+    site: SiteConfig,
+    out_dir: str,
+    now: datetime,
+    live: list[tuple[Article, str]],
+    test_to: str | None,
+    triggered_by: str | None = None,
+    approval_wait: int = 0,
 ) -> list[SendReport]:
-    """Send (or resume) each live version's newsletter, when an SMTP server is configured."""
+    """Send (or resume) each live version's newsletter, when an SMTP server is configured.
+
+    A send waiting for a second person's approval ([newsletter] approval_required) pauses a
+    deployment's run for the approval form, up to ``approval_wait`` seconds (flows/newsletter.py).
+    """
     news = site.newsletter
     if news.smtp is None or (test_to is None and news.subscribers is None):
         return []  # the .eml outbox is the only newsletter output
     recipients = [] if test_to or news.subscribers is None else list(load_subscribers(news.subscribers))
-    return [
-        send_newsletter_task(article, version, site, out_dir, now, quoted(recipients), test_to)
-        for article, version in live
-        if Channel.NEWSLETTER in article.channels
-    ]
+    articles = {(a.key, v): a for a, v in live if Channel.NEWSLETTER in a.channels}
+
+    def send(article: Article, version: str) -> SendReport:
+        return send_newsletter_task(
+            article, version, site, out_dir, now, quoted(recipients), test_to, triggered_by
+        )
+
+    reports = [send(article, version) for (_, version), article in articles.items()]
+    return ask_for_approval(
+        reports, site, out_dir, approval_wait, lambda r: send(articles[r.slug, r.version], r.version)
+    )
 
 
 @flow(name="publish", validate_parameters=True, task_runner=LINK_BATCH_RUNNER)
@@ -172,14 +193,20 @@ def publish_flow(
     force: bool = False,
     use_cache: bool = True,
     test_to: str | None = None,
+    triggered_by: str | None = None,
+    approval_wait_seconds: int = 3600,
 ) -> PublishResult:
     """Verify articles and publish those that pass, all channels or none.
 
     An article whose version (content, site config, templates) is live
     already is not rendered again unless ``force``. Each article is one
     :class:`ArticleRun` through the steps; :func:`settle` decides its fate.
+    ``triggered_by`` (who publishes; None: "unknown") is recorded with each new newsletter send;
+    run from a deployment, a send waiting for approval pauses the run for the approval form up
+    to ``approval_wait_seconds`` (flows/newsletter.py).
     """
-    site, articles = load_inputs(paths or [], site_path)
+    facts = open_facts(out_dir, enabled=use_cache)
+    site, articles = load_inputs(paths or [], site_path, facts)
     articles, reviews, review_sources = signed_off(quoted(articles), site, out_dir)
     now = clock.local_now()
     templates = template_fingerprint()
@@ -204,6 +231,7 @@ def publish_flow(
             RenderRun(jobs, pool) as renders,
         ):
             cache = open_cache(out_dir, site.checks.links, enabled=use_cache)
+            prime_facts(articles, facts)  # each body's links and grade: from disk, or worked out once
             # Crossref/PubMed lookups run while the links are checked (a task of their own).
             integrity = check_integrity_task.submit(quoted(articles), site, cache)
             links = check_sources(all_urls(articles), site.checks.links, cache)
@@ -234,7 +262,13 @@ def publish_flow(
         record_unrecorded_live(site, out_dir, quoted(live_unchanged), now)
     # After the swap: live versions (new, or unchanged with a send left to resume) get their newsletter.
     sends = _newsletters(
-        site, out_dir, now, [(s.run.article, s.run.version) for s in went_live] + live_unchanged, test_to
+        site,
+        out_dir,
+        now,
+        [(s.run.article, s.run.version) for s in went_live] + live_unchanged,
+        test_to,
+        triggered_by,
+        approval_wait_seconds,
     )
     result = _result(out_dir, release, settled, {s.run.article.key for s in unchanged}, sends, review_sources)
     _leave_artifacts(result)
@@ -264,7 +298,8 @@ def _result(
             for item in settled
         ],
         newsletters=[send.summary() for send in sends],
-        newsletters_incomplete=any(not send.complete for send in sends),
+        newsletters_incomplete=any(send.stalled for send in sends),  # not one awaiting approval
+        newsletters_waiting=[send.slug for send in sends if send.awaiting],
     )
 
 

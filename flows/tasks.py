@@ -28,12 +28,9 @@ from clinicpress.checks.links import LinkBatch, LinkReport, check_batch, merge_b
 from clinicpress.checks.transitions import State, integrity_state
 from clinicpress.checks.verify import all_urls, check_integrity, site_contact
 from clinicpress.faults import fault_point
-from clinicpress.outputs.delivery import SendReport, send_newsletter
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
 from clinicpress.outputs.registry import PublishRecord, Registry
 from clinicpress.outputs.release import live_release, live_report
-from clinicpress.outputs.subscribers import Subscriber
-from clinicpress.renderers.base import RenderContext
 from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
@@ -267,21 +264,3 @@ def record_unrecorded_live(
                 )
             )
         return registry.record_publishes(records)
-
-
-@task(name="send-newsletter", cache_policy=NO_CACHE)
-def send_newsletter_task(
-    article: Article,
-    version: str,
-    site: SiteConfig,
-    out_dir: str,
-    published_at: datetime,
-    recipients: list[Subscriber],
-    test_to: str | None,
-) -> SendReport:
-    """Only after the swap committed: an email cannot be recalled (docs/architecture.md)."""
-    assert site.newsletter.smtp is not None
-    context = RenderContext(published_at=published_at, version=version)
-    return send_newsletter(
-        article, site, context, out_dir, recipients=recipients, smtp=site.newsletter.smtp, test_to=test_to
-    )

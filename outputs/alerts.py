@@ -36,6 +36,12 @@ class Alert:
     reprint_needed: bool
     payload: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def message(self) -> str:
+        """What is delivered: the body, then the kind (the Prefect event's name without
+        ``clinicpress.``), so a receiver can route on it as automations route on the event."""
+        return f"{self.body}\nAlert kind: {self.kind.value}"
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -289,7 +295,7 @@ def deliver(alert: Alert, urls: Sequence[str], *, retries: int, backoff: float =
         error = "the service did not accept the alert"
         for attempt in range(retries + 1):
             try:
-                if sender.notify(title=alert.title, body=alert.body, notify_type=_NOTIFY_TYPE[alert.kind]):
+                if sender.notify(title=alert.title, body=alert.message, notify_type=_NOTIFY_TYPE[alert.kind]):
                     deliveries.append(Delivery(name, ok=True))
                     break
             except Exception as exc:  # a broken plugin must not stop the other destinations

@@ -30,15 +30,18 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     create_engine,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
 
 from clinicpress.errors import ClinicpressError
 
-# 2: release_events; 3: the newsletter_* tables counted in; 4: source_quotes; 5: reviews (see
-# migrate()).
-SCHEMA_VERSION = 5
+# 2: release_events; 3: the newsletter_* tables counted in; 4: source_quotes; 5: reviews; 6: a
+# newsletter send's trigger and approval (see migrate()).
+SCHEMA_VERSION = 6
 REGISTRY_FILE = "registry.sqlite"
 
 
@@ -224,6 +227,34 @@ def _schema_parts() -> tuple[MetaData, ...]:
     return (metadata, delivery)
 
 
+def _added_columns() -> list[tuple[Table, str]]:
+    """Columns added to a table that existed before them (create_all() adds tables, not columns)."""
+    from clinicpress.outputs.delivery.schema import sends
+
+    # 5 → 6: who triggered a newsletter send, and its approval (issue 15).
+    return [(sends, name) for name in ("triggered_by", "approval", "approved_by", "approved_at")]
+
+
+def _column_names(engine: Engine, table: str) -> set[str]:
+    return {column["name"] for column in inspect(engine).get_columns(table)}
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each added column a table lacks, each in its own transaction."""
+    for table, name in _added_columns():
+        if name in _column_names(engine, table.name):
+            continue
+        column = CreateColumn(table.c[name]).compile(dialect=engine.dialect)
+        quoted = engine.dialect.identifier_preparer.format_table(table)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {quoted} ADD COLUMN {column}"))
+        except SQLAlchemyError:
+            if name not in _column_names(engine, table.name):
+                raise
+            # Another process upgrading the same database added it first.
+
+
 def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
     """Create what is missing and bring ``schema_info`` to SCHEMA_VERSION; refuse a newer database."""
     schema_info.create(engine, checkfirst=True)
@@ -237,6 +268,11 @@ def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
         )
     for part in _schema_parts():
         part.create_all(engine)
+    if current is None or current < SCHEMA_VERSION:
+        try:
+            _add_missing_columns(engine)
+        except SQLAlchemyError as exc:
+            raise error(f"{what}: cannot upgrade the schema: {type(exc).__name__}: {exc}") from exc
     with engine.begin() as conn:
         current = conn.execute(select(schema_info.c.version)).scalar()  # again: in this transaction
         if current is None:
@@ -244,6 +280,7 @@ def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
         elif current < SCHEMA_VERSION:
             # 1 → 2 added release_events; 2 → 3 counted in the newsletter_* tables (a database
             # from before may have them, unversioned, in the same layout); 3 → 4 added
-            # source_quotes; 4 → 5 added reviews: create_all() above made whatever was missing, so
-            # only the number changes.
+            # source_quotes; 4 → 5 added reviews: create_all() above made whatever was missing;
+            # 5 → 6 added columns to newsletter_sends (_add_missing_columns above). Only the
+            # number is left to change.
             conn.execute(schema_info.update().values(version=SCHEMA_VERSION))

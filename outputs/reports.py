@@ -10,6 +10,7 @@ from typing import Any
 from clinicpress.checks.model import ArticleReport
 from clinicpress.renderers.base import AnyArtifact
 from clinicpress.sources.article import Article
+from clinicpress.sources.versioning import content_hash, reviewed_text
 
 
 def report_relpath(slug: str) -> str:
@@ -27,7 +28,8 @@ def published_report(
     """The check report (the JSON of `check --format json`) plus what was published and when.
 
     The extra keys (``title``, ``summary``, ``channels`` …) let the site index
-    and, later, the monitor read what is live without re-loading articles.
+    and, later, the monitor read what is live without re-loading articles; ``text`` and
+    ``content_hash`` let the review flow diff a new text against the live one.
     """
     data: dict[str, Any] = report.as_json()
     data.update(
@@ -40,6 +42,9 @@ def published_report(
             "version": version,
             "published_at": published_at.isoformat(),
             "channels": {a.channel.value: [] for a in artifacts},
+            # What a sign-off binds, and the text itself: a review diffs a new text against it.
+            "content_hash": content_hash(article),
+            "text": reviewed_text(article),
         }
     )
     for artifact in artifacts:

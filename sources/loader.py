@@ -7,10 +7,11 @@ was expected; a YAML error also gives its line in the file.
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
@@ -173,6 +174,10 @@ def _one_line(text: str, limit: int = 160) -> str:
 def load_article(path: Path | str) -> Article:
     """Read one article file and validate it against the canonical model."""
     article_path = Path(path)
+    return _parse_article(article_path, _read(article_path))
+
+
+def _read(article_path: Path) -> bytes:
     try:
         raw = article_path.read_bytes()
     except FileNotFoundError as exc:
@@ -187,7 +192,11 @@ def load_article(path: Path | str) -> Article:
         )
     if b"\x00" in raw:
         raise ArticleError(article_path, None, "is a binary file", "UTF-8 Markdown text")
-    return _parse_article(article_path, raw)
+    return raw
+
+
+# The memo keys (:func:`memo_key`) of the files _parse_article parsed in this process: kept by its cache.
+_PARSED: set[str] = set()
 
 
 # A served process publishes the same catalog again and again: an unchanged file (same path,
@@ -201,6 +210,9 @@ def _parse_article(article_path: Path, raw: bytes) -> Article:
             article_path, None, f"not UTF-8 text (bad byte at offset {exc.start})", "UTF-8 Markdown text"
         ) from exc
 
+    if len(_PARSED) >= 8192:
+        _PARSED.clear()
+    _PARSED.add(memo_key(article_path, raw))
     front, body, body_line = _split_front_matter(article_path, text)
     data = _parse_yaml(article_path, front)
     try:
@@ -247,12 +259,61 @@ def discover_articles(
     return list(dict.fromkeys(found))
 
 
-def load_articles(paths: Iterable[Path]) -> list[Article]:
-    """Load several articles; two articles with one slug is an error."""
+class ArticleMemo(Protocol):
+    """Loaded articles kept between processes (``checks/facts_cache.py``), as JSON by :func:`memo_key`."""
+
+    def recall_articles(self, keys: Sequence[str]) -> dict[str, str]: ...
+
+    def remember_articles(self, values: Mapping[str, str]) -> None: ...
+
+
+def memo_key(path: Path, raw: bytes) -> str:
+    """What a loaded article is kept under: its file's path and bytes (the article holds its path)."""
+    return hashlib.sha256(str(path).encode() + b"\x00" + raw).hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)  # a CLI's load, then its flow's: validated once
+def _recalled(text: str, path: Path) -> Article | None:
+    """The article a memo kept, or None (a miss) when it is not one this code wrote for ``path``."""
+    try:
+        article = Article.model_validate_json(text)
+    except (ValidationError, ValueError):
+        return None
+    return article if article.path == path else None
+
+
+def _load_all(paths: list[Path], memo: ArticleMemo | None) -> Iterator[Article]:
+    """Each file read once; with ``memo``, parsed only if its (path, bytes) were never loaded."""
+    if memo is None:
+        yield from (load_article(path) for path in paths)
+        return
+    raws = [(path, _read(path)) for path in paths]
+    keys = [memo_key(path, raw) for path, raw in raws]
+    kept = memo.recall_articles(keys)
+    new: dict[str, str] = {}
+    for (path, raw), key in zip(raws, keys, strict=True):
+        article = None
+        if key in kept:
+            # Parsed in this process already (the CLI's load, then its flow's): the parse's cache.
+            article = _parse_article(path, raw) if key in _PARSED else _recalled(kept[key], path)
+        if article is None:
+            article = _parse_article(path, raw)
+            new[key] = article.model_dump_json()
+        yield article
+    if new:
+        memo.remember_articles(new)
+
+
+def load_articles(paths: Iterable[Path], memo: ArticleMemo | None = None) -> list[Article]:
+    """Load several articles; two articles with one slug is an error.
+
+    ``memo``: articles loaded by an earlier process (the facts cache under --out); a file whose
+    path and bytes it holds is not parsed again (the same article: tests/checks/test_facts_cache.py).
+    """
     articles: list[Article] = []
     seen: dict[str, Path] = {}
-    for path in paths:
-        article = load_article(path)
+    files = list(paths)
+    for path, article in zip(files, _load_all(files, memo), strict=True):
         if article.key in seen:
             raise ArticleError(
                 path, "slug", f"{article.key!r} is already used by {seen[article.key]}", "a unique slug"

@@ -19,10 +19,20 @@ carrying it (a bot wall that lets browsers through). Unknown paths answer
 Only loopback, port 0 (the OS picks a free port), one daemon thread per
 connection; a ``delay`` sleeps on an event that ``close()`` sets, so
 stopping the farm never waits for a slow reply.
+
+What became of each answer is recorded, for evidence that does not depend on
+the machine's speed: ``served(path)`` lists, per finished request, how many
+body bytes were written, whether the answer was sent in full, and whether the
+client went away first (closed during a ``delay``, or while the body was being
+written). A ``Reply(..., repeat=n)`` sends its body ``n`` times (a big body
+without holding it in memory). ``wait_idle(path)`` waits until the server has
+finished every request to ``path`` (the client may return before it has).
 """
 
 from __future__ import annotations
 
+import select
+import socket
 import sys
 import threading
 import time
@@ -45,6 +55,7 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     body: bytes = b""
     delay: float = 0.0  # seconds to wait before sending the status line
+    repeat: int = 1  # the body is sent this many times (Content-Length counts them all)
 
     @classmethod
     def redirect(cls, status: int, location: str) -> Reply:
@@ -52,6 +63,17 @@ class Reply:
 
 
 _EMPTY_AGENTS: Mapping[str, Reply] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Served:
+    """What became of one request's answer, as the server saw it."""
+
+    method: str
+    body_sent: int  # body bytes the client's socket accepted
+    body_total: int  # body bytes the answer had (0 for HEAD)
+    finished: bool  # the whole answer was sent
+    client_left: bool  # the client closed the connection before the answer was complete
 
 
 @dataclass
@@ -96,20 +118,50 @@ class _Handler(BaseHTTPRequestHandler):
         farm = self.server.farm
         path = urlsplit(self.path).path
         reply = farm._begin(self.command, path, dict(self.headers.items()))
+        total = 0 if self.command == "HEAD" else len(reply.body) * reply.repeat
+        sent = 0
+        finished = left = False
         try:
-            if reply.delay and farm._stopping.wait(reply.delay):
-                return
+            if reply.delay:
+                waited = self._wait(reply.delay)
+                if waited != "done":
+                    left = waited == "left"
+                    self.close_connection = True
+                    return
             self.send_response(reply.status)
             for name, value in reply.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("Content-Length", str(len(reply.body) * reply.repeat))
             self.end_headers()
-            if self.command != "HEAD" and reply.body:
+            for _ in range(reply.repeat if total else 0):
                 self.wfile.write(reply.body)
+                sent += len(reply.body)
+            finished = True
         except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (timeout): expected
+            left = True
+            self.close_connection = True  # the client gave up (timeout, body cut short): expected
         finally:
-            farm._end(path)
+            farm._end(path, Served(self.command, sent, total, finished, left))
+
+    def _wait(self, seconds: float) -> str:
+        """Wait ``seconds``: "done"; or "left" as soon as the client closes the connection;
+        or "stopping" when the farm closes."""
+        farm = self.server.farm
+        end = time.monotonic() + seconds
+        while (remaining := end - time.monotonic()) > 0:
+            step = min(remaining, 0.05)
+            readable, _, _ = select.select([self.connection], [], [], step)
+            if readable:
+                try:
+                    peeked = self.connection.recv(1, socket.MSG_PEEK)
+                except OSError:
+                    return "left"  # reset
+                if not peeked:
+                    return "left"  # orderly close
+                farm._stopping.wait(step)  # the client sent more (pipelining): cannot tell, wait
+            if farm._stopping.is_set():
+                return "stopping"
+        return "done"
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_OPTIONS = _serve
 
@@ -131,6 +183,8 @@ class HTTPFarm:
         self._last_headers: dict[str, dict[str, str]] = {}
         self._agents: dict[str, list[str]] = {}
         self._times: dict[str, list[float]] = {}
+        self._served: dict[str, list[Served]] = {}
+        self._idle = threading.Condition(self._lock)  # notified whenever a request ends
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -221,6 +275,18 @@ class HTTPFarm:
         with self._lock:
             return list(self._times.get(path, []))
 
+    def served(self, path: str) -> list[Served]:
+        """What became of each finished request to ``path``, in the order they finished."""
+        with self._lock:
+            return list(self._served.get(path, []))
+
+    def wait_idle(self, path: str, timeout: float = 30.0) -> None:
+        """Wait until no request to ``path`` is being answered (a hang guard bounds the wait:
+        raises TimeoutError after ``timeout`` seconds)."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._in_flight[path] == 0, timeout):
+                raise TimeoutError(f"the farm is still answering {path} after {timeout:g} s")
+
     def requests(self) -> Iterator[tuple[str, str]]:
         """Every (method, path) seen, as a multiset."""
         with self._lock:
@@ -233,6 +299,7 @@ class HTTPFarm:
             self._last_headers.clear()
             self._agents.clear()
             self._times.clear()
+            self._served.clear()
             for route in self._routes.values():
                 route.served = route.served_head = 0
 
@@ -250,6 +317,8 @@ class HTTPFarm:
             route = self._routes.get(path)
             return route.next_reply(method, agent) if route is not None else self.default
 
-    def _end(self, path: str) -> None:
+    def _end(self, path: str, served: Served) -> None:
         with self._lock:
             self._in_flight[path] -= 1
+            self._served.setdefault(path, []).append(served)
+            self._idle.notify_all()

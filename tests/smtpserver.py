@@ -24,6 +24,8 @@ Faults, set as attributes before or while a client sends:
   ``release()``; ``paused`` is set when it happens, so a test can SIGKILL the
   client at a known point of the SMTP transaction.
 - ``data_delay``: seconds to wait before answering each message data.
+- ``on_data``: called with each message data as it arrives, before the reply
+  (what else is true at that moment: e.g. is the page live yet).
 
 TLS: ``tls="starttls"`` or ``"tls"`` with a certificate from
 :func:`self_signed_cert`; ``auth=(user, password)`` requires AUTH.
@@ -208,6 +210,7 @@ class SMTPTestServer:
         self.hang_up_at: set[tuple[str, int]] = set()
         self.pause_at: tuple[str, int] | None = None
         self.data_delay = 0.0
+        self.on_data: Callable[[Received], None] | None = None
         self.paused = threading.Event()
         self._released = threading.Event()
         self._lock = threading.Lock()
@@ -278,6 +281,8 @@ class SMTPTestServer:
     def _record(self, received: Received) -> None:
         with self._lock:
             self.received.append(received)
+        if self.on_data is not None:
+            self.on_data(received)
 
     async def _pause(self) -> None:
         self.paused.set()

@@ -141,6 +141,8 @@ def prefect_env(home: Path, api_url: str | None = None) -> dict[str, str]:
         env["PREFECT_API_URL"] = api_url
     else:
         env.pop("PREFECT_API_URL", None)
+        # Prefect's embedded API, as the benchmarks say: not a local server that outlives them.
+        env["CLINICPRESS_LOCAL_SERVER"] = "0"
     return env
 
 

@@ -27,14 +27,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.results import load_average, write_json
 
 from .common import ROOT, farm_catalog, prefect_env, prefect_server, run_publish
 
@@ -111,7 +115,20 @@ def _seconds(args: list[str], env: dict[str, str]) -> float:
     return seconds
 
 
-def make_publish(runs: int) -> None:
+def _stop_leftover(state: Path) -> None:
+    """The local server this benchmark started, if `server stop` left it running (a loaded machine)."""
+    try:
+        pid = int(json.loads(state.read_text(encoding="utf-8"))["pid"])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, KeyError):
+        return
+    if b"prefect" in cmdline and b"server" in cmdline:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)  # its own session: the server and its children
+        print(f"stopped the local server (pid {pid}) that `clinicpress server stop` left running")
+
+
+def make_publish(runs: int) -> dict[str, object]:
     """`make publish` again with nothing configured: the local server vs check vs the embedded API."""
     clinicpress = str(ROOT / ".venv" / "bin" / "clinicpress")
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp:
@@ -140,12 +157,15 @@ def make_publish(runs: int) -> None:
             subprocess.run(
                 [clinicpress, "server", "stop"], env=env, capture_output=True, timeout=120, check=False
             )
+            _stop_leftover(Path(env["PREFECT_HOME"]) / "clinicpress-server" / "server.json")
     base = statistics.median(times["clinicpress check (the baseline)"])
     print(f"load average after: {_load()}")
     print(f"\nmake publish with nothing configured, medians of {runs}; ratio: ÷ clinicpress check")
     for label, values in times.items():
         print(f"{label:<60} {statistics.median(values):>8.2f} {statistics.median(values) / base:>6.2f}")
     print("goal: the second and later runs ≤ 3 s")
+    medians = {label: statistics.median(values) for label, values in times.items()}
+    return {"first": first, "medians": medians, "runs": runs, "load": load_average()}
 
 
 def main() -> None:
@@ -156,13 +176,14 @@ def main() -> None:
         "--make-publish", action="store_true", help="`make publish` again, nothing configured"
     )
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="PATH", help="also write the medians as JSON (bench/suite.py)")
     args = parser.parse_args()
     if args.inner:
         _inner(args.runs)
         return
     print(f"load average before: {_load()}", flush=True)
     if args.make_publish:
-        make_publish(args.runs)
+        write_json(args.json, make_publish(args.runs))
         return
     rows: list[tuple[str, float]] = []
     with (
@@ -235,6 +256,7 @@ def main() -> None:
     print("goals: one edited ≤ 1.30, no-op ≤ 1.10 (× the baseline); a flow call in a running process ≤ 0.5 s")
     if os.environ.get("CP_BENCH_JSON"):
         print(json.dumps({"rows": rows, "calls": calls, "procs": procs, "cli": cli}))
+    write_json(args.json, {"rows": dict(rows), "baseline": base, "runs": args.runs, "load": load_average()})
 
 
 if __name__ == "__main__":

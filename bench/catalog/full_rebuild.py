@@ -27,10 +27,13 @@ import argparse
 import statistics
 import tempfile
 import time
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from pathlib import Path
 
-from .common import PeakRSS, farm_catalog, prefect_env, run_publish
+from bench.results import load_average, write_json
+
+from .common import PeakRSS, farm_catalog, prefect_env, prefect_server, run_publish
 from .floor import PHASES, run_floor
 
 
@@ -105,6 +108,13 @@ def _pipeline(
     return steps, (rss.peak, rss.peak_pss)
 
 
+def _server(args: argparse.Namespace, tmp: Path) -> AbstractContextManager[str | None]:
+    """The server every run uses: --api-url's, one of our own (--own-server), or none (embedded)."""
+    if args.api_url or not args.own_server:
+        return nullcontext(args.api_url)
+    return prefect_server(tmp / "prefect-home-own")
+
+
 def main() -> None:
     import os
 
@@ -121,6 +131,12 @@ def main() -> None:
     parser.add_argument(
         "--api-url", default=None, help="PREFECT_API_URL of a running prefect server (else the embedded API)"
     )
+    parser.add_argument("--json", metavar="PATH", help="also write the medians as JSON (bench/suite.py)")
+    parser.add_argument(
+        "--own-server",
+        action="store_true",
+        help="without --api-url: start one prefect server for every run instead of the embedded API",
+    )
     args = parser.parse_args()
     n = args.articles
     rows: dict[str, list[tuple[float, float, float]]] = {}
@@ -130,6 +146,7 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp,
         farm_catalog(Path(tmp) / "content", n) as (_, cat),
+        _server(args, Path(tmp)) as api_url,
     ):
         citations = sum(p.read_text().count("\n  - title:") for p in cat.articles)
         print(
@@ -164,7 +181,7 @@ def main() -> None:
             print(f"run {run + 1}: pipeline {steps['total']:.1f} s", flush=True)
             if not args.skip_publish:
                 out = Path(tmp) / f"out-publish-{run}"
-                done = run_publish(cat, out, prefect_env(Path(tmp) / "prefect-home", args.api_url))
+                done = run_publish(cat, out, prefect_env(Path(tmp) / "prefect-home", api_url))
                 if done.returncode != 0:
                     print(
                         f"  publish exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
@@ -210,6 +227,24 @@ def main() -> None:
     for step, step_times in pipeline_steps.items():
         print(f"  {step:<36} {statistics.median(step_times):>7.2f}")
 
+    write_json(
+        args.json,
+        {
+            "articles": n,
+            "rows": {
+                name: {
+                    "seconds": statistics.median(s for s, _, _ in values),
+                    "peak_rss_mb": statistics.median(p for _, p, _ in values),
+                    "peak_pss_mb": statistics.median(p for _, _, p in values),
+                }
+                for name, values in rows.items()
+            },
+            "floor_row": "floor: renderers direct, 1 process/core",
+            "publish_row": publish_row,
+            "runs": args.runs,
+            "load": load_average(),
+        },
+    )
     if publish_row in rows:
         publish_s = statistics.median(s for s, _, _ in rows[publish_row])
         pipeline_s = statistics.median(pipeline_steps["total"])

@@ -51,6 +51,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench.results import load_average, write_json
+
 from .common import ROOT, farm_catalog, prefect_env, prefect_server, run_publish
 from .generate import Catalog, touch_one
 
@@ -103,7 +105,7 @@ def _inner(spec: str, out: str, runs: int) -> None:
     from clinicpress.flows.publish import PublishResult, publish_flow, summary_markdown
     from clinicpress.flows.tasks import record_unrecorded_live
     from clinicpress.outputs.release import live_versions
-    from clinicpress.renderers.registry import template_fingerprint
+    from clinicpress.renderers.fingerprint import template_fingerprint
     from clinicpress.site import load_site
     from clinicpress.sources.loader import discover_articles, load_articles
     from clinicpress.sources.versioning import article_version
@@ -243,6 +245,13 @@ def _verdict(seconds: float, limit: float) -> str:
     return f"{seconds:.2f} s, {'met' if seconds <= limit else 'not met'}"
 
 
+def _server(args: argparse.Namespace, tmp: Path) -> AbstractContextManager[str | None]:
+    """The server every run uses: --api-url's, one of our own (--own-server), or none (embedded)."""
+    if args.api_url or not args.own_server:
+        return nullcontext(args.api_url)
+    return prefect_server(tmp / "prefect-home-own")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--articles", type=int, default=100)
@@ -255,6 +264,12 @@ def main() -> None:
         help="also measure inside one running process against a prefect server (default: yes)",
     )
     parser.add_argument("--inner", nargs=2, metavar=("CATALOG_JSON", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", metavar="PATH", help="also write the medians as JSON (bench/suite.py)")
+    parser.add_argument(
+        "--own-server",
+        action="store_true",
+        help="without --api-url: start one prefect server for every run instead of the embedded API",
+    )
     args = parser.parse_args()
     if args.inner:
         _inner(*args.inner, runs=args.runs)
@@ -268,8 +283,9 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp,
         farm_catalog(Path(tmp) / "content", n) as (_, cat),
+        _server(args, Path(tmp)) as api_url,
     ):
-        env = prefect_env(Path(tmp) / "prefect-home", args.api_url)
+        env = prefect_env(Path(tmp) / "prefect-home", api_url)
         out = Path(tmp) / "out"
         start = time.perf_counter()
         first = run_publish(cat, out, env)
@@ -290,7 +306,7 @@ def main() -> None:
             changed.append((done.seconds, rerendered))
             print(f"run {run + 1}: one changed {done.seconds:.1f} s, {rerendered} re-rendered", flush=True)
         if args.served:
-            served = _served(cat, Path(tmp), out, args.runs, args.api_url)
+            served = _served(cat, Path(tmp), out, args.runs, api_url)
 
     rows: list[tuple[str, Timed]] = [
         ("no-op (whole process)", noop),
@@ -302,7 +318,7 @@ def main() -> None:
             ("one changed (served process)", served["changed"]),
         ]
     print()
-    api = "running prefect server" if args.api_url else "embedded Prefect API"
+    api = "running prefect server" if args.api_url or args.own_server else "embedded Prefect API"
     print(f"incremental rebuilds, {n} articles, whole process: {api} (median of {args.runs})")
     if served is not None:
         print(
@@ -342,6 +358,16 @@ def main() -> None:
             f"  one changed ≤ {GOAL_SECONDS:.0f} s + one article's render"
             f" ({changed_limit:.2f} s), {mode}: {_verdict(changed_s, changed_limit)}"
         )
+    write_json(
+        args.json,
+        {
+            "articles": n,
+            "rows": {name: {"seconds": _median(v)[0], "rerendered": _median(v)[1]} for name, v in rows},
+            "one_render": one.seconds,
+            "runs": args.runs,
+            "load": load_average(),
+        },
+    )
     for name, values in rows:
         count = _median(values)[1]
         expected = 1 if name.startswith("one changed") else 0

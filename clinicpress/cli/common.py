@@ -92,9 +92,18 @@ def errors(verbose: bool) -> Iterator[None]:
         ) from None
 
 
-def load(paths: list[Path] | None, site_path: Path) -> tuple[SiteConfig, list[Article]]:
+def load(
+    paths: list[Path] | None, site_path: Path, out: Path | None = None, *, use_cache: bool = True
+) -> tuple[SiteConfig, list[Article]]:
+    """The site and the articles; with ``out``, articles unchanged since a run there come from
+    its facts cache (``<out>/.cache/facts.sqlite``) instead of being parsed again."""
     site = load_site(site_path)
-    return site, load_articles(discover_articles(paths or []))
+    memo = None
+    if out is not None:
+        from clinicpress.checks.facts_cache import open_facts
+
+        memo = open_facts(out, enabled=use_cache)
+    return site, load_articles(discover_articles(paths or []), memo=memo)
 
 
 class RichReporter:

@@ -1,4 +1,5 @@
-"""The commands that operate a site: serve, deploy, releases, rollback, review(s), newsletter, server."""
+"""The commands that operate a site: serve, deploy, releases, rollback, review(s), newsletter,
+approve-send, server."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from clinicpress.sources.loader import discover_articles, load_article
 
 @app.command()
 def serve(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False) -> None:
-    """Serve the Prefect deployments: `publish` (manual) and `monitor` (on the site's schedule)."""
+    """Serve the Prefect deployments: `publish` (manual), `monitor` (the site's schedule), `review`."""
     configure_runtime(verbose=True)  # a long-running service: keep Prefect's logs
     with errors(verbose):
         use_local_server()
@@ -270,6 +271,40 @@ def newsletter_resolve(
 
         done = resolve_uncertain(load_site(site), out, slug, version or "", email, delivered=sent)
     out_console.print(done.summary(), markup=False)
+
+
+@app.command(name="approve-send")
+def approve_send(
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The article whose newsletter send waits")],
+    by: Annotated[
+        str,
+        typer.Option("--by", metavar="NAME", help="Who approves: someone other than who published it"),
+    ],
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version", metavar="PREFIX", help="The article version (a prefix); default: the live one"
+        ),
+    ] = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Approve a newsletter send that waits for a second person (approval_required), then send it."""
+    with errors(verbose):
+        from clinicpress.outputs.delivery.approval import approve_and_send  # SQLAlchemy: slower to import
+
+        site_config = load_site(site)
+        done = approve_and_send(
+            site_config, out, slug, by, article=_content_articles(site).get(slug), version=version or ""
+        )
+    out_console.print(done.summary(), markup=False)
+    if done.report.stalled:
+        # Not an error: the approval is recorded. The next publish resumes the send, never resending.
+        out_console.print(
+            "warning  newsletter: not every recipient was reached; run clinicpress publish again to resume",
+            markup=False,
+        )
 
 
 # -- clinicpress server …: the local Prefect server runs start when none is configured ------------

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import json
+import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -73,7 +75,7 @@ def check(
         raise fail(f"--format: {output_format!r} is not a format; expected text or json", EXIT_USAGE)
     with errors(verbose):
         day = as_of.date() if as_of is not None else clock.today()
-        site_config, articles = load(paths, site)
+        site_config, articles = load(paths, site, out, use_cache=not no_cache)
         from clinicpress.checks.cache import open_cache  # keeps --help fast
         from clinicpress.checks.signoff import with_signoff
         from clinicpress.checks.verify import check_articles
@@ -130,12 +132,23 @@ def publish(
     test_to: TestToOpt = None,
     work_pool: WorkPoolOpt = None,
     batch_size: BatchSizeOpt = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="NAME",
+            help="Who publishes, recorded with each new newsletter send (with [newsletter] "
+            "approval_required, someone else approves it) [default: your login name]",
+            show_default=False,
+        ),
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Verify articles and publish those that pass into --out (all channels or none).
 
     With [newsletter.smtp] and a subscribers file configured, each newly published
-    version's newsletter is sent once the release is live (re-runs resume, never resend).
+    version's newsletter is sent once the release is live (re-runs resume, never resend);
+    with [newsletter] approval_required it waits for clinicpress approve-send by someone else.
     With --work-pool the batches run on that pool's workers (PREFECT_API_URL must name the server).
     """
     if batch_size is not None and work_pool is None:
@@ -143,10 +156,21 @@ def publish(
     configure_runtime(verbose)
     with errors(verbose):
         # Validate before starting Prefect: bad input fails in milliseconds, not seconds.
-        site_config, articles = load(paths, site)
+        site_config, articles = load(paths, site, out, use_cache=not no_cache)
         _check_delivery(site_config, test_to)
         if work_pool is not None:
-            _publish_on_pool(articles, site, out, work_pool, batch_size, strict, force, not no_cache, test_to)
+            _publish_on_pool(
+                articles,
+                site,
+                out,
+                work_pool,
+                batch_size,
+                strict,
+                force,
+                not no_cache,
+                test_to,
+                by or login_name(),
+            )
             return
         use_local_server()
         from clinicpress.flows.publish import publish_flow  # Prefect is slow to import
@@ -160,9 +184,33 @@ def publish(
                 force=force,
                 use_cache=not no_cache,
                 test_to=test_to,
+                triggered_by=by or login_name(),
+                approval_wait_seconds=0,  # a CLI publish never waits for a form: it says the send waits
             )
     _print_published(result.outcomes, Path(result.out_dir), result.newsletters, result.newsletters_incomplete)
+    _print_waiting(result.newsletters_waiting, site, out)
     raise typer.Exit(exit_code([o.report for o in result.outcomes]))
+
+
+def login_name() -> str:
+    """Who runs this command, by the operating system's account: the default of publish --by."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no LOGNAME/USER and no passwd entry (some containers)
+        return "unknown"
+
+
+def _print_waiting(slugs: list[str], site: Path, out: Path) -> None:
+    """The exact approve-send command for a send waiting for approval, when --site/--out are not
+    the defaults (the send's report names the command without them)."""
+    where = "".join(
+        f" {flag} {shlex.quote(str(value))}"
+        for flag, value, default in (("--site", site, DEFAULT_SITE_PATH), ("--out", out, DEFAULT_OUT))
+        if value != default
+    )
+    for slug in slugs if where else []:
+        command = f"clinicpress approve-send {shlex.quote(slug)} --by NAME{where}"
+        out_console.print(f"waiting  newsletter {slug}: approve with {command}", markup=False)
 
 
 def _print_published(
@@ -199,6 +247,7 @@ def _publish_on_pool(
     force: bool,
     use_cache: bool,
     test_to: str | None,
+    triggered_by: str,
 ) -> None:
     """The publish-catalog flow here, one publish flow run per batch on the pool's workers."""
     from clinicpress.flows.deployments import preflight  # the Prefect client only: quick to import
@@ -223,6 +272,7 @@ def _publish_on_pool(
                 force=force,
                 use_cache=use_cache,
                 test_to=test_to,
+                triggered_by=triggered_by,
             )
         except BatchesFailed as exc:
             failure, result = exc, exc.result  # the batches that completed are live: report them

@@ -38,24 +38,31 @@ Rules:
   the next run resumes.
 - An uncertain recipient leaves that state only by a person's verdict
   (``clinicpress newsletter resolve SLUG EMAIL --sent|--not-sent``).
+- With ``[newsletter] approval_required`` a new send is enqueued ``awaiting``
+  (with who triggered the publish) and sends to nobody until someone else
+  approves it (``clinicpress approve-send``, or the publish flow's form in the
+  Prefect UI); the approval is recorded once, then the send runs as any other.
 
 The modules, one job each: ``schema`` (the tables), ``store`` (the SQL of
 every transition), ``smtp`` (the wire and the one reconnect loop; no
 smtplib, ssl or socket exception leaves it), ``send`` (the state machine),
 ``lease`` (one run per send), ``report`` (what a send did), ``resolve``
-(the manual verdict), ``errors`` (the delivery's exception branch).
+(the manual verdict), ``people`` (the two-person rule, pure), ``approval``
+(recording an approval, then the send), ``errors`` (the delivery's
+exception branch).
 """
 
 from clinicpress.outputs.delivery.errors import DeliveryError, DeliveryIncomplete, SmtpError
 from clinicpress.outputs.delivery.report import RecipientIssue, SendReport
 from clinicpress.outputs.delivery.resolve import Resolved, resolve, resolve_uncertain
-from clinicpress.outputs.delivery.schema import State, recipients_table, runs, sends, test_sends
+from clinicpress.outputs.delivery.schema import Approval, State, recipients_table, runs, sends, test_sends
 from clinicpress.outputs.delivery.send import TEST_SUBJECT_PREFIX, send_newsletter
 from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, deliver
 from clinicpress.outputs.delivery.store import DeliveryStore
 
 __all__ = [
     "TEST_SUBJECT_PREFIX",
+    "Approval",
     "Delivery",
     "DeliveryError",
     "DeliveryIncomplete",

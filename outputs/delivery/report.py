@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from clinicpress.outputs.delivery.errors import DeliveryIncomplete
-from clinicpress.outputs.delivery.schema import State
+from clinicpress.outputs.delivery.schema import Approval, State
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,20 @@ class SendReport:
     busy: str | None = None  # another run holds this send: who
     stopped: str | None = None  # why this run ended before the list did
     problem: str | None = None  # the accounting did not balance
+    approval: Approval = Approval.NOT_REQUIRED  # AWAITING: nobody was sent anything (approval.py)
+    triggered_by: str | None = None  # who published it (None: before the registry recorded it)
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+
+    @property
+    def awaiting(self) -> bool:
+        """The send waits for a second person's approval: nothing was sent."""
+        return self.approval is Approval.AWAITING
+
+    @property
+    def stalled(self) -> bool:
+        """Incomplete for a reason the next publish resumes (not while it awaits an approval)."""
+        return not self.complete and not self.awaiting
 
     @property
     def accounted(self) -> int:
@@ -68,6 +82,14 @@ class SendReport:
 
     def summary(self) -> str:
         what = "test send" if self.test else "newsletter"
+        if self.awaiting:
+            who = self.triggered_by or "unknown"
+            return (
+                f"{what} {self.slug} (version {self.version[:12]}): {self.candidates} recipient(s): "
+                f"waiting for approval; nothing sent\n"
+                f"  published by {who}; someone else approves it: "
+                f"clinicpress approve-send {self.slug} --by NAME"
+            )
         line = (
             f"{what} {self.slug} (version {self.version[:12]}): {self.candidates} recipient(s): "
             f"{self.accepted} accepted, {self.failed} failed, {self.uncertain} uncertain, "
@@ -75,6 +97,10 @@ class SendReport:
             f"{self.sent} sent by this run; {'complete' if self.complete else 'NOT complete'}"
         )
         extra = [f"  {text}" for text in (self.busy, self.stopped, self.problem) if text]
+        if self.approval is Approval.APPROVED:
+            when = f" at {self.approved_at:%Y-%m-%d %H:%M} UTC" if self.approved_at else ""
+            who = self.triggered_by or "unknown"
+            extra.insert(0, f"  approved by {self.approved_by}{when}; published by {who}")
         for issue in self.uncertain_recipients:
             extra.append(
                 f"  uncertain: {issue.email} (Message-ID {issue.message_id}): {issue.last_error}; "
@@ -104,6 +130,10 @@ def tally(
     sent: int,
     busy: str | None = None,
     stopped: str | None = None,
+    approval: Approval = Approval.NOT_REQUIRED,
+    triggered_by: str | None = None,
+    approved_by: str | None = None,
+    approved_at: datetime | None = None,
 ) -> SendReport:
     """The report of a send from its rows: ``counts`` per state, ``at_cap`` failed ones out of attempts.
 
@@ -146,4 +176,8 @@ def tally(
         busy=busy,
         stopped=stopped,
         problem=problem,
+        approval=approval,
+        triggered_by=triggered_by,
+        approved_by=approved_by,
+        approved_at=approved_at,
     )

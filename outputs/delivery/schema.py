@@ -37,6 +37,14 @@ class State(enum.StrEnum):
     EXCLUDED = "excluded"
 
 
+class Approval(enum.StrEnum):
+    """A send's second-person approval ([newsletter] approval_required; ``approval.py``)."""
+
+    NOT_REQUIRED = "not-required"  # sent as soon as the release is live
+    AWAITING = "awaiting"  # sends to nobody until someone other than triggered_by approves
+    APPROVED = "approved"
+
+
 # Apart from the registry's MetaData: the registry imports this module only when it migrates.
 metadata = MetaData()
 
@@ -54,6 +62,13 @@ sends = Table(
     Column("completed_at", UTCDateTime),
     Column("lease_owner", String(200)),  # "<host>:<pid>:<run id>"
     Column("lease_until", UTCDateTime),
+    # Schema 6 (issue 15): who triggered the publish that enqueued the send (fixed then, like the
+    # recipients; NULL for a send enqueued before), and its approval. Added to an existing table
+    # by registry_schema.migrate(): nullable or with a server default.
+    Column("triggered_by", Text),
+    Column("approval", String(16), nullable=False, server_default=Approval.NOT_REQUIRED.value),
+    Column("approved_by", Text),
+    Column("approved_at", UTCDateTime),
     UniqueConstraint("slug", "version", name="uq_newsletter_send_slug_version"),
 )
 

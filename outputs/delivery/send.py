@@ -21,8 +21,9 @@ from clinicpress.errors import ClinicpressError, InputError
 from clinicpress.faults import fault_point
 from clinicpress.outputs.delivery.errors import DeliveryError, SmtpError, SmtpGone
 from clinicpress.outputs.delivery.lease import lease_ttl, owner_name
+from clinicpress.outputs.delivery.people import trigger_name
 from clinicpress.outputs.delivery.report import RecipientIssue, SendReport
-from clinicpress.outputs.delivery.schema import State
+from clinicpress.outputs.delivery.schema import Approval, State
 from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, deliver
 from clinicpress.outputs.delivery.store import DeliveryStore, Queued, now
 from clinicpress.outputs.registry import registry_url
@@ -66,6 +67,7 @@ def send_newsletter(
     reconnects: int = 3,
     reconnect_delay: float = 0.5,
     db_url: str | None = None,
+    triggered_by: str | None = None,
 ) -> SendReport:
     """Send this article version's newsletter to every recipient not yet sent to.
 
@@ -74,6 +76,10 @@ def send_newsletter(
     (no subscriber is marked sent). Never raises for SMTP trouble: the report
     says what happened; call ``report.raise_if_incomplete()`` to make an
     incomplete send an error.
+
+    ``triggered_by`` (who published it) is recorded with the send. With ``[newsletter]
+    approval_required`` a new send waits, sending to nobody, until someone else approves it
+    (``approval.py``); the report says so (``report.awaiting``).
     """
     if Channel.NEWSLETTER not in article.channels:
         raise DeliveryError(f"{article.key}: the article has no newsletter channel; nothing to send")
@@ -82,7 +88,7 @@ def send_newsletter(
     with DeliveryStore(url) as store:
         if test_to is not None:
             return _test_send(store, session, article, site, context, test_to)
-        return _Run(store, session, article, site, context, recipients).run()
+        return _Run(store, session, article, site, context, recipients, triggered_by).run()
 
 
 class _Run:
@@ -96,6 +102,7 @@ class _Run:
         site: SiteConfig,
         context: RenderContext,
         recipients: Sequence[Subscriber],
+        triggered_by: str | None = None,
     ) -> None:
         self.store = store
         self.session = session
@@ -108,17 +115,26 @@ class _Run:
         self.owner = owner_name(self.run_id)
         self.ttl = lease_ttl(session.settings.timeout)
         self.sent = 0
+        self.triggered_by = trigger_name(triggered_by)
+        required = site.newsletter.approval_required
+        self.approval = Approval.AWAITING if required else Approval.NOT_REQUIRED
 
     def run(self) -> SendReport:
         fault_point("newsletter.enqueue")
-        send_id, published_at = self.store.ensure_send(
+        send = self.store.ensure_send(
             self.article.key,
             self.context.version,
             self.article.title,
             self.context.published_at,
             self.recipients,
+            triggered_by=self.triggered_by,
+            approval=self.approval,
         )
+        send_id, published_at = send.id, send.published_at
         fault_point("newsletter.enqueued")
+        if send.approval is Approval.AWAITING:
+            # The gate: nobody is sent anything until a second person approves (approval.py).
+            return self.store.report(send_id, self.max_attempts, sent=0)
         busy = self.store.acquire(send_id, self.owner, self.ttl)
         if busy is not None:
             return self.store.report(send_id, self.max_attempts, sent=0, busy=busy)

@@ -6,6 +6,9 @@ data). The guards are in the ``WHERE`` clauses: a recipient moves only from
 the state the transition expects, and only by the run that claimed it, so
 two runs cannot both send one message. Which recipients to send, and what an
 outcome means, is decided in ``send.py``; the manual verdicts in ``resolve.py``.
+
+Past 400 lines on purpose: every transition's SQL stays in one place, where its guard can be read
+beside the others (the approval's columns joined in issue 15).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from clinicpress.outputs.delivery.errors import DeliveryError, LeaseLost
 from clinicpress.outputs.delivery.lease import lease_dead
 from clinicpress.outputs.delivery.report import RecipientIssue, SendReport, tally
-from clinicpress.outputs.delivery.schema import State, recipients_table, runs, sends, test_sends
+from clinicpress.outputs.delivery.schema import Approval, State, recipients_table, runs, sends, test_sends
 from clinicpress.outputs.registry import migrate, new_id, open_engine, shown_url, transaction
 from clinicpress.outputs.subscribers import Subscriber
 
@@ -47,6 +50,15 @@ class Queued:
     id: int
     address: str
     unsubscribe_url: str | None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """A send as its first enqueue fixed it."""
+
+    id: int
+    published_at: datetime
+    approval: Approval
 
 
 @dataclass(frozen=True)
@@ -80,17 +92,28 @@ class DeliveryStore:
 
     # -- the send and its recipients
     def ensure_send(
-        self, slug: str, version: str, title: str, published_at: datetime, recipients: Sequence[Subscriber]
-    ) -> tuple[int, datetime]:
-        """The send of this version, created with every recipient as pending in one transaction."""
+        self,
+        slug: str,
+        version: str,
+        title: str,
+        published_at: datetime,
+        recipients: Sequence[Subscriber],
+        *,
+        triggered_by: str | None = None,
+        approval: Approval = Approval.NOT_REQUIRED,
+    ) -> Enqueued:
+        """The send of this version, created with every recipient as pending in one transaction.
+
+        ``triggered_by`` and ``approval`` are fixed by the first enqueue, like the recipients.
+        """
         with self.tx() as conn:
             found = conn.execute(
-                select(sends.c.id, sends.c.published_at).where(
+                select(sends.c.id, sends.c.published_at, sends.c.approval).where(
                     sends.c.slug == slug, sends.c.version == version
                 )
             ).first()
         if found is not None:
-            return int(found.id), found.published_at
+            return Enqueued(int(found.id), found.published_at, Approval(found.approval))
         at = now()
         first: dict[str, Subscriber] = {}
         for recipient in recipients:
@@ -107,6 +130,8 @@ class DeliveryStore:
                             published_at=published_at,
                             created_at=at,
                             candidates=len(unique),
+                            triggered_by=triggered_by,
+                            approval=approval,
                         )
                     ).inserted_primary_key
                 )
@@ -127,7 +152,7 @@ class DeliveryStore:
                             for s in unique
                         ],
                     )
-            return int(send_id), published_at
+            return Enqueued(int(send_id), published_at, approval)
         except IntegrityError:
             # Another run enqueued this version at the same moment: use theirs.
             return self.ensure_send(slug, version, title, published_at, ())
@@ -309,8 +334,12 @@ class DeliveryStore:
             sent=sent,
             busy=busy,
             stopped=stopped,
+            approval=Approval(send.approval),
+            triggered_by=send.triggered_by,
+            approved_by=send.approved_by,
+            approved_at=send.approved_at,
         )
-        if report.complete and busy is None:
+        if report.complete and busy is None and not report.awaiting:
             with self.tx() as conn:
                 conn.execute(
                     sends.update()

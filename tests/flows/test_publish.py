@@ -110,7 +110,9 @@ def test_check_json_reports_ok_and_broken(
     ]
     assert by_slug["bad"]["verdict"] == "blocked"
     assert by_slug["bad"]["links"][0]["status"] == "broken"
-    assert set(by_slug["bad"]) == {"path", "slug", "verdict", "problems", "links"}
+    # DESIGN.md's keys, plus the review line and its source (issue 15: "the report says which was used").
+    assert set(by_slug["bad"]) == {"path", "slug", "verdict", "problems", "links", "review_line"}
+    assert by_slug["bad"]["review_line"]["source"] == "front matter"
 
 
 def test_check_text_says_network_down_in_one_line(
@@ -257,7 +259,10 @@ def test_publish_sends_the_newsletter_once_after_the_swap(
     subscribers.write_text("email\nann@example.org\nbob@example.org\n")
     article = _article_citing(write_article)
     out = tmp_path / "out"
+    live_when_sent: list[bool] = []
     with SMTPTestServer() as server:
+        # At the moment each message's data arrives, is the article's page live yet?
+        server.on_data = lambda _: live_when_sent.append(bool(list(out.glob("web/*/index.html"))))
         site = write_site(timeout="2.0", retries="0")
         text = site.read_text().replace(
             'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"',
@@ -271,6 +276,7 @@ def test_publish_sends_the_newsletter_once_after_the_swap(
         assert result.exit_code == 0, result.output
         assert "2 accepted" in result.stdout
         assert [len(server.messages_to(a)) for a in ("ann@example.org", "bob@example.org")] == [1, 1]
+        assert live_when_sent == [True, True]  # after the swap: the page a reader is sent to exists
 
         # Publishing again (the version is live): the send is complete, nobody gets a second copy.
         again = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])

@@ -361,8 +361,9 @@ def test_deployments_publish_manual_monitor_on_the_site_schedule(
     from clinicpress.flows.deployments import build_deployments
 
     site = write_site(schedule='"30 6 * * 1-5"')
-    publish, monitor = build_deployments(site, tmp_path / "out")
-    assert (publish.name, monitor.name) == ("publish", "monitor")
+    publish, monitor, review = build_deployments(site, tmp_path / "out")
+    assert (publish.name, monitor.name, review.name) == ("publish", "monitor", "review")
+    assert not review.schedules  # a person starts a review
     assert not publish.schedules
     [schedule] = monitor.schedules
     assert schedule.schedule.cron == "30 6 * * 1-5"

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
+import time
 from pathlib import Path
 
 import pytest
 
 from clinicpress.errors import PublishError
-from clinicpress.outputs.release import KEEP_RELEASES, Release, live_release
+from clinicpress.outputs.release import KEEP_RELEASES, Release, live_release, switch_live
 
 
 def _publish(out: Path, files: dict[str, bytes], keep: int = KEEP_RELEASES) -> Path:
@@ -63,8 +67,11 @@ def test_stale_staging_from_a_killed_run_is_removed(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
-@pytest.mark.parametrize("relpath", ["../escape.txt", "/etc/passwd", "web/../../x", "elsewhere/x", ""])
+# An absolute path is one inside tmp_path, never a real system file: a mutant of the path rule once
+# let this test overwrite /etc/passwd on a machine that ran it as root.
+@pytest.mark.parametrize("relpath", ["../escape.txt", "{tmp}/escape.txt", "web/../../x", "elsewhere/x", ""])
 def test_paths_outside_the_channel_folders_are_refused(tmp_path: Path, relpath: str) -> None:
+    relpath = relpath.format(tmp=tmp_path)
     with Release(tmp_path / "out") as release, pytest.raises(PublishError, match="refusing to write"):
         release.write(relpath, b"x")
     assert not (tmp_path / "escape.txt").exists()
@@ -92,38 +99,86 @@ def test_old_releases_are_pruned(tmp_path: Path) -> None:
     assert (out / "web" / "a" / "index.html").read_bytes() == str(KEEP_RELEASES + 1).encode()
 
 
-def test_a_reader_polling_during_switches_never_sees_a_gap_or_a_mix(tmp_path: Path) -> None:
-    """Readers follow the stable paths while releases switch: always a whole, single version."""
-    import threading
+def _read_through_stable_paths(out: Path, stop_file: Path, results: Path) -> None:
+    """A reader in its own process (true parallelism, no GIL hand-offs to hide a gap): it opens the
+    page through ``out/web/…`` as a web server does, over and over, and writes what it saw."""
+    seen: list[list[str]] = []  # the distinct versions in each read: one, if the read was whole
+    errors: list[str] = []
+    page = out / "web" / "a" / "index.html"
+    stopping = False
+    while not stopping:
+        stopping = stop_file.exists()  # one more read after the last switch
+        try:
+            for _ in range(50):  # cheap probes between full reads: a gap lasts microseconds
+                os.stat(page)
+            seen.append(sorted(set(page.read_bytes().decode().split("|")) - {""}))
+        except OSError as exc:  # a 404 for a reader
+            errors.append(repr(exc))
+    results.write_text(json.dumps({"seen": seen, "errors": errors[:20], "error_count": len(errors)}))
 
+
+def test_a_reader_polling_during_switches_never_sees_a_gap_or_a_mix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers follow the stable paths (``published/web/…``) while releases switch and old ones are
+    pruned: every read is one whole version, never a 404, and versions never go back."""
     out = tmp_path / "out"
-    _publish(out, {"web/a/index.html": b"v0", "reports/a.json": b"v0"})
-    seen: list[tuple[bytes, bytes]] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
+    # Durability is not what this test checks; a system-wide sync per switch costs seconds on a busy disk.
+    monkeypatch.setattr("clinicpress.outputs.release.os.sync", lambda: None)
 
-    def read_forever() -> None:
-        while not stop.is_set():
-            try:
-                # One consistent view: resolve `current` once, as a web server resolves a request.
-                live = (out / "current").resolve()
-                seen.append(
-                    ((live / "web/a/index.html").read_bytes(), (live / "reports/a.json").read_bytes())
-                )
-            except OSError as exc:  # a 404 for a reader
-                errors.append(exc)
+    def page(version: int) -> bytes:
+        # Large enough that a write through a live file would be seen half done.
+        return (f"v{version:03d}|" * 20_000).encode()
 
-    reader = threading.Thread(target=read_forever)
+    _publish(out, {"web/a/index.html": page(0), "reports/a.json": page(0)})
+    stop_file, results = tmp_path / "stop", tmp_path / "seen.json"
+    reader = multiprocessing.get_context("spawn").Process(
+        target=_read_through_stable_paths, args=(out, stop_file, results)
+    )
     reader.start()
     try:
-        for version in range(1, 30):
-            data = f"v{version}".encode()
-            # Enough releases kept that none is pruned under a reader holding it (that is a
-            # web server's concern: keep_releases bounds how old a resolved release may get).
-            _publish(out, {"web/a/index.html": data, "reports/a.json": data}, keep=100)
+        time.sleep(1.0)  # the spawned interpreter's start-up: let it reach its loop
+        for version in range(1, 200):
+            # keep=2: the release a reader just left is pruned at once, under its feet.
+            _publish(out, {"web/a/index.html": page(version), "reports/a.json": page(version)}, keep=2)
     finally:
-        stop.set()
-        reader.join()
-    assert errors == []
-    assert len(seen) > 30
-    assert all(page == report for page, report in seen)  # never one file of one version, one of another
+        stop_file.touch()
+        reader.join(timeout=60)
+    outcome = json.loads(results.read_text())
+    assert outcome["error_count"] == 0, outcome["errors"]
+    versions = []
+    for parts in outcome["seen"]:
+        assert len(parts) == 1, f"a read mixed versions {parts[:3]}"  # one whole version per read
+        versions.append(int(parts[0][1:]))
+    print(len(versions), len(set(versions)))
+    assert len(set(versions)) > 20  # it read while the releases switched, not only before or after
+    assert versions == sorted(versions)  # never an older release after a newer one
+    assert versions[-1] == 199
+    # Then one consistent view of two channels: resolve `current` once, as a server resolves a request.
+    live = (out / "current").resolve()
+    assert (live / "web/a/index.html").read_bytes() == (live / "reports/a.json").read_bytes() == page(199)
+
+
+def test_switching_current_leaves_no_gap_a_reader_can_fall_into(tmp_path: Path) -> None:
+    """The switch itself, thousands of times between two releases, under a reader in another process
+    that probes ``out/web/…`` as fast as it can: not one miss (``current`` is replaced in one rename)."""
+    out = tmp_path / "out"
+    first = _publish(out, {"web/a/index.html": b"v001|"})
+    second = _publish(out, {"web/a/index.html": b"v002|"})
+    stop_file, results = tmp_path / "stop", tmp_path / "seen.json"
+    reader = multiprocessing.get_context("spawn").Process(
+        target=_read_through_stable_paths, args=(out, stop_file, results)
+    )
+    reader.start()
+    try:
+        time.sleep(1.0)  # the spawned interpreter's start-up
+        for _ in range(3_000):
+            switch_live(out, first.name)
+            switch_live(out, second.name)
+    finally:
+        stop_file.touch()
+        reader.join(timeout=60)
+    outcome = json.loads(results.read_text())
+    assert outcome["error_count"] == 0, outcome["errors"]
+    assert {parts[0] for parts in outcome["seen"]} <= {"v001", "v002"}
+    assert len(outcome["seen"]) > 100  # it read while current switched

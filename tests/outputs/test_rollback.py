@@ -96,3 +96,28 @@ def test_releases_and_import_refuse_options_they_would_ignore(tmp_path: Path) ->
     imported = runner.invoke(app, args)
     assert "note: --out is not used by import" in imported.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_rolling_back_one_article_drops_a_channel_its_previous_version_did_not_have(
+    write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The restored version comes back with exactly its own channels: a handout added since goes."""
+    from clinicpress.flows.publish import publish_flow
+
+    site = write_site()
+    out = tmp_path / "out"
+    front = MINIMAL_FRONT_MATTER.replace("Test Article", "Alpha")
+    alpha = write_article(
+        front_matter=front + "channels: [web]\n", body="Alpha, web only.\n", name="alpha.md"
+    )
+    publish_flow(paths=[str(alpha)], site_path=str(site), out_dir=str(out))
+    assert not (out / "handouts" / "alpha.pdf").exists()
+    write_article(front_matter=front, body="Alpha, every channel.\n", name="alpha.md")
+    publish_flow(paths=[str(alpha)], site_path=str(site), out_dir=str(out))
+    assert (out / "handouts" / "alpha.pdf").is_file()
+
+    result = runner.invoke(app, ["rollback", "alpha", "--site", str(site), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "web only" in (out / "web" / "alpha" / "index.html").read_text()
+    assert not (out / "handouts" / "alpha.pdf").exists()  # the version rolled back to never had one
