@@ -56,6 +56,24 @@ class ReviewRecord:
         return self.reviewer.display()
 
 
+def new_review(
+    article: Article, reviewer: Reviewer, decision: Decision, comment: str, *, today: date, now: datetime
+) -> ReviewRecord:
+    """The record of a review of ``article``'s current text, bound to its hash: the one builder of
+    both ``clinicpress review`` and the Prefect UI's form (flows/review.py). The comment is kept on
+    one line."""
+    return ReviewRecord(
+        slug=article.key,
+        content_hash=content_hash(article),
+        reviewer=reviewer,
+        reviewed_on=today,
+        recorded_at=now,
+        decision=decision,
+        comment=" ".join(comment.split()),
+        text=reviewed_text(article),
+    )
+
+
 class ReviewSource(enum.StrEnum):
     """Where the printed review line came from: the report says which."""
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from clinicpress.checks.model import ArticleReport, Problem, Severity
 from clinicpress.checks.signoff import CHECK as SIGNOFF_CHECK
-from clinicpress.checks.signoff import Decision, ReviewRecord, text_diff
+from clinicpress.checks.signoff import Decision, ReviewRecord, new_review, text_diff
 from clinicpress.site import format_date
 from clinicpress.sources.article import Article, Reviewer
 from clinicpress.sources.versioning import content_hash, reviewed_text
@@ -90,15 +90,8 @@ def read_form(form: ReviewForm) -> Submitted | str:
 def review_record(article: Article, submitted: Submitted, today: date, now: datetime) -> ReviewRecord:
     """The record ``clinicpress review SLUG --by … --credentials … --approve|--request-changes`` makes:
     bound to the hash of the text (and sources) the clinician was shown."""
-    return ReviewRecord(
-        slug=article.key,
-        content_hash=content_hash(article),
-        reviewer=submitted.reviewer,
-        reviewed_on=today,
-        recorded_at=now,
-        decision=submitted.decision,
-        comment=submitted.comment,
-        text=reviewed_text(article),
+    return new_review(
+        article, submitted.reviewer, submitted.decision, submitted.comment, today=today, now=now
     )
 
 

@@ -168,10 +168,9 @@ def review(
     with errors(verbose):
         from pydantic import ValidationError
 
-        from clinicpress.checks.signoff import Decision, ReviewRecord
+        from clinicpress.checks.signoff import Decision, new_review
         from clinicpress.outputs.reviews import record_review  # SQLAlchemy: slower to import
         from clinicpress.sources.article import Reviewer
-        from clinicpress.sources.versioning import content_hash, reviewed_text
 
         site_config = load_site(site)
         article = _content_articles(site).get(slug)
@@ -187,15 +186,13 @@ def review(
         done = record_review(
             site_config,
             out,
-            ReviewRecord(
-                slug=slug,
-                content_hash=content_hash(article),
-                reviewer=reviewer,
-                reviewed_on=clock.today(),
-                recorded_at=clock.now(),
-                decision=Decision.APPROVED if approve else Decision.CHANGES_REQUESTED,
-                comment=" ".join(comment.split()),
-                text=reviewed_text(article),
+            new_review(
+                article,
+                reviewer,
+                Decision.APPROVED if approve else Decision.CHANGES_REQUESTED,
+                comment,
+                today=clock.today(),
+                now=clock.now(),
             ),
         )
     out_console.print(

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -448,7 +447,7 @@ def test_live_baseline_prefers_the_live_reports_text(write_article: WriteArticle
         article,
         Submitted(Reviewer(name="Jane Doe", credentials="MD"), Decision.APPROVED, ""),
         TODAY,
-        datetime.now(),
+        clock.now(),
     )
     report = {"slug": SLUG, "version": "v" * 64, "published_at": "2026-01-02T03:04:05+00:00"}
     assert live_baseline(None, [old]).text is None  # nothing live: first publication
