@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -27,17 +28,27 @@ def _no_cmudict(lang: str) -> None:
     return None
 
 
+# textstat 0.7.13's module that looks English syllables up in NLTK's CMUdict. It imports nltk
+# (~0.3 s, ~200 modules) at import time, and when the corpus is not on disk it *downloads* it
+# during the call: a network fetch inside a check, failing slowly on a closed network and making
+# the grade depend on the machine. We never use the dictionary (textstat then counts syllables with
+# pyphen, its own fallback for unknown words: offline, the same everywhere), so a stand-in module
+# answering "no dictionary" takes its place before textstat is imported, and nltk never loads.
+_CMUDICT_MODULE = "textstat.backend.utils._get_cmudict"
+
+
 @functools.cache
 def _textstat() -> ModuleType:
-    """textstat, imported on the first grade: it imports nltk and pyphen (~0.6 s), which a run whose
-    every grade is known (``checks/facts_cache.py``) never needs."""
+    """textstat, imported on the first grade (~0.3 s with pyphen), which a run whose every grade
+    is known (``checks/facts_cache.py``) never needs."""
+    if _CMUDICT_MODULE not in sys.modules:
+        stand_in = ModuleType(_CMUDICT_MODULE, "clinicpress: no CMUdict, no nltk (checks/readability.py)")
+        stand_in.get_cmudict = _no_cmudict  # type: ignore[attr-defined]
+        sys.modules[_CMUDICT_MODULE] = stand_in
     import textstat  # type: ignore[import-untyped]  # ships no types
     from textstat.backend.counts import _count_syllables  # type: ignore[import-untyped]
 
-    # textstat 0.7.13 looks English syllables up in NLTK's CMUdict and, when that corpus is not on
-    # disk, *downloads* it during the call: a network fetch inside a check, which fails (slowly) on
-    # a closed network and makes the grade depend on the machine. Without the dictionary textstat
-    # counts syllables with pyphen (its own fallback for unknown words): offline, the same everywhere.
+    # Also when textstat was imported before us (with the real module): never the dictionary.
     _count_syllables.get_cmudict = _no_cmudict
     module: ModuleType = textstat
     return module

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -34,6 +33,7 @@ from clinicpress import progress
 from clinicpress.checks.model import Verdict
 from clinicpress.errors import ClinicpressError
 from clinicpress.flows.deployments import pool_deployment_name
+from clinicpress.flows.json_flow import flow
 from clinicpress.flows.publish import ArticleOutcome, PublishResult
 from clinicpress.sources.loader import discover_articles
 

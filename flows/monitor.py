@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from clinicpress import clock
 from clinicpress.checks.model import LinkResult
+from clinicpress.flows.json_flow import flow
 from clinicpress.flows.tasks import (
     LINK_BATCH_RUNNER,
     MonitorIntegrity,

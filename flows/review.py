@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
@@ -37,6 +37,7 @@ from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
 from clinicpress.checks.signoff import ReviewRecord
 from clinicpress.checks.verify import check_articles
 from clinicpress.errors import ClinicpressError, InputError, RenderError
+from clinicpress.flows.json_flow import flow
 from clinicpress.flows.publish import DEFAULT_OUT_DIR, load_inputs, publish_flow, signed_off
 from clinicpress.flows.review_report import (
     ArticleReviewed,

@@ -29,8 +29,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import State
 from clinicpress.errors import RegistryError
+from clinicpress.outputs.registry_location import REGISTRY_FILE, registry_url, shown_url
 from clinicpress.outputs.registry_schema import (
-    REGISTRY_FILE,
     SCHEMA_VERSION,
     UTCDateTime,
     alert_state,
@@ -43,7 +43,6 @@ from clinicpress.outputs.registry_schema import (
     publishes,
     release_events,
     schema_info,
-    shown_url,
     source_checks,
     source_quotes,
     sources,
@@ -100,11 +99,6 @@ class PublishRecord:
     last_reviewed: date
     next_review: date
     cited: Sequence[tuple[str, str]]  # (title, url) in citation order
-
-
-def registry_url(site: SiteConfig, out_dir: Path) -> str:
-    """``[registry] url`` if set, else SQLite in the output folder."""
-    return site.registry.url or f"sqlite:///{(out_dir / REGISTRY_FILE).resolve()}"
 
 
 class Registry:

@@ -42,7 +42,6 @@ from clinicpress.errors import ClinicpressError
 # 2: release_events; 3: the newsletter_* tables counted in; 4: source_quotes; 5: reviews; 6: a
 # newsletter send's trigger and approval (see migrate()).
 SCHEMA_VERSION = 6
-REGISTRY_FILE = "registry.sqlite"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -206,12 +205,6 @@ def transaction(engine: Engine, what: str, error: type[ClinicpressError]) -> Ite
             yield conn
     except SQLAlchemyError as exc:
         raise error(f"{what}: {type(exc).__name__}: {exc}") from exc
-
-
-def shown_url(url: str) -> str:
-    """The URL without a password that may sit in it, for messages."""
-    head, sep, tail = url.rpartition("@")
-    return f"{head.split('://')[0]}://…@{tail}" if sep else url
 
 
 # -- one schema version for the whole database ------------------------------------------------

@@ -16,22 +16,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from clinicpress.checks.signoff import Decision, ReviewRecord
 from clinicpress.errors import RegistryError
-from clinicpress.outputs.registry import registry_url
+from clinicpress.outputs.registry_location import registry_exists, registry_url, shown_url
 from clinicpress.outputs.registry_schema import (
     migrate,
     new_id,
     open_engine,
     reviews,
-    shown_url,
     transaction,
 )
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Reviewer
-
-
-def _exists(url: str) -> bool:
-    """False for a SQLite file not created yet: reading must not create a database (``check``)."""
-    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file()
 
 
 def _open(url: str) -> Engine:
@@ -72,7 +66,7 @@ def record_review(site: SiteConfig, out_dir: Path, record: ReviewRecord) -> Revi
 def load_reviews(site: SiteConfig, out_dir: Path, slugs: Iterable[str] | None = None) -> list[ReviewRecord]:
     """The records of these articles (None: all), newest first; none when no registry exists yet."""
     url = registry_url(site, out_dir)
-    if not _exists(url):
+    if not registry_exists(url):
         return []
     engine = _open(url)
     query = select(reviews).order_by(reviews.c.recorded_at.desc(), reviews.c.id.desc())
