@@ -43,7 +43,14 @@ from clinicpress.outputs.release import live_versions
 from clinicpress.outputs.reviews import load_reviews
 from clinicpress.outputs.subscribers import load_subscribers
 from clinicpress.renderers.fingerprint import template_fingerprint
-from clinicpress.renderers.pool import Checked, RenderPool, RenderRun
+from clinicpress.renderers.pool import (
+    Checked,
+    RenderPool,
+    RenderRun,
+    default_workers,
+    is_catalog,
+    use_pool,
+)
 from clinicpress.renderers.spool import Spool, remove_dead_spools
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article, Channel
@@ -54,7 +61,6 @@ if TYPE_CHECKING:
     from clinicpress.outputs.delivery import SendReport
 
 DEFAULT_OUT_DIR = Path("published")
-POOL_THRESHOLD = 8  # articles to render before worker processes are worth their start-up
 RENDER_BATCH = 50  # articles per render task
 
 
@@ -225,7 +231,7 @@ def publish_flow(
     progress.start("render", len(to_render))
     # A catalog's artifacts wait in files (a spool in --out), not in this process's memory, until
     # the release hard-links them; the spool goes when the release is written.
-    spool = Spool(Path(out_dir)) if len(to_render) >= POOL_THRESHOLD else None
+    spool = Spool(Path(out_dir)) if is_catalog(len(to_render)) else None
     if spool is None:
         # A killed catalog run's spool goes even when this run renders nothing (opening a Spool
         # would do it otherwise): tests/flows/test_faults.py, the catalog's switched-kill case.
@@ -234,7 +240,13 @@ def publish_flow(
         # The renders run while the sources are checked (they do not depend on the check).
         jobs = [run.render_job(site, now) for run in to_render]
         with (
-            RenderPool(spool=spool.path) if spool is not None else contextlib.nullcontext() as pool,
+            (
+                # A few renders with no spool: the workers send back bytes, and a blocked run
+                # writes nothing to --out.
+                RenderPool(min(default_workers(), len(to_render)), spool=spool.path if spool else None)
+                if use_pool(len(to_render))
+                else contextlib.nullcontext()
+            ) as pool,
             RenderRun(jobs, pool) as renders,
         ):
             cache = open_cache(out_dir, site.checks.links, enabled=use_cache)

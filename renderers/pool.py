@@ -32,6 +32,7 @@ started before the checks) are the two ends of one pipe protocol and read best s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -40,7 +41,8 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
@@ -63,6 +65,7 @@ StartMethod = Literal["forkserver", "spawn", "fork"]
 
 # What a worker runs, imported once by the forkserver (workers fork from it warm).
 _WORKER_MODULES = ("clinicpress.renderers.registry", "clinicpress.renderers.consistency")
+POOL_THRESHOLD = 8  # articles to render before worker processes are worth their start-up (cold)
 DEFAULT_RECYCLE_AFTER = 200
 # A 15-page handout takes ~3 s on a loaded 2-core machine; a job 100× slower is stuck, not slow.
 DEFAULT_JOB_TIMEOUT = 300.0
@@ -87,6 +90,51 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _set_preload(ctx: BaseContext) -> None:
+    # The server imports this module (hence WeasyPrint) and the caller's main module once;
+    # workers fork from it warm and skip re-importing main (a guarded script).
+    ctx.set_forkserver_preload(["__main__", __name__, *_WORKER_MODULES])
+
+
+# Set while a caller that started the forkserver early runs its renders (a context, not a global:
+# one process may run many publishes, e.g. a test session or a served deployment).
+_HEAD_START: ContextVar[bool] = ContextVar("clinicpress_render_head_start", default=False)
+
+
+@contextlib.contextmanager
+def head_start(wanted: bool) -> Iterator[None]:
+    """With ``wanted``: start the workers' forkserver now, and render in workers inside the block.
+
+    The forkserver imports WeasyPrint (~1 s) on another core while this process goes on
+    (``clinicpress publish`` enters this before importing Prefect when it expects a render); a
+    pool created inside the block forks its workers from it warm, so even one render is worth a
+    worker (:func:`use_pool`). Without ``wanted``: nothing.
+    """
+    if not wanted:
+        yield
+        return
+    import multiprocessing.forkserver
+
+    _set_preload(multiprocessing.get_context("forkserver"))
+    multiprocessing.forkserver.ensure_running()  # returns at once; the server imports in the background
+    token = _HEAD_START.set(True)
+    try:
+        yield
+    finally:
+        _HEAD_START.reset(token)
+
+
+def is_catalog(renders: int) -> bool:
+    """Enough renders for worker processes started cold, and for a spool in --out."""
+    return renders >= POOL_THRESHOLD
+
+
+def use_pool(renders: int) -> bool:
+    """Render in worker processes? Yes for a catalog, or for any render inside :func:`head_start`;
+    a few renders without a head start are quicker in this process (no second WeasyPrint import)."""
+    return is_catalog(renders) or (renders > 0 and _HEAD_START.get())
 
 
 # --- the worker process ------------------------------------------------------------------
@@ -202,9 +250,7 @@ class RenderPool:
         self.stats = PoolStats()
         self._ctx: BaseContext = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
-            # The server imports this module (hence WeasyPrint) and the caller's main module
-            # once; workers fork from it warm and skip re-importing main (a guarded script).
-            self._ctx.set_forkserver_preload(["__main__", __name__, *_WORKER_MODULES])
+            _set_preload(self._ctx)
         self._log_levels = {name: logging.getLogger(name).getEffectiveLevel() for name in _COPIED_LOGGERS}
         self._workers: list[_Worker] = []
         self._closed = False
@@ -473,4 +519,15 @@ class RenderRun:
         self.close()
 
 
-__all__ = ["Checked", "PoolStats", "RenderJob", "RenderPool", "RenderRun", "default_workers"]
+__all__ = [
+    "POOL_THRESHOLD",
+    "Checked",
+    "PoolStats",
+    "RenderJob",
+    "RenderPool",
+    "RenderRun",
+    "default_workers",
+    "head_start",
+    "is_catalog",
+    "use_pool",
+]

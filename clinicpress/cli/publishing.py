@@ -176,24 +176,57 @@ def publish(
                 by or login_name(),
             )
             return
-        use_local_server()
-        from clinicpress.flows.publish import publish_flow  # Prefect is slow to import
+        from clinicpress.renderers.pool import head_start
 
-        with progress_bar(f"Publishing {len(articles)} article(s) (starting Prefect)…"), cli_flow_run():
-            result = publish_flow(
-                paths=[str(a.path) for a in articles],
-                site_path=str(site),
-                out_dir=str(out),
-                strict=strict,
-                force=force,
-                use_cache=not no_cache,
-                test_to=test_to,
-                triggered_by=by or login_name(),
-                approval_wait_seconds=0,  # a CLI publish never waits for a form: it says the send waits
-            )
+        # Before Prefect's import: the render workers' process imports WeasyPrint meanwhile.
+        with head_start(_renders_expected(site_config, articles, out, force)):
+            use_local_server()
+            from clinicpress.flows.publish import publish_flow  # Prefect is slow to import
+
+            with progress_bar(f"Publishing {len(articles)} article(s) (starting Prefect)…"), cli_flow_run():
+                result = publish_flow(
+                    paths=[str(a.path) for a in articles],
+                    site_path=str(site),
+                    out_dir=str(out),
+                    strict=strict,
+                    force=force,
+                    use_cache=not no_cache,
+                    test_to=test_to,
+                    triggered_by=by or login_name(),
+                    approval_wait_seconds=0,  # a CLI publish never waits for a form: it says the send waits
+                )
     _print_published(result.outcomes, Path(result.out_dir), result.newsletters, result.newsletters_incomplete)
     _print_waiting(result.newsletters_waiting, site, out)
     raise typer.Exit(exit_code([o.report for o in result.outcomes]))
+
+
+def _renders_expected(site: SiteConfig, articles: list[Article], out: Path, force: bool) -> bool:
+    """Will this publish render a few articles? Then the render workers get a head start
+    (``renderers/pool.py`` ``head_start``): their WeasyPrint import (~1 s) runs on another core
+    during Prefect's. The flow decides what it renders; this guesses the same way (sign-off
+    records applied, versions against the live release), and a wrong guess costs a background
+    process, never a result. A catalog's flow starts its pool early by itself, and hashing a
+    catalog's versions here would cost time: no guess for it."""
+    from clinicpress.renderers.pool import is_catalog
+
+    if is_catalog(len(articles)):
+        return False
+    from clinicpress.checks.signoff import with_signoff
+    from clinicpress.flows.settle import plan
+    from clinicpress.outputs.registry_location import registry_exists, registry_url
+    from clinicpress.outputs.release import live_versions
+    from clinicpress.renderers.fingerprint import template_fingerprint
+    from clinicpress.sources.versioning import article_version
+
+    if registry_exists(registry_url(site, out)):
+        from clinicpress.outputs.reviews import load_reviews  # the flow imports it anyway
+
+        records = load_reviews(site, out, [a.key for a in articles])
+        articles = [with_signoff(a, records)[0] for a in articles]
+    templates = template_fingerprint()
+    live = {} if force else live_versions(out)
+    versions = [article_version(a, site, templates) for a in articles]
+    return any(not run.is_live for run in plan(articles, versions, live))
 
 
 def login_name() -> str:

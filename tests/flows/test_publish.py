@@ -308,9 +308,10 @@ def test_a_catalog_renders_in_worker_processes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import clinicpress.flows.publish as publish_module
+    import clinicpress.renderers.pool as pool_module
     from clinicpress.renderers.pool import RenderPool
 
-    monkeypatch.setattr(publish_module, "POOL_THRESHOLD", 2)  # the pool path, with a small catalog
+    monkeypatch.setattr(pool_module, "POOL_THRESHOLD", 2)  # the pool path, with a small catalog
     # Seen from inside the run: the pool it started, and what reached the release (paths or bytes).
     pools: list[RenderPool] = []
     staged: list[tuple[str, Path | None, bool]] = []  # (relpath, spooled file or None, it existed then)
