@@ -23,6 +23,11 @@ the caller is unsafe here: a Prefect flow process runs threads (event loop,
 embedded API, log shipping) whose locks a forked child could inherit held.
 ``spawn`` works too but re-imports everything in every new worker.
 
+Who uses workers (``use_pool``): a catalog (``POOL_THRESHOLD`` renders or more), and any render
+inside ``head_start``, which ``clinicpress publish`` enters before importing Prefect when it
+expects a few renders: the forkserver then imports WeasyPrint on another core meanwhile. A few
+renders without a head start run in a thread of this process (one WeasyPrint import, not two).
+
 A worker exits by itself after ``recycle_after`` jobs and is replaced, so the
 memory that WeasyPrint and Pango caches accumulate stays bounded.
 

@@ -26,7 +26,7 @@ try:
     main()
 finally:
     started = multiprocessing.forkserver._forkserver._forkserver_pid is not None
-    print("weasyprint" in sys.modules, started, file=sys.stderr)
+    print("head-start:", "weasyprint" in sys.modules, started, file=sys.stderr)
 """
 
 
@@ -38,7 +38,8 @@ def _publish(site: Path, out: Path, article: Path) -> tuple[int, str, list[str]]
         cwd=ROOT,
         timeout=180,
     )
-    return done.returncode, done.stdout, done.stderr.strip().splitlines()[-1].split()
+    [said] = [line.split()[1:] for line in done.stderr.splitlines() if line.startswith("head-start: ")]
+    return done.returncode, done.stdout + done.stderr, said
 
 
 @pytest.mark.usefixtures("prefect_harness")
