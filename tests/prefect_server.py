@@ -1,6 +1,6 @@
 """A real ``prefect server start`` on a free loopback port, and the processes that talk to it.
 
-The approach of tests/flows/test_work_pool.py, shared: the server gets its own PREFECT_HOME in a
+Shared by the work-pool and team-path tests: the server gets its own PREFECT_HOME in a
 temporary folder, every process started here runs in its own session and is stopped with all
 it started (SIGTERM, then SIGKILL after ``STOP_SECONDS``), also when a test fails, and every
 wait is bounded.

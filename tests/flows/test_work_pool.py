@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 from conftest import MINIMAL_FRONT_MATTER, PUBLISHED, ROOT, WriteArticle, site_text
 from httpfarm import HTTPFarm, Reply
+from prefect_server import Server, clean_env, spawn, start_server, tail
+from prefect_server import client as api_client
 from requirements import need
 from typer.testing import CliRunner
 
@@ -40,10 +39,8 @@ if TYPE_CHECKING:
 
 POOL = "clinicpress-test"
 WORKERS = ("worker-1", "worker-2")
-SERVER_START_SECONDS = 180.0  # a cold `prefect server start` takes ~20 s on a busy 2-core machine
 WORKERS_ONLINE_SECONDS = 120.0
 COMMAND_SECONDS = 480.0  # one CLI run: three batches of two articles on two workers took ~60 s here
-STOP_SECONDS = 20.0
 CHANNEL_FILES = (
     "web/{slug}/index.html",
     "handouts/{slug}.pdf",
@@ -55,119 +52,10 @@ CHANNEL_FILES = (
 # -- processes ------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    """This environment without any Prefect or clinicpress setting of ours, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "CLINICPRESS_"))}
-    return {**env, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **extra}
-
-
-def _started_at(pid: int) -> str | None:
-    """The process's start time in clock ticks (None: gone): tells a reused PID from ours."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (a worker's flow-run processes run in their own group)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError, IndexError, ValueError):
-            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
-                int(stat.parent.name)
-            )
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process and all it started; SIGKILL whatever is still there after STOP_SECONDS."""
-    tree = [(pid, _started_at(pid)) for pid in [process.pid, *_descendants(process.pid)]]
-    for pid, _ in tree:
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    while time.monotonic() < deadline and any(_started_at(pid) == started for pid, started in tree):
-        process.poll()  # reap our own child so it does not linger as a zombie
-        time.sleep(0.2)
-    for pid, started in tree:
-        if started is not None and _started_at(pid) == started:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    process.wait(timeout=STOP_SECONDS)
-
-
-def _spawn(command: list[str], env: dict[str, str], cwd: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    # Its own session: a Ctrl-C of pytest does not reach it half-way; _stop ends it.
-    return subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    text = path.read_text(errors="replace") if path.exists() else "(no log)"
-    return f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
-# -- the Prefect server and the pool --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Server:
-    url: str  # the API, e.g. http://127.0.0.1:41234/api
-    home: Path
-    log: Path
-
-    def env(self, name: str, **extra: str) -> dict[str, str]:
-        """Environment for one more process talking to this server (with a PREFECT_HOME of its own)."""
-        return _env(self.home.parent / f"home-{name}", PREFECT_API_URL=self.url, **extra)
-
-
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("prefect")
-    port = _free_port()
-    server = Server(url=f"http://127.0.0.1:{port}/api", home=base / "home-server", log=base / "server.log")
-    env = _env(server.home, PREFECT_SERVER_UI_ENABLED="false")
-    command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    with server.log.open("wb") as log:
-        process = _spawn(command, env, base, log)
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"prefect server start exited with {process.returncode}\n{_tail(server.log)}")
-            with suppress(httpx.HTTPError):
-                if httpx.get(f"{server.url}/health", timeout=2.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"no /api/health after {SERVER_START_SECONDS:.0f} s\n{_tail(server.log)}")
-            time.sleep(0.5)
+    with start_server(tmp_path_factory.mktemp("prefect")) as server:
         yield server
-    finally:
-        _stop(process)
-
-
-@contextmanager
-def _client(server: Server) -> Iterator[SyncPrefectClient]:
-    """A Prefect client on the test server (whatever API this test process otherwise uses)."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings(updates={PREFECT_API_URL: server.url}), get_client(sync_client=True) as client:
-        yield client
 
 
 def _loopback_site(registry_url: str | None = None) -> str:
@@ -191,25 +79,24 @@ def work_pool(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) 
     deploy = _run(prefect_server, "deploy", "--work-pool", POOL, "--site", site, "--out", base / "out")
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     assert f"work pool '{POOL}' (created, process): deployment publish/{POOL}" in deploy.stdout
-    with _client(prefect_server) as client:
+    with api_client(prefect_server) as client:
         assert client.read_work_pool(POOL).type == "process"
 
     logs = {name: base / f"{name}.log" for name in WORKERS}
-    processes: list[subprocess.Popen[bytes]] = []
-    try:
+    with ExitStack() as running:
+        processes: list[subprocess.Popen[bytes]] = []
         for name, path in logs.items():
             # --limit 1: a worker takes one batch at a time, so the batches spread over both.
             command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL]
             command += ["--name", name, "--limit", "1"]
             env = prefect_server.env(name, PREFECT_WORKER_QUERY_SECONDS="1")
-            with path.open("wb") as log:
-                # Started outside the project: the deployment's pull step moves each run there.
-                processes.append(_spawn(command, env, base, log))
+            # Started outside the project: the deployment's pull step moves each run there.
+            processes.append(running.enter_context(spawn(command, env, base, path)))
         deadline = time.monotonic() + WORKERS_ONLINE_SECONDS
         while True:
             from prefect.client.schemas.filters import WorkerFilter, WorkerFilterStatus
 
-            with _client(prefect_server) as client:
+            with api_client(prefect_server) as client:
                 online = client.read_workers_for_work_pool(
                     POOL, worker_filter=WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"]))
                 )
@@ -217,12 +104,9 @@ def work_pool(prefect_server: Server, tmp_path_factory: pytest.TempPathFactory) 
                 break
             exited = [p.args for p in processes if p.poll() is not None]
             if exited or time.monotonic() > deadline:
-                pytest.fail(f"workers not online (exited: {exited})\n" + "\n".join(map(_tail, logs.values())))
+                pytest.fail(f"workers not online (exited: {exited})\n" + "\n".join(map(tail, logs.values())))
             time.sleep(1.0)
         yield Pool(server=prefect_server, logs=logs)
-    finally:
-        for process in processes:
-            _stop(process)
 
 
 # -- the catalog ----------------------------------------------------------------------------------
@@ -318,7 +202,7 @@ def test_publish_on_a_work_pool_runs_the_batches_on_both_workers(
         *articles.values(),
     )
     assert result.returncode == 0, "\n".join(
-        [result.stdout, result.stderr, *map(_tail, work_pool.logs.values())]
+        [result.stdout, result.stderr, *map(tail, work_pool.logs.values())]
     )
     assert f"3 batch(es) on publish/{POOL}: 6 published, 0 unchanged, 0 blocked" in result.stdout
     assert "Traceback" not in result.stderr
@@ -330,7 +214,7 @@ def test_publish_on_a_work_pool_runs_the_batches_on_both_workers(
     assert not list((out / ".flow-results").glob("*"))  # each batch's result was read, then removed
 
     # Each batch was its own flow run, and both workers ran some.
-    with _client(work_pool.server) as client:
+    with api_client(work_pool.server) as client:
         runs = _batch_runs(client, since)
     assert sorted(run.name for run in runs) == ["batch-1-of-3", "batch-2-of-3", "batch-3-of-3"]
     assert all(run.state is not None and run.state.is_completed() for run in runs)
@@ -416,7 +300,7 @@ def test_publish_on_a_missing_pool_exits_2_with_one_line(
 
 def test_work_pool_needs_a_prefect_server(write_article: WriteArticle, tmp_path: Path) -> None:
     article = write_article()
-    env = _env(tmp_path / "prefect-home")  # no PREFECT_API_URL, and no profile that sets one
+    env = clean_env(tmp_path / "prefect-home")  # no PREFECT_API_URL, and no profile that sets one
     for args in (
         ["publish", "--work-pool", POOL, "--out", str(tmp_path / "out"), str(article)],
         ["deploy", "--work-pool", POOL],
