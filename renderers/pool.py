@@ -32,7 +32,8 @@ A worker exits by itself after ``recycle_after`` jobs and is replaced, so the
 memory that WeasyPrint and Pango caches accumulate stays bounded.
 
 Over 400 lines on purpose: the worker's loop, the parent's pool and ``RenderRun`` (renders
-started before the checks) are the two ends of one pipe protocol and read best side by side.
+started before the checks) are the two ends of one pipe protocol and read best side by side;
+``head_start`` starts the same forkserver, with the same preload, that the pool forks from.
 """
 
 from __future__ import annotations

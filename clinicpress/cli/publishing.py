@@ -20,7 +20,6 @@ from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article
 
 if TYPE_CHECKING:
-    from clinicpress.checks.signoff import ReviewRecord
     from clinicpress.flows.publish import ArticleOutcome  # Prefect is slow to import
 
 from clinicpress.cli.common import (
@@ -45,6 +44,7 @@ from clinicpress.cli.common import (
     load,
     out_console,
     progress_bar,
+    signed_off,
     use_local_server,
 )
 
@@ -78,17 +78,10 @@ def check(
         day = as_of.date() if as_of is not None else clock.today()
         site_config, articles = load(paths, site, out, use_cache=not no_cache)
         from clinicpress.checks.cache import open_cache  # keeps --help fast
-        from clinicpress.checks.signoff import with_signoff
         from clinicpress.checks.verify import check_articles
-        from clinicpress.outputs.registry_location import registry_exists, registry_url
 
         # The sign-off records (issue 15): the review line and [review] required, as publish sees them.
-        reviews: list[ReviewRecord] = []
-        if registry_exists(registry_url(site_config, out)):  # else no records, and no SQLAlchemy import
-            from clinicpress.outputs.reviews import load_reviews
-
-            reviews = load_reviews(site_config, out, [a.key for a in articles])
-        articles = [with_signoff(a, reviews)[0] for a in articles]
+        articles, reviews = signed_off(site_config, out, articles)
         cache = open_cache(out, site_config.checks.links, enabled=not no_cache)
         with progress_bar(f"Checking {len(articles)} article(s)…"):
             reports = check_articles(
@@ -211,18 +204,12 @@ def _renders_expected(site: SiteConfig, articles: list[Article], out: Path, forc
 
     if is_catalog(len(articles)):
         return False
-    from clinicpress.checks.signoff import with_signoff
     from clinicpress.flows.settle import plan
-    from clinicpress.outputs.registry_location import registry_exists, registry_url
     from clinicpress.outputs.release import live_versions
     from clinicpress.renderers.fingerprint import template_fingerprint
     from clinicpress.sources.versioning import article_version
 
-    if registry_exists(registry_url(site, out)):
-        from clinicpress.outputs.reviews import load_reviews  # the flow imports it anyway
-
-        records = load_reviews(site, out, [a.key for a in articles])
-        articles = [with_signoff(a, records)[0] for a in articles]
+    articles, _ = signed_off(site, out, articles)
     templates = template_fingerprint()
     live = {} if force else live_versions(out)
     versions = [article_version(a, site, templates) for a in articles]
