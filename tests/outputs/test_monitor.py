@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from aiosmtpd.controller import Controller
 from conftest import MINIMAL_FRONT_MATTER, TODAY, WriteArticle
 from httpfarm import HTTPFarm, Reply
 from requirements import need
+from webhook import Receiver
 
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import (
@@ -227,37 +226,6 @@ def test_registry_records_publishes_history_and_state(registry: Registry) -> Non
 # -- the monitor flow, end to end -----------------------------------------------------------------
 
 
-class _Webhook:
-    """Records the JSON bodies POSTed to it (apprise's json:// plugin)."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict[str, Any]] = []
-        received = self.posts
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                received.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"json://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 class _Mailbox:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
@@ -274,8 +242,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def alert_sinks() -> Iterator[tuple[_Webhook, _Mailbox, int]]:
-    webhook = _Webhook()
+def alert_sinks() -> Iterator[tuple[Receiver, _Mailbox, int]]:
+    webhook = Receiver()
     mailbox = _Mailbox()
     port = _free_port()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=port)
@@ -292,7 +260,7 @@ def test_publish_then_monitor_alerts_once_per_transition(
     write_article: WriteArticle,
     write_site: Callable[..., Path],
     tmp_path: Path,
-    alert_sinks: tuple[_Webhook, _Mailbox, int],
+    alert_sinks: tuple[Receiver, _Mailbox, int],
 ) -> None:
     from clinicpress.flows.monitor import monitor_flow
     from clinicpress.flows.publish import publish_flow
