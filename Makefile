@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
-TYPECHECK  := .build/typecheck
+TYPECHECK  ?= .build/typecheck
+MYPY_CACHE ?= .mypy_cache
 
 AXE_JS     := .build/node/node_modules/axe-core/axe.min.js
 
@@ -38,7 +39,7 @@ typecheck: $(TEST_STAMP)
 	@for f in clinicpress/*.py; do ln -s ../../../$$f $(TYPECHECK)/clinicpress/; done
 	@for d in clinicpress/*/; do [ -f $${d}__init__.py ] && ln -s ../../../$${d%/} $(TYPECHECK)/clinicpress/; done; true
 	@for d in sources checks renderers outputs flows; do ln -s ../../../$$d $(TYPECHECK)/clinicpress/$$d; done
-	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../.mypy_cache -p clinicpress
+	cd $(TYPECHECK) && ../../$(BIN)/mypy --config-file ../../pyproject.toml --cache-dir ../../$(MYPY_CACHE) -p clinicpress
 
 # The layer contracts of pyproject.toml ([tool.importlinter]), checked on the same tree as mypy.
 lint-imports: typecheck

@@ -62,7 +62,7 @@ _DECIDING_MODULES = (
     "clinicpress.validation",
 )
 # Their libraries (textstat, pyphen, markdown-it, PyYAML, pydantic): found by the folders they sit in.
-_LIBRARIES = ("textstat", "pyphen", "markdown_it", "mdit_py_plugins", "yaml", "pydantic", "pydantic_core")
+_LIBRARIES = ("textstat", "pyphen", "markdown_it", "yaml", "pydantic", "pydantic_core")
 
 
 @functools.cache

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
+from typing import NamedTuple
 
 from clinicpress.checks.body import parsed_prose
 from clinicpress.checks.model import Problem, Severity
@@ -24,34 +24,47 @@ HARDEST_SHOWN = 3
 SENTENCE_CHARS = 90  # a named sentence is cut to this many characters
 
 
-def _no_cmudict(lang: str) -> None:
-    return None
+class _Counters(NamedTuple):
+    words: Callable[[str], int]
+    sentences: Callable[[str], int]
+    syllable_words: Callable[[str], str]  # the text as textstat lists words for syllables
+    hyphen_positions: Callable[[str], list[int]]  # pyphen's, for en_US
 
 
-# textstat 0.7.13's module that looks English syllables up in NLTK's CMUdict. It imports nltk
-# (~0.3 s, ~200 modules) at import time, and when the corpus is not on disk it *downloads* it
-# during the call: a network fetch inside a check, failing slowly on a closed network and making
-# the grade depend on the machine. We never use the dictionary (textstat then counts syllables with
-# pyphen, its own fallback for unknown words: offline, the same everywhere), so a stand-in module
-# answering "no dictionary" takes its place before textstat is imported, and nltk never loads.
-_CMUDICT_MODULE = "textstat.backend.utils._get_cmudict"
-
-
+# The Flesch–Kincaid grade is textstat's formula on textstat's public word and sentence counts. Its
+# syllable count is ours, from pyphen (textstat's own fallback), through public APIs only: textstat
+# 0.7.13 looks English syllables up in NLTK's CMUdict and, when the corpus is not on disk, *downloads*
+# it during the call (on a closed network it raises LookupError), so the grade would depend on the
+# machine and need the network. Same numbers as textstat on pyphen (tests/checks/test_readability.py).
 @functools.cache
-def _textstat() -> ModuleType:
-    """textstat, imported on the first grade (~0.3 s with pyphen), which a run whose every grade
-    is known (``checks/facts_cache.py``) never needs."""
-    if _CMUDICT_MODULE not in sys.modules:
-        stand_in = ModuleType(_CMUDICT_MODULE, "clinicpress: no CMUdict, no nltk (checks/readability.py)")
-        stand_in.get_cmudict = _no_cmudict  # type: ignore[attr-defined]
-        sys.modules[_CMUDICT_MODULE] = stand_in
+def _counters() -> _Counters:
+    """textstat and pyphen, imported on the first grade (~0.35 s: textstat imports nltk), which a run
+    whose every grade is known (``checks/facts_cache.py``) never needs."""
+    import pyphen  # type: ignore[import-untyped]  # ships no types
     import textstat  # type: ignore[import-untyped]  # ships no types
-    from textstat.backend.counts import _count_syllables  # type: ignore[import-untyped]
+    from textstat.textstat import textstatistics  # type: ignore[import-untyped]
 
-    # Also when textstat was imported before us (with the real module): never the dictionary.
-    _count_syllables.get_cmudict = _no_cmudict
-    module: ModuleType = textstat
-    return module
+    for_syllables = textstatistics()
+    for_syllables.set_rm_apostrophe(False)  # as textstat lists words for its syllable count
+    return _Counters(
+        words=textstat.lexicon_count,
+        sentences=textstat.sentence_count,
+        syllable_words=for_syllables.remove_punctuation,
+        hyphen_positions=pyphen.Pyphen(lang="en_US").positions,
+    )
+
+
+def flesch_kincaid_grade(text: str) -> float:
+    """0.39 × words per sentence + 11.8 × syllables per word − 15.59 (0 for no words)."""
+    counters = _counters()
+    words = counters.words(text)
+    if words == 0:
+        return 0.0
+    listed = counters.syllable_words(text).lower().split()
+    syllables = sum(len(counters.hyphen_positions(word)) + 1 for word in listed)
+    if syllables == 0:
+        return 0.0
+    return 0.39 * (words / counters.sentences(text)) + 11.8 * (syllables / words) - 15.59
 
 
 # A sentence ends at . ! or ? (optionally closed by a quote or bracket) before whitespace.
@@ -92,7 +105,7 @@ def split_sentences(text: str) -> list[str]:
 
 
 def _grade(text: str) -> float:
-    return round(float(_textstat().flesch_kincaid_grade(text)), 1)
+    return round(flesch_kincaid_grade(text), 1)
 
 
 def _truncate(sentence: str) -> str:
@@ -140,7 +153,7 @@ def _readability(body: str, source_count: int, hardest: int) -> ReadabilityResul
     )
     return ReadabilityResult(
         grade=_grade(text) if text else 0.0,
-        words=int(_textstat().lexicon_count(text)) if text else 0,
+        words=int(_counters().words(text)) if text else 0,
         sentences=len(sentences),
         hardest=tuple(ranked[:hardest]),
     )
@@ -164,6 +177,7 @@ __all__ = [
     "HARDEST_SHOWN",
     "HardSentence",
     "ReadabilityResult",
+    "flesch_kincaid_grade",
     "grade_body",
     "know_grade",
     "prose_blocks",

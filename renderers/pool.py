@@ -346,15 +346,15 @@ class RenderPool:
 
         ``on_result(index)`` is called in this thread as each job finishes (a progress bar).
         """
-        return self._run(jobs, check=False, on_result=_indexed(on_result), kind=list)
+        return self.run_jobs(jobs, check=False, on_result=_indexed(on_result), kind=list)
 
     def render_and_check(
         self, jobs: Sequence[RenderJob], on_result: Callable[[int], None] | None = None
     ) -> list[Checked | RenderError]:
         """Render and run the consistency check in the worker (reading a PDF back is CPU work too)."""
-        return self._run(jobs, check=True, on_result=_indexed(on_result), kind=Checked)
+        return self.run_jobs(jobs, check=True, on_result=_indexed(on_result), kind=Checked)
 
-    def _run(
+    def run_jobs(
         self,
         jobs: Sequence[RenderJob],
         *,
@@ -363,7 +363,10 @@ class RenderPool:
         kind: type[_Result],
         stop: threading.Event | None = None,
     ) -> list[_Result | RenderError]:
-        """Every job in order; with ``stop`` set, no new job is sent and the jobs in flight finish."""
+        """Every job in order; with ``stop`` set, no new job is sent and the jobs in flight finish.
+
+        ``on_result(index, result)`` is called in this thread as each job finishes (``render`` and
+        ``render_and_check`` wrap it; ``RenderRun`` below collects results as they come)."""
         self._ready()
         results: list[_Result | RenderError | None] = [None] * len(jobs)
         pending = deque(range(len(jobs)))
@@ -486,7 +489,7 @@ class RenderRun:
     def _work(self) -> None:
         try:
             if self._pool is not None:
-                self._pool._run(
+                self._pool.run_jobs(
                     self._jobs, check=True, on_result=self._deliver, kind=Checked, stop=self._stop
                 )
             else:
