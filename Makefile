@@ -19,6 +19,9 @@ test: $(TEST_STAMP) lint typecheck lint-imports pytest
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "clinicpress needs Python 3.11 or newer (set PYTHON=...)")'
 	$(PYTHON) -m venv $(VENV)
+	@# The pip a venv starts with (23.x on Python 3.11) warns that lxml has no extra 'html_clean' (it
+	@# predates normalised extra names, PEP 685): a pinned newer pip installs without a warning.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==26.0.1
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
