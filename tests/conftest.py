@@ -30,6 +30,9 @@ TODAY = clock.today()
 PUBLISHED = TODAY - timedelta(days=330)
 LAST_REVIEWED = TODAY - timedelta(days=30)  # next review (last + 12 months) is ~11 months away
 LICENSE_EXPIRES = TODAY + timedelta(days=400)  # outside every warning window (150/90/30 days)
+# The sample's postal address is a city only (the clinic's street address is not confirmed), and a
+# send to subscribers waits for a full one (clinicpress/postal.py): tests send from a fictional one.
+TEST_POSTAL_ADDRESS = "Serenity Malibu, 100 Example Way, Malibu, CA 90265"
 
 # For tests of pure functions that are given their day (loading, date rules): fixed dates.
 FIXED_DATES_FRONT_MATTER = """\
@@ -52,7 +55,9 @@ WriteArticle = Callable[..., Path]
 # The reference article and site, shared read-only (frozen models) by the tests that need them.
 @pytest.fixture(scope="session")
 def site() -> SiteConfig:
-    return load_site(REFERENCE_SITE)
+    loaded = load_site(REFERENCE_SITE)
+    organization = loaded.organization.model_copy(update={"postal_address": TEST_POSTAL_ADDRESS})
+    return loaded.model_copy(update={"organization": organization})
 
 
 @pytest.fixture(scope="session")
@@ -79,10 +84,11 @@ def site_text(**replacements: str) -> str:
 
     The license expires ``LICENSE_EXPIRES`` (relative to the product's today) unless ``expires``
     is given: the sample's real date would put every publish test in its warning window, then
-    block it.
+    block it. The postal address is ``TEST_POSTAL_ADDRESS`` unless ``postal_address`` is given.
     """
     text = REFERENCE_SITE.read_text(encoding="utf-8")
-    for key, value in {"expires": LICENSE_EXPIRES.isoformat(), **replacements}.items():
+    defaults = {"expires": LICENSE_EXPIRES.isoformat(), "postal_address": f'"{TEST_POSTAL_ADDRESS}"'}
+    for key, value in {**defaults, **replacements}.items():
         text, count = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text, count=1)
         assert count == 1, f"no {key} line in site.toml"
     return text

@@ -28,6 +28,7 @@ from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, de
 from clinicpress.outputs.delivery.store import DeliveryStore, Queued, now
 from clinicpress.outputs.registry import registry_url
 from clinicpress.outputs.subscribers import Subscriber, address_problem
+from clinicpress.postal import check_postal_address
 from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.newsletter import MessageTemplate, personalise, render_message_template
 from clinicpress.site import SiteConfig, Smtp
@@ -135,6 +136,13 @@ class _Run:
         if send.approval is Approval.AWAITING:
             # The gate: nobody is sent anything until a second person approves (approval.py).
             return self.store.report(send_id, self.max_attempts, sent=0)
+        postal = check_postal_address(self.site.organization.postal_address)
+        if not postal.complete:
+            # CAN-SPAM: no send without the sender's street address. The send stays recorded and
+            # pending: the next publish after the address is completed sends it.
+            return self.store.report(
+                send_id, self.max_attempts, sent=0, stopped=f"not sent: {postal.reason()}"
+            )
         busy = self.store.acquire(send_id, self.owner, self.ttl)
         if busy is not None:
             return self.store.report(send_id, self.max_attempts, sent=0, busy=busy)

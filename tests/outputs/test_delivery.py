@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REFERENCE_ARTICLE, REFERENCE_SITE
+from conftest import REFERENCE_ARTICLE, site_text
 from requirements import need
 from smtpserver import SMTPTestServer, free_port, self_signed_cert
 from sqlalchemy import select
@@ -392,7 +392,9 @@ def kill_mid_send(
     """SIGKILL a sending process while the server holds message ``at``, then re-run here."""
     csv_path = write_csv(out / "subscribers.csv", readers)
     server.pause_at = at
-    args = [str(REFERENCE_SITE), str(REFERENCE_ARTICLE), str(out), str(csv_path), str(server.port), V1]
+    site_path = out / "site.toml"  # the sample's, with a full postal address (a send needs one)
+    site_path.write_text(site_text(), encoding="utf-8")
+    args = [str(site_path), str(REFERENCE_ARTICLE), str(out), str(csv_path), str(server.port), V1]
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, *args, PUBLISHED_AT.isoformat()],
         stdout=subprocess.PIPE,
