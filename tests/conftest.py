@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import ipaddress
 import os
 import re
+import socket
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -133,3 +136,52 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+# "No test touches the internet" as a guarantee (issue 27): a connection from the test process to
+# any address but loopback is refused at once and fails the test that made it, even when the code
+# under test took the refusal for a network that is down. (CLI child processes are not covered: they
+# are started on 127.0.0.1 servers by construction, and the machines here reach no other network.)
+_OUTSIDE: list[str] = []
+
+
+def _local(family: int, address: object) -> bool:
+    if family == getattr(socket, "AF_UNIX", None) or not isinstance(address, tuple):
+        return True
+    host = str(address[0]).split("%")[0]
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name: connect() would resolve it here, unvetted
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _guard(real: Callable[..., object]) -> Callable[..., object]:
+    def connect(self: socket.socket, address: object) -> object:
+        if not _local(self.family, address):
+            _OUTSIDE.append(repr(address))
+            raise ConnectionRefusedError(
+                errno.ECONNREFUSED, f"tests connect to loopback only, not {address!r}"
+            )
+        return real(self, address)
+
+    return connect
+
+
+socket.socket.connect = _guard(socket.socket.connect)  # type: ignore[method-assign]
+socket.socket.connect_ex = _guard(socket.socket.connect_ex)  # type: ignore[method-assign,assignment]
+
+
+@pytest.fixture(autouse=True)
+def _no_connection_beyond_loopback() -> Iterator[None]:
+    """Fail the test that tried to connect beyond loopback (the connection itself was refused)."""
+    _OUTSIDE.clear()
+    yield
+    if _OUTSIDE:
+        tried = ", ".join(_OUTSIDE)
+        _OUTSIDE.clear()
+        pytest.fail(f"this test tried to connect beyond loopback: {tried}")
