@@ -93,8 +93,8 @@ def report_of(entry: Entry) -> ArticleReport | None:
 
 def verdict_label(entry: Entry) -> str:
     """``ok``, ``warning``, ``blocked``, ``checking…`` (sources not yet known) or ``does not load``."""
-    if entry.article is None:
-        return "does not load"
+    if entry.article is None or entry.error is not None:
+        return "does not load"  # the last good version stays shown under the error, not its verdict
     report = report_of(entry)
     if report is None:
         return CHECKING

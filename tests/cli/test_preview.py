@@ -298,6 +298,7 @@ def test_saving_refreshes_and_a_broken_file_shows_its_error(
     status, _, page = get(f"{base}/{SLUG}/")  # the last good version stays, under the error
     assert status == 200
     assert b"The file does not load" in page
+    assert b'<span class="verdict does-not-load">does not load</span>' in page  # not the old verdict
     assert b"The second draft." in get(f"{base}/{SLUG}/web")[2]
 
     path.write_text(article_text(farm, "The third draft."), encoding="utf-8")
