@@ -2,14 +2,15 @@
 
     .venv/bin/python -m bench.suite [--runs 3] [--articles 1000] [--full-articles 1000] [--readme]
     .venv/bin/python -m bench.suite --quick            # the harness on small sizes (minutes, not an hour)
-    .venv/bin/python -m bench.suite --readme-only      # README's Performance table from bench/results.md
+    .venv/bin/python -m bench.suite --readme-only      # the docs' Performance table from bench/results.md
 
 Each benchmark runs as its own process (it starts its own loopback farm and Prefect server) and
 writes its medians as JSON (``--json``); this collects them into one table: clinicpress against
 a baseline measured in the same run (lychee, an empty one-task flow process, ``clinicpress
 check``, the renderers' floor), each row with its goal and the load average when it ran. The
-table goes to ``bench/results.md``; with ``--readme`` also into README.md, between the markers
-of its Performance section. A benchmark that fails is a row saying so; the others still run.
+table goes to ``bench/results.md``; with ``--readme`` also into the docs site's Performance page
+(docs/development/performance.md), between its markers. A benchmark that fails is a row saying
+so; the others still run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bench.results import load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.md"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "development" / "performance.md"  # the docs site's Performance page
 BEGIN = "<!-- bench/suite.py: generated table (make bench); edit bench/suite.py, not this -->"
 END = "<!-- bench/suite.py: end of the generated table -->"
 
@@ -45,7 +46,7 @@ FOOTER = [
     "when nothing is sent; textstat (with nltk, ~0.3 s) only when a grade is not cached; "
     "`clinicpress check` imports no SQLAlchemy before a registry exists. The commands, the per-step "
     "breakdowns and the log of earlier rounds: "
-    "[`bench/README.md`](bench/README.md).",
+    "[Performance history](performance-history.md).",
     "",
     "Why the goals marked not met are not (measured with `py-spy` on the commit above; "
     "`bench/README.md` has the profiles):",
@@ -359,7 +360,7 @@ def results_text(results: dict[str, tuple[Data | None, str]], args: argparse.Nam
 
 
 def write_readme(text: str, readme: Path = README) -> None:
-    """Put ``text`` between the markers of README.md's Performance section (nothing else changes)."""
+    """Put ``text`` between the markers of the Performance page (nothing else changes)."""
     current = readme.read_text(encoding="utf-8")
     if current.count(BEGIN) != 1 or current.count(END) != 1:
         raise SystemExit(f"{readme}: expected one pair of markers:\n{BEGIN}\n{END}")
@@ -379,12 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=sorted(BUILDERS), help="run only these benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, 1 run: checks the harness")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the table goes")
-    parser.add_argument("--readme", action="store_true", help="also write the table into README.md")
-    parser.add_argument("--readme-only", action="store_true", help="README.md from --results; run nothing")
+    parser.add_argument(
+        "--readme", action="store_true", help="also write the table into the docs' Performance page"
+    )
+    parser.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="the Performance page from --results; run nothing",
+    )
     args = parser.parse_args(argv)
     if args.readme_only:
         write_readme(args.results.read_text(encoding="utf-8"))
-        print(f"README.md: Performance table from {args.results}")
+        print(f"{README.relative_to(ROOT)}: Performance table from {args.results}")
         return 0
     if args.quick:
         args.runs, args.articles, args.full_articles, args.edits = 1, 20, 10, 3
@@ -400,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text)
     print(f"written to {args.results}")
     if args.readme and args.quick:
-        print("--quick: README.md left as it is (small sizes, one run: not the numbers to publish)")
+        print("--quick: the Performance page is left as it is (small sizes, one run)")
     elif args.readme:
         write_readme(text)
         print("and into README.md (Performance)")

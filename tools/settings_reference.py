@@ -1,10 +1,11 @@
-"""Write docs/settings.md: every site.toml key, its default and what it does, from the models.
+"""Write docs/reference/settings.md: every site.toml key, its default and what it does, from the models.
 
 The models in clinicpress/site.py (and the tables they nest) are the one source: each key's
 description is its pydantic ``Field(description=…)``. ``tests/cli/test_docs.py`` fails when a key has
-no description or when docs/settings.md is older than the models.
+no description or when the page is older than the models. ``tools/gen_docs.py`` writes this page
+and the CLI reference together.
 
-    .venv/bin/python tools/settings_reference.py          # rewrite docs/settings.md
+    .venv/bin/python tools/settings_reference.py          # rewrite docs/reference/settings.md
     .venv/bin/python tools/settings_reference.py --check  # exit 1 if it is out of date
 """
 
@@ -25,14 +26,14 @@ from pydantic_core import PydanticUndefined
 from clinicpress.site import SiteConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = ROOT / "docs" / "settings.md"
+TARGET = ROOT / "docs" / "reference" / "settings.md"
 TABLE_HEAD = "| key | type | default | what it does |\n| --- | --- | --- | --- |\n"
 
 HEADER = """\
 # Site settings (`content/site.toml`)
 
-Generated from the models in `clinicpress/site.py` by `tools/settings_reference.py`; do not edit by
-hand (`tests/cli/test_docs.py` checks it is current). Every key can also come from the environment,
+Generated from the models in `clinicpress/site.py` by `tools/gen_docs.py`; do not edit by hand
+(`tests/cli/test_docs.py` checks it is current). Every key can also come from the environment,
 which wins over the file: `CLINICPRESS_<TABLE>__<KEY>`, e.g. `CLINICPRESS_CHECKS__LINKS__TIMEOUT=5`.
 Settings are validated once, when the file is loaded: a bad value stops every command with exit
 code 2 and one line naming the file, the key and what was expected.
@@ -62,10 +63,22 @@ def _model_of(annotation: object) -> type[BaseModel] | None:
 
 
 def _kind(annotation: object) -> str:
-    text = repr(annotation) if not isinstance(annotation, type) else annotation.__name__
-    for noise in ("typing.", "pathlib.", "pydantic.types.", "datetime.", "ipaddress."):
-        text = text.replace(noise, "")
-    return text.replace("NoneType", "None")
+    """The type as a reader says it: ``str or None``, ``list[int]``; validators (Annotated) left out.
+
+    "or", not "|": a pipe in a table cell splits it on GitHub, and its escape shows on the site.
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _kind(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_kind(arg) for arg in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(arg) for arg in args)}]"
+    if origin is not None:
+        return f"{getattr(origin, '__name__', repr(origin))}[{', '.join(_kind(arg) for arg in args)}]"
+    if annotation is type(None):
+        return "None"
+    return annotation.__name__ if isinstance(annotation, type) else repr(annotation)
 
 
 def _default(info: FieldInfo) -> str:
@@ -111,6 +124,22 @@ def settings(model: type[BaseModel] = SiteConfig, table: str = "") -> Iterator[S
         yield from settings(inner, path)
 
 
+def cell(text: str) -> str:
+    """``text`` in a Markdown table cell: no column break, no HTML tag (``<out>`` stays visible)."""
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _type(kind: str) -> str:
+    # "str or None" → `str` or `None`; a bracketed type stays one span: `list[IPv4Network or IPv6Network]`.
+    parts = [kind] if "[" in kind else kind.split(" or ")
+    return " or ".join(f"`{part}`" for part in parts)
+
+
+def _code(text: str) -> str:
+    # A code span in a table cell; a pipe in it would split the cell on GitHub (none does today).
+    return f"`{text}`" if "|" not in text else cell(text)
+
+
 def render() -> str:
     lines = [HEADER]
     current: str | None = None
@@ -118,9 +147,8 @@ def render() -> str:
         if setting.table != current:
             current = setting.table
             lines.append(f"\n## `[{current}]`\n\n{TABLE_HEAD}")
-        default = setting.default.replace("|", "\\|")
-        kind = setting.kind.replace("|", "\\|")
-        lines.append(f"| `{setting.key}` | `{kind}` | `{default}` | {setting.description} |\n")
+        kind, default, description = _type(setting.kind), _code(setting.default), cell(setting.description)
+        lines.append(f"| `{setting.key}` | {kind} | {default} | {description} |\n")
     return "".join(lines)
 
 
@@ -129,7 +157,7 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         current = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
         if current != text:
-            print(f"{TARGET} is out of date: run tools/settings_reference.py", file=sys.stderr)
+            print(f"{TARGET} is out of date: run tools/gen_docs.py", file=sys.stderr)
             return 1
         return 0
     TARGET.write_text(text, encoding="utf-8")
