@@ -1,4 +1,4 @@
-"""The ``clinicpress`` command line (see README, "The CLI"): thin commands over the library.
+"""The ``clinicpress`` command line (docs/reference/cli.md): thin commands over the library.
 
 ``common`` holds what every command shares (the app, the options, the one error handler);
 ``publishing`` the commands that verify and publish; ``operations`` the ones that run a site.

@@ -1,6 +1,6 @@
 """Newsletter delivery against a real SMTP server on 127.0.0.1 (aiosmtpd, tests/smtpserver.py).
 
-The promises (docs/architecture.md, README "Guarantees"): every recipient of an article
+The promises (docs/architecture.md, docs/development/guarantees.md): every recipient of an article
 version gets exactly one message, or is reported ``uncertain`` when the
 connection dropped after the message data; a stopped server, a dropped
 connection or a SIGKILLed sender never causes a duplicate, and a re-run
