@@ -7,8 +7,8 @@ clinicpress's report instead. ``-v`` keeps Prefect's own logs. Values the
 user already set in the environment always win.
 
 ``cli_flow_run`` turns Prefect's flow-run heartbeats off around the flow a CLI
-command runs in its own process (docs/development/performance.md, "Flow-run heartbeats"): ending a flow run waits
-up to a second for the heartbeat thread, and a short CLI run sends one heartbeat
+command runs in its own process (docs/development/performance.md, "Flow-run heartbeats"):
+ending a flow run waits up to a second for the heartbeat thread, and a short CLI run sends one heartbeat
 at most. ``serve`` keeps them: its unattended runs are what crash detection is for.
 """
 

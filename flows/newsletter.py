@@ -73,7 +73,8 @@ def approve_task(site: SiteConfig, out_dir: str, slug: str, version: str, approv
 
 
 class SendApproval(RunInput):
-    """The form a paused publish shows in the Prefect UI (a bool, not a one-value enum: see docs/reviewing/two-people.md)."""
+    """The form a paused publish shows in the Prefect UI (a bool, not a one-value enum: see
+    docs/reviewing/two-people.md)."""
 
     approver: str = Field(
         title="Your name", description="Someone other than the person who published these articles"

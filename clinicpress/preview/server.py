@@ -37,7 +37,8 @@ from .state import Entry, PreviewState, file_changes
 
 log = logging.getLogger(__name__)
 
-WATCH_INTERVAL = 0.1  # seconds; the measured save-to-page time is this plus the render (docs/writing/preview.md)
+# Seconds; the measured save-to-page time is this plus the render (docs/writing/preview.md).
+WATCH_INTERVAL = 0.1
 
 HTML = "text/html; charset=utf-8"
 # The preview's own pages: their one script and stylesheet come from here, nothing else runs.
