@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import importlib
 import re
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,6 @@ __all__ = [
     "Page",
     "analyse_page",
     "bot_wall_marker",
-    "decode_content",
     "fragment_present",
     "soft_404_text",
 ]
@@ -53,7 +51,6 @@ _TOO_SHORT = frozenset({"gone", "removed", "unavailable"})
 _SOFT_404_HINTS = (b"not found", b"404", b"410", b"no longer", b"not available", b"unavailable", b"exist")
 
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]{1,40})""", re.I)
-_ENCODINGS_WE_DECOMPRESS = frozenset({"gzip", "x-gzip", "deflate"})
 
 # Bot walls: (header name, value substring or "" for any value, what it is).
 _WALL_HEADERS: tuple[tuple[str, str, str], ...] = (
@@ -98,25 +95,6 @@ class Page:
     soft_404: str | None = None  # the title/heading text that says "not found"
     anchors: frozenset[str] | None = None
     complete: bool = True  # False when the body was cut at the size cap or the read failed
-
-
-def decode_content(raw: bytes, content_encoding: str | None, limit: int) -> bytes | None:
-    """The body as the server meant it, at most ``limit`` bytes; None if we cannot decode it.
-
-    Decompression is bounded (``max_length``): a small gzip can expand enormously.
-    """
-    encoding = (content_encoding or "").strip().lower()
-    if encoding in ("", "identity"):
-        return raw[:limit]
-    if encoding not in _ENCODINGS_WE_DECOMPRESS:
-        return None  # we only ask for gzip/deflate; anything else we do not guess at
-    # 47 = 32 + 15: zlib or gzip header detected automatically; raw deflate as a fallback.
-    for wbits in (47, -15):
-        try:
-            return zlib.decompressobj(wbits).decompress(raw, limit)
-        except zlib.error:
-            continue
-    return None
 
 
 def charset_of(content_type: str | None, body: bytes) -> str:

@@ -9,9 +9,10 @@ moves the clock N days ahead in this process and in every process that
 inherits the environment, as ``CLINICPRESS_FAULT`` does: CI runs the suite a
 second time two years ahead to prove no test depends on the real date.
 
-Timers that measure elapsed time (timeouts, pacing, ``Retry-After``, cache
-ages) keep the real clock: the shift is constant, so it changes no duration,
-and a server's HTTP date is real time.
+Timers that measure elapsed time (timeouts, pacing, cache ages) keep the real
+clock: the shift is constant, so it changes no duration. A ``Retry-After`` given
+as an HTTP date is read against this clock (``clinicpress/network/replies.py``;
+the shift is 0 outside tests, so a real server's date is compared with real time).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ nothing here names a real paper. Paths::
     /eutils/esummary.fcgi?db=pubmed&id=1,2     PubMed summaries ("error" for an unknown PMID)
     /doi/<doi>                                 the DOI resolver (the link check): 200 or 404
     /pubmed/<pmid>/                            the PubMed resolver: 200
-    /wayback                                   an archived snapshot (the Wayback availability API)
+    /wayback?url=…                             an archived snapshot (the Wayback availability API);
+                                               ``archive_asked`` lists every ``url`` it was asked about
     /page/<name>                               a source page (``set_page``), for quotes
 
 Usage::
@@ -212,6 +213,7 @@ class IntegrityStandin:
         self.pages: dict[str, tuple[str, bytes]] = {}
         self.list_busy_left = 0  # 429s to serve to list requests before answering
         self.agents: list[str] = []
+        self.archive_asked: list[str] = []  # the ``url`` of every /wayback request, in order
         self._hits: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server: _Server | None = None
@@ -348,6 +350,7 @@ class IntegrityStandin:
                     return 200, _HTML, f"<html><title>{TITLE}</title><body>{doi}</body></html>".encode()
                 return 404, _HTML, b"<html><title>Error: DOI Not Found</title></html>"
             if path == "/wayback":  # the Wayback Machine's availability API: one snapshot for anything
+                self.archive_asked.extend(parse_qs(parts.query).get("url", [""]))
                 snapshot = {"available": True, "status": "200", "timestamp": "20240101000000",
                             "url": "http://web.archive.org/web/20240101000000/cited"}  # fmt: skip
                 return 200, _JSON, json.dumps({"archived_snapshots": {"closest": snapshot}}).encode()

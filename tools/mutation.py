@@ -184,6 +184,8 @@ TARGETS: dict[str, Target] = {
     ),
     "addresses": Target("clinicpress/network/addresses.py", _NET_TESTS, numbers=True),
     "resolver": Target("clinicpress/network/resolver.py", _NET_TESTS),
+    "fetch": Target("clinicpress/network/fetch.py", ["tests/checks/test_fetch.py"]),
+    "replies": Target("clinicpress/network/replies.py", ["tests/checks/test_fetch.py"]),
     "spool": Target(
         "renderers/spool.py",
         [

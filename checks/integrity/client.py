@@ -9,36 +9,33 @@ judged by ``verdict.py``. Rules:
   the list leaves out is asked alone (``works/{doi}``: its 404 is the answer); PMIDs in batches of
   ``PUBMED_BATCH`` (one esummary per batch) at most ``PUBMED_RATE`` per second, NCBI's limit
   without an API key.
-* 429 is retried after ``Retry-After`` (at most ``RETRY_AFTER_CAP`` seconds, ``MAX_TRIES`` in
-  all); a 5xx or timeout is retried once; then the work is ``unknown``, never clean.
+* A 429, a 5xx or a timeout is asked again (``MAX_TRIES`` in all), after ``Retry-After``
+  (seconds or an HTTP date; at most ``RETRY_AFTER_CAP`` seconds) or a backoff; then the work
+  is ``unknown``, never clean.
 * 404 from Crossref: the DOI is not registered there (a mistyped DOI, or another agency's).
 * Network down (nothing connects): every record says so, and the report carries one line.
-* SSRF: the API hosts are vetted by the project's network layer (``clinicpress.network``:
-  literal and resolved private addresses refused unless in ``[checks.links]
-  allow_private_hosts`` / ``allow_private_networks``), and the client connects only to the
-  addresses vetted (its pinned transport; no redirects followed). :func:`make_client` is the
-  one place the client is built.
+* Every request goes through the one fetch (``clinicpress.network.Fetcher``): the API hosts
+  vetted (literal and resolved private addresses refused unless in ``[checks.links]
+  allow_private_hosts`` / ``allow_private_networks``), connections pinned to the addresses
+  vetted, replies capped at ``MAX_REPLY_BYTES``, no redirects followed (an API that redirects
+  is not the API we vetted). Only DOIs, PMIDs and the contact address are sent, never a URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import random
 import time
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 from urllib.parse import quote
-
-import httpx
 
 from clinicpress.checks.integrity.cache import IntegrityCache
 from clinicpress.checks.integrity.crossref import parse_work
 from clinicpress.checks.integrity.pubmed import parse_summary
 from clinicpress.checks.integrity.quotes import QuoteResult, check_quotes
 from clinicpress.checks.integrity.record import Record
-from clinicpress.network import VettedResolver, async_transport, host_of
+from clinicpress.network import Fetcher, FetchError, Policy, RedirectFailed, Unreadable
 from clinicpress.settings.integrity import IntegritySettings
 from clinicpress.settings.links import DEFAULT_USER_AGENT, LinkCheckSettings
 from clinicpress.sources.identifiers import Identifier
@@ -49,8 +46,7 @@ __all__ = [
     "IntegrityReport",
     "lookup",
     "lookup_async",
-    "make_client",
-    "make_resolver",
+    "policy",
     "run_quietly",
     "user_agent",
 ]
@@ -87,99 +83,37 @@ class _Reply:
     network: bool = False  # DNS or connect failed
 
 
-def make_resolver(links: LinkCheckSettings) -> VettedResolver:
-    """The run's vetted DNS, under the link checker's address rules (``allow_private_*``)."""
-    return VettedResolver(
-        allowed_hosts=links.allow_private_hosts,
-        allowed_networks=links.allow_private_networks,
-        timeout=links.timeout,
+def policy(links: LinkCheckSettings, agent: str, backoff: float) -> Policy:
+    """How the lookups fetch: ``[checks.links]``'s address rules and timeout, their own retries,
+    no redirects."""
+    return replace(
+        Policy.of(links),
+        max_redirects=0,
+        retries=MAX_TRIES - 1,
+        retry_after_cap=RETRY_AFTER_CAP,
+        backoff=backoff,
+        user_agent=agent,
+        connections=CROSSREF_CONCURRENCY + 1,
     )
 
 
-def make_client(agent: str, timeout: float, resolver: VettedResolver) -> httpx.AsyncClient:
-    """The one HTTP client of the integrity lookups: pinned to vetted addresses, no proxies."""
-    limits = httpx.Limits(max_connections=CROSSREF_CONCURRENCY + 1, max_keepalive_connections=4)
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout),
-        transport=async_transport(resolver.pinned, limits=limits),
-        follow_redirects=False,  # an API that redirects is not the API we vetted
-        headers={"User-Agent": agent, "Accept": "application/json"},
-        trust_env=False,  # no env proxies: they would connect where we did not vet
-    )
-
-
-async def _vet(resolver: VettedResolver, url: str) -> _Reply | None:
-    """None when ``url``'s host may be connected to (the transport then uses the vetted answer)."""
+async def _get(fetcher: Fetcher, url: str, params: Mapping[str, str]) -> _Reply:
+    """One GET of a JSON API, retried as the module docstring says; never raises."""
     try:
-        host = host_of(httpx.URL(url))
-    except (httpx.InvalidURL, ValueError) as exc:
-        return _Reply(None, error=f"not a valid API URL ({exc})")
-    vetting = await resolver.vet(host)
-    if vetting.failure is not None:
-        return _Reply(None, error=vetting.detail, network=True)
-    if vetting.why is not None:
-        return _Reply(None, error=f"{host}: {vetting.why} is not allowed (see allow_private_hosts)")
-    return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value and value.strip().isdigit():
-        return float(value.strip())
-    return None
-
-
-async def _get(
-    client: httpx.AsyncClient, resolver: VettedResolver, url: str, params: Mapping[str, str], backoff: float
-) -> _Reply:
-    """One GET with the retry rules of the module docstring; never raises."""
-    refused = await _vet(resolver, url)
-    if refused is not None:
-        return refused
-    last = _Reply(None, error="no answer")
-    for attempt in range(MAX_TRIES):
-        wait = backoff * 2**attempt * (0.5 + random.random())  # noqa: S311 - jitter, not crypto
-        try:
-            async with client.stream("GET", url, params=params) as response:
-                status = response.status_code
-                if status == 200:
-                    body = bytearray()
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > MAX_REPLY_BYTES:
-                            return _Reply(status, error=f"reply over {MAX_REPLY_BYTES:,} bytes")
-                    try:
-                        return _Reply(status, data=json.loads(bytes(body)))
-                    except ValueError:
-                        return _Reply(status, error="reply is not JSON")
-                if status == 404:
-                    return _Reply(status, error="HTTP 404")
-                if status == 429:
-                    asked = _retry_after(response.headers.get("Retry-After"))
-                    last = _Reply(status, error="rate limited (HTTP 429)")
-                    if asked is not None and asked > RETRY_AFTER_CAP:
-                        return _Reply(status, error=f"rate limited (HTTP 429, Retry-After {asked:.0f} s)")
-                    wait = asked if asked is not None else wait
-                elif status >= 500:
-                    last = _Reply(status, error=f"HTTP {status}")
-                    if attempt >= 1:
-                        return last  # a 5xx is retried once
-                else:
-                    return _Reply(status, error=f"HTTP {status}")
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            last = _Reply(None, error=f"could not connect ({exc or type(exc).__name__})", network=True)
-            if attempt >= 1:
-                return last
-        except httpx.TimeoutException:
-            last = _Reply(None, error="timed out")
-            if attempt >= 1:
-                return last
-        except httpx.HTTPError as exc:
-            last = _Reply(None, error=f"{type(exc).__name__}: {exc}")
-            if attempt >= 1:
-                return last
-        if attempt < MAX_TRIES - 1:
-            await asyncio.sleep(wait)
-    return last
+        got = await fetcher.fetch(url, params=params, accept="application/json", max_bytes=MAX_REPLY_BYTES)
+        data = got.json() if got.status == 200 else None
+    except RedirectFailed as exc:
+        return _Reply(exc.status, error=f"HTTP {exc.status}, a redirect (not followed)")
+    except Unreadable as exc:
+        return _Reply(200, error=exc.reason)
+    except FetchError as exc:
+        return _Reply(None, error=exc.reason, network=exc.net is not None)
+    if got.status == 200:
+        return _Reply(200, data=data)
+    if got.status == 429:
+        asked = f", Retry-After {got.retry_after:.0f} s" if got.retry_after is not None else ""
+        return _Reply(429, error=f"rate limited (HTTP 429{asked})")
+    return _Reply(got.status, error=f"HTTP {got.status}")
 
 
 def _failed(ident: Identifier, registry: str, reply: _Reply) -> Record:
@@ -210,29 +144,26 @@ class _Lookup:
         self.links = links
         self.agent = agent
         self.backoff = backoff
-        self.resolver = make_resolver(links)
         self.crossref_sem = asyncio.Semaphore(CROSSREF_CONCURRENCY)
         self.pubmed_lock = asyncio.Lock()
         self.pubmed_next = 0.0
 
-    async def doi(self, client: httpx.AsyncClient, ident: Identifier) -> Record:
+    async def doi(self, client: Fetcher, ident: Identifier) -> Record:
         url = f"{self.settings.crossref_api}works/{quote(ident.value, safe='/:;()[]')}"
         async with self.crossref_sem:
-            reply = await _get(client, self.resolver, url, {}, self.backoff)
+            reply = await _get(client, url, {})
         if reply.status == 200 and reply.error is None:
             return parse_work(reply.data, key=ident.key, shown=f"doi:{ident.value}")
         return _failed(ident, "crossref", reply)
 
-    async def dois(self, client: httpx.AsyncClient, idents: Sequence[Identifier]) -> list[Record]:
+    async def dois(self, client: Fetcher, idents: Sequence[Identifier]) -> list[Record]:
         """A batch of DOIs in one list request; those it leaves out (or all, if it fails) one by one."""
         found: dict[str, Record] = {}
         listed = [i for i in idents if "," not in i.value]  # a comma would split the filter
         if len(listed) > 1:
             params = {"filter": ",".join(f"doi:{i.value}" for i in listed), "rows": str(len(listed))}
             async with self.crossref_sem:
-                reply = await _get(
-                    client, self.resolver, f"{self.settings.crossref_api}works", params, self.backoff
-                )
+                reply = await _get(client, f"{self.settings.crossref_api}works", params)
             if reply.network:  # unreachable: asking each again would only time out again
                 return [_failed(i, "crossref", reply) for i in idents]
             wanted = {i.key: i for i in listed}
@@ -249,7 +180,7 @@ class _Lookup:
             found[ident.key] = record
         return [found[i.key] for i in idents]
 
-    async def pmids(self, client: httpx.AsyncClient, idents: Sequence[Identifier]) -> list[Record]:
+    async def pmids(self, client: Fetcher, idents: Sequence[Identifier]) -> list[Record]:
         url = f"{self.settings.pubmed_api}esummary.fcgi"
         params = {"db": "pubmed", "retmode": "json", "id": ",".join(i.value for i in idents)}
         if self.contact:
@@ -259,7 +190,7 @@ class _Lookup:
             if delay > 0:
                 await asyncio.sleep(delay)
             self.pubmed_next = time.monotonic() + 1.0 / PUBMED_RATE
-            reply = await _get(client, self.resolver, url, params, self.backoff)
+            reply = await _get(client, url, params)
         if reply.status == 200 and reply.error is None:
             parsed = parse_summary(
                 reply.data, [i.value for i in idents], pubmed_resolver=self.links.pubmed_resolver
@@ -338,7 +269,7 @@ async def _records(
             ("crossref", dois[s : s + CROSSREF_BATCH]) for s in range(0, len(dois), CROSSREF_BATCH)
         ]
         batches += [("pubmed", pmids[s : s + PUBMED_BATCH]) for s in range(0, len(pmids), PUBMED_BATCH)]
-        async with make_client(run.agent, links.timeout, run.resolver) as client:
+        async with Fetcher(policy(links, run.agent, backoff)) as client:
             done = await asyncio.gather(
                 *(run.dois(client, b) if kind == "crossref" else run.pmids(client, b) for kind, b in batches),
                 return_exceptions=True,

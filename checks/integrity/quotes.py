@@ -1,7 +1,8 @@
 """Quotes that must still stand: the passage an article relies on is in the source's text.
 
-A front-matter source may carry ``quote:``. At check and publish the source is fetched
-(redirects followed, each hop's host vetted as the link checker vets it), its main text taken
+A front-matter source may carry ``quote:``. At check and publish the source is fetched through
+the one fetch (``clinicpress.network``: redirects followed, each hop vetted and pinned as the
+link checker's, at most ``MAX_SOURCE_BYTES`` as sent and decompressed), its main text taken
 (HTML: trafilatura's extraction, falling back to all the page's text; PDF: PDFium's text), and
 the quote looked for after normalising both sides (Unicode NFKC, case, whitespace, typographic
 quotes and dashes, hyphens at line ends). An ellipsis in the quote (``…`` or ``...``) stands for
@@ -19,17 +20,16 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-import httpx
-
-from clinicpress.network import VettedResolver, async_transport, host_of
+from clinicpress.network import Fetcher, FetchError, Policy, TooLarge
 from clinicpress.settings.links import LinkCheckSettings
 
 __all__ = ["QuoteResult", "check_quotes", "fingerprint", "normalise", "quote_found", "quote_key"]
 
 MAX_SOURCE_BYTES = 8 * 1024 * 1024  # a long PDF fits; a video does not
+_ACCEPT = "text/html,application/pdf;q=0.9,*/*;q=0.5"
 _QUOTES = str.maketrans(
     {
         **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032\u00b4`", "'"),
@@ -123,38 +123,17 @@ def main_text(body: bytes, content_type: str) -> _Text:
     return _Text(None, "none", f"not a page or PDF ({content_type or 'no content type'})")
 
 
-async def _fetch(
-    client: httpx.AsyncClient, resolver: VettedResolver, url: str, hops: int
-) -> tuple[bytes, str] | str:
+async def _read(fetcher: Fetcher, url: str) -> tuple[bytes, str] | str:
     """The body and content type at ``url`` after redirects, or why not (one line)."""
-    current = url
-    for _ in range(hops + 1):
-        try:
-            target = httpx.URL(current)
-            host = host_of(target)
-        except (httpx.InvalidURL, ValueError) as exc:
-            return f"not a valid URL ({exc})"
-        if target.scheme not in ("http", "https"):
-            return f"redirected to a {target.scheme}: URL"
-        vetting = await resolver.vet(host)
-        if not vetting.allowed:
-            return vetting.why or vetting.detail or "host not allowed"
-        try:
-            async with client.stream("GET", target) as response:
-                if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
-                    current = str(target.join(response.headers["location"]))
-                    continue
-                if response.status_code != 200:
-                    return f"HTTP {response.status_code}"
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_SOURCE_BYTES:
-                        return f"over {MAX_SOURCE_BYTES // (1024 * 1024)} MB"
-                return bytes(body), response.headers.get("content-type", "").lower()
-        except httpx.HTTPError as exc:
-            return f"{type(exc).__name__}: {exc}"[:200]
-    return "too many redirects"
+    try:
+        got = await fetcher.fetch(url, accept=_ACCEPT, max_bytes=MAX_SOURCE_BYTES)
+    except TooLarge:
+        return f"over {MAX_SOURCE_BYTES // (1024 * 1024)} MB"
+    except FetchError as exc:
+        return exc.reason[:200]
+    if got.status != 200:
+        return f"HTTP {got.status}"
+    return got.body, got.headers.get("content-type", "").lower()
 
 
 def _fetched(url: str, resolve: dict[str, str] | None) -> str:
@@ -176,26 +155,12 @@ async def check_quotes(
     """
     if not pairs:
         return {}
-    resolver = VettedResolver(
-        allowed_hosts=links.allow_private_hosts,
-        allowed_networks=links.allow_private_networks,
-        timeout=links.timeout,
-    )
-    limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
     texts: dict[str, asyncio.Task[tuple[bytes, str] | str]] = {}
-    async with httpx.AsyncClient(
-        timeout=httpx.Timeout(links.timeout),
-        transport=async_transport(resolver.pinned, limits=limits),
-        follow_redirects=False,  # by hand: every hop vetted
-        headers={"User-Agent": agent, "Accept": "text/html,application/pdf;q=0.9,*/*;q=0.5"},
-        trust_env=False,
-    ) as client:
+    async with Fetcher(replace(Policy.of(links), user_agent=agent, connections=4)) as fetcher:
         for url, _ in pairs:
             fetch_url = _fetched(url, resolve)
             if fetch_url not in texts:
-                texts[fetch_url] = asyncio.ensure_future(
-                    _fetch(client, resolver, fetch_url, links.max_redirects)
-                )
+                texts[fetch_url] = asyncio.ensure_future(_read(fetcher, fetch_url))
         await asyncio.gather(*texts.values(), return_exceptions=True)
     read: dict[str, _Text] = {}
     results: dict[str, QuoteResult] = {}

@@ -72,11 +72,10 @@ async def check_batch_async(
     unique = list(dict.fromkeys(urls))
     hits = cache.get_many(unique, settings) if cache is not None else {}
     todo = [url for url in unique if url not in hits]
-    run = LinkRun(settings, backoff)
     fresh: dict[str, Outcome] = {}
-    if todo:
-        async with run.clients(transport):
-            done = await asyncio.gather(*run.start(todo), return_exceptions=True)
+    run = LinkRun(settings, backoff, transport)
+    async with run.fetcher:
+        done = await asyncio.gather(*run.start(todo), return_exceptions=True) if todo else []
         fresh = {
             url: item if isinstance(item, Outcome) else internal_error(url, item)
             for url, item in zip(todo, done, strict=True)

@@ -9,7 +9,6 @@ so each rule is testable from a table (tests/checks/test_classify.py).
 
 from __future__ import annotations
 
-import email.utils
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +17,8 @@ from urllib.parse import urlsplit
 from clinicpress.checks.linkcheck_html import Page, fragment_present
 from clinicpress.checks.links.report import short
 from clinicpress.checks.model import LinkStatus
+from clinicpress.network import retryable
+from clinicpress.network.replies import REDIRECTS
 
 __all__ = [
     "GONE",
@@ -29,13 +30,9 @@ __all__ = [
     "anchor_verdict",
     "classify",
     "head_unreliable",
-    "loop_reason",
-    "retry_after",
-    "retryable",
     "went_home",
 ]
 
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
 PERMANENT = frozenset({301, 308})
 WALL_CODES = frozenset({401, 403, 429, 503, 999})
 GONE = frozenset({404, 410})
@@ -159,10 +156,6 @@ def anchor_verdict(fragment: str, page: Page | None, final_url: str | None, befo
     return Verdict(LinkStatus.BROKEN, f"missing anchor #{fragment}: no element with that id or name{where}")
 
 
-def loop_reason(path: list[str], again: str) -> str:
-    return "redirect loop: " + " → ".join(short(p, 60) for p in [*path, again])
-
-
 def went_home(start_path: str, final_url: str) -> bool:
     """A deep URL that ends on a site's home page: the page is gone (soft-404)."""
     segments = [s for s in start_path.split("/") if s]
@@ -175,25 +168,6 @@ def went_home(start_path: str, final_url: str) -> bool:
     return final.path in ("", "/") and not final.query
 
 
-def retryable(code: int) -> bool:
-    """Transient answers: request timeout, rate limit, any server error."""
-    return code in (408, 429) or 500 <= code <= 599
-
-
 def head_unreliable(code: int) -> bool:
     """HEAD answers that GET may contradict: many servers and CDNs answer HEAD wrongly."""
     return (400 <= code < 500 and code != 429 and code != 408) or code in (501, 999)
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta or HTTP date, ``now`` a Unix time)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)

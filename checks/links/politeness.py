@@ -1,15 +1,16 @@
 """Politeness of one check run: bounded concurrency, a per-host limit, a minimum interval per
-host (each overridable per host, ``[checks.links.hosts."…"]``), and the retry backoff."""
+host (each overridable per host, ``[checks.links.hosts."…"]``). The fetcher enters
+:meth:`Politeness.slot` around each request (``clinicpress.network.Fetcher``'s ``slot``)."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
+from collections.abc import Awaitable, Callable
 
 from clinicpress.settings.links import HostPolicy, LinkCheckSettings
 
-__all__ = ["Politeness", "backoff_delay"]
+__all__ = ["Politeness"]
 
 
 class Politeness:
@@ -34,7 +35,7 @@ class Politeness:
         host_sem = self._hosts.get(host)
         if host_sem is None:
             host_sem = self._hosts[host] = asyncio.Semaphore(policy.per_host)
-        return _Slot(self, host, policy.min_interval, host_sem)
+        return _Slot(self._global, host_sem, self._pace, host, policy.min_interval)
 
     async def _pace(self, host: str, interval: float) -> None:
         """Keep ``interval`` seconds between request starts to one host (slots reserved in order)."""
@@ -51,29 +52,31 @@ class _Slot:
     """:meth:`Politeness.slot` as a plain async context manager: one per request, and a
     generator-based one cost ~2 % of a run's CPU on the mixed bench farm."""
 
-    __slots__ = ("_host", "_host_sem", "_interval", "_polite")
+    __slots__ = ("_all", "_host", "_host_sem", "_interval", "_pace")
 
-    def __init__(self, polite: Politeness, host: str, interval: float, host_sem: asyncio.Semaphore) -> None:
-        self._polite = polite
+    def __init__(
+        self,
+        every: asyncio.Semaphore,
+        host_sem: asyncio.Semaphore,
+        pace: Callable[[str, float], Awaitable[None]],
+        host: str,
+        interval: float,
+    ) -> None:
+        self._all = every
+        self._host_sem = host_sem
+        self._pace = pace
         self._host = host
         self._interval = interval
-        self._host_sem = host_sem
 
     async def __aenter__(self) -> None:
         await self._host_sem.acquire()
         try:
-            await self._polite._pace(self._host, self._interval)
-            await self._polite._global.acquire()
+            await self._pace(self._host, self._interval)
+            await self._all.acquire()
         except BaseException:
             self._host_sem.release()
             raise
 
     async def __aexit__(self, *exc: object) -> None:
-        self._polite._global.release()
+        self._all.release()
         self._host_sem.release()
-
-
-def backoff_delay(first: float, attempt: int) -> float:
-    """Exponential backoff with jitter: ~``first`` s before retry 1, doubling; the jitter spreads
-    the retries of many links to one host (not security relevant)."""
-    return float(first * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))  # noqa: S311

@@ -1,7 +1,10 @@
-"""Network safety below both sources and checks: SSRF address rules, a vetted resolver, and
-HTTP transports that connect only to vetted addresses (DNS-rebinding proof).
+"""Network safety below both sources and checks: SSRF address rules, a vetted resolver, a pinned
+transport (DNS-rebinding proof), and the one way to fetch a URL (:mod:`.fetch`) that every
+request of the tool goes through.
 
-Imports nothing from clinicpress but this package (and clinicpress.errors, if ever needed).
+Imports nothing from clinicpress but this package, clinicpress.errors (its exceptions are a
+branch of that tree: :mod:`.errors`) and clinicpress.clock (a Retry-After date is read against
+the product's clock).
 """
 
 from clinicpress.network.addresses import (
@@ -13,41 +16,59 @@ from clinicpress.network.addresses import (
     normalise_hosts,
     refusal,
 )
-from clinicpress.network.resolver import NetFailure, Resolution, VettedResolver, Vetting, vet
-from clinicpress.network.transport import (
-    HAPPY_EYEBALLS_DELAY,
-    PinnedAsyncBackend,
-    PinnedConnectError,
-    PinnedConnectTimeout,
-    PinnedSyncBackend,
-    Vetted,
-    async_transport,
-    first_to_connect,
-    sync_transport,
-    tls_context,
+from clinicpress.network.errors import (
+    ConnectFailed,
+    Dropped,
+    FetchError,
+    Hop,
+    NoAnswer,
+    NotResolved,
+    RedirectFailed,
+    Refused,
+    TLSFailed,
+    TooLarge,
+    Unreadable,
 )
+from clinicpress.network.fetch import Fetcher, fetch, parse
+from clinicpress.network.policy import LinkRules, Policy
+from clinicpress.network.replies import Fetched, Read, Walked, read_if_ok, retry_after, retryable
+from clinicpress.network.resolver import NetFailure, Resolution, VettedResolver, Vetting, vet
+from clinicpress.network.transport import tls_context
 
 __all__ = [
-    "HAPPY_EYEBALLS_DELAY",
+    "ConnectFailed",
+    "Dropped",
+    "FetchError",
+    "Fetched",
+    "Fetcher",
+    "Hop",
     "IPAddress",
     "IPNetwork",
+    "LinkRules",
     "NetFailure",
-    "PinnedAsyncBackend",
-    "PinnedConnectError",
-    "PinnedConnectTimeout",
-    "PinnedSyncBackend",
+    "NoAnswer",
+    "NotResolved",
+    "Policy",
+    "Read",
+    "RedirectFailed",
+    "Refused",
     "Resolution",
-    "Vetted",
+    "TLSFailed",
+    "TooLarge",
+    "Unreadable",
     "VettedResolver",
     "Vetting",
-    "async_transport",
+    "Walked",
     "disallowed_reason",
-    "first_to_connect",
+    "fetch",
     "host_of",
     "literal_ip",
     "normalise_hosts",
+    "parse",
+    "read_if_ok",
     "refusal",
-    "sync_transport",
+    "retry_after",
+    "retryable",
     "tls_context",
     "vet",
 ]

@@ -1,15 +1,17 @@
-"""An httpx transport on aiohttp that connects only to vetted addresses (no DNS rebinding).
+"""The pinned transport: httpx's transport interface on aiohttp, connecting only to vetted addresses.
 
-:func:`aiohttp_transport` is the same contract on aiohttp (what the link checker uses): an
-httpx transport over one aiohttp connector whose resolver answers only vetted addresses.
-Measured on 2,000 loopback GETs (2 cores, whole process with ~0.5 s of imports): httpx over
-httpcore/anyio (32 clients × 4 connections) spent ~2.9 s CPU (the pool's per-connection
-``has_expired`` socket polls, anyio's cancel scopes), httpx over aiohttp ~1.3 s, aiohttp's C
-parser and asyncio protocols doing the I/O. aiohttp is imported when the first such transport
-is built, not with this module (~0.2 s; half of it is aiohttp building its default TLS contexts).
+:func:`aiohttp_transport` builds an ``httpx.AsyncBaseTransport`` over one aiohttp connector whose
+resolver answers only vetted addresses (the contract of ``transport.py``). Every request of the
+tool goes through it, by way of ``fetch.py``. Measured on 2,000 loopback GETs (2 cores, whole
+process with ~0.5 s of imports): httpx over httpcore/anyio (32 clients × 4 connections) spent
+~2.9 s CPU (the pool's per-connection ``has_expired`` socket polls, anyio's cancel scopes),
+httpx over aiohttp ~1.3 s, aiohttp's C parser and asyncio protocols doing the I/O. aiohttp is
+imported when the first request is sent, not with this module (~0.2 s; half of it is aiohttp
+building its default TLS contexts).
 
-The contract is ``transport.py``'s: fail closed without a vetted address, TLS checked against
-the host name, foreign errors mapped to httpx's at one boundary with the cause kept.
+Fail closed without a vetted address, TLS checked against the host name; aiohttp's errors are
+mapped to httpx's at one boundary (:func:`_aiohttp_errors`, the cause kept), as the transport
+interface asks; ``fetch.py`` maps those to clinicpress's own.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class _PinnedResolver:
     ) -> list[ResolveResult]:
         addresses = self._vetted(host)
         if not addresses:
-            raise OSError(str(no_address(host)))
+            raise OSError(no_address(host))
         return [
             {
                 "hostname": host,  # aiohttp's server_hostname: TLS checks the name, not the address
@@ -113,7 +115,7 @@ class PinnedAiohttpTransport(httpx.AsyncBaseTransport):
 
         host = host_of(request.url)  # as the pinned backends see it: ASCII (IDNA), lower case
         if not self._vetted(host):
-            raise httpx.ConnectError(str(no_address(host)), request=request)
+            raise httpx.ConnectError(no_address(host), request=request)
         session = self._session or self._open()
         timeout = request.extensions.get("timeout", {})
         content = await request.aread()  # b"" for a check's GET/HEAD; a streamed body is read here

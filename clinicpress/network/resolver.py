@@ -109,6 +109,14 @@ class VettedResolver:
             return self._settle(host, None, literal=True)
         return self._settle(host, await self._resolve(host))
 
+    async def vet_public(self, host: str) -> Vetting:
+        """:meth:`vet` without any allowance (``allow_private_*``), on the same cached answer: may
+        ``host`` be named to a third party? The allowances let us connect; they never let a
+        private name or address leave for someone else."""
+        host = host.lower()
+        resolution = None if literal_ip(host) is not None else await self._resolve(host)
+        return vet(host, resolution, allowed_hosts=frozenset(), allowed_networks=())
+
     def vet_sync(self, host: str) -> Vetting:
         """:meth:`vet` for synchronous callers (the importer): the same rules and cache."""
         host = host.lower()

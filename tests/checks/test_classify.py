@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -22,11 +23,10 @@ from clinicpress.checks.links.classify import (
     anchor_verdict,
     classify,
     head_unreliable,
-    retry_after,
-    retryable,
     went_home,
 )
 from clinicpress.checks.model import LinkStatus
+from clinicpress.network import retry_after, retryable
 from clinicpress.settings.links import LinkCheckSettings
 
 OK, BROKEN, UNVERIFIED = LinkStatus.OK, LinkStatus.BROKEN, LinkStatus.UNVERIFIED
@@ -127,11 +127,13 @@ def test_retry_rules() -> None:
     assert [c for c in (400, 403, 404, 405, 408, 429, 500, 501, 999) if head_unreliable(c)] == [
         400, 403, 404, 405, 501, 999,
     ]  # fmt: skip
-    assert retry_after("3", now=0.0) == 3.0
-    assert retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=4.0) == 6.0
-    assert retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=40.0) == 0.0
-    assert retry_after("soon", now=0.0) is None
-    assert retry_after(None, now=0.0) is None
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert retry_after("3", now=epoch) == 3.0
+    assert retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=epoch + timedelta(seconds=4)) == 6.0
+    assert retry_after("Thu, 01 Jan 1970 00:00:10 GMT", now=epoch + timedelta(seconds=40)) == 0.0
+    assert retry_after("Thu, 01 Jan 1970 00:00:10 -0000", now=epoch) == 10.0  # no zone: UTC
+    assert retry_after("soon", now=epoch) is None
+    assert retry_after(None, now=epoch) is None
 
 
 # -- protocol: the whole checker over httpx.MockTransport ------------------------------------------

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from httpfarm import HTTPFarm, Reply
 
-from clinicpress.checks import links
 from clinicpress.checks.links import (
+    REASON_LIMIT,
     LinkBatch,
     LinkReport,
     check_batch_async,
@@ -33,6 +33,7 @@ from clinicpress.checks.links import (
     plan_batches,
 )
 from clinicpress.checks.links.bodies import MAX_BODY_BYTES
+from clinicpress.checks.links.targets import Target, TargetReader
 from clinicpress.checks.model import LinkResult, LinkStatus
 from clinicpress.site import LinkCheckSettings
 
@@ -382,15 +383,17 @@ def test_no_http_links_is_not_network_down() -> None:
 # -- robustness -----------------------------------------------------------------------------
 
 
-def test_unexpected_exception_becomes_unverified(farm: HTTPFarm, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def explode(self: object, start: object) -> object:
-        raise RuntimeError("boom")
+def test_unexpected_exception_becomes_unverified() -> None:
+    def explode(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("boom")  # a bug below the checker, not a network failure
 
-    monkeypatch.setattr(links._Run, "_follow", explode)
-    ok = farm.route("/never", Reply(200))
-    report = run([ok, "mailto:clinic@example.org"])
-    assert report.results[ok].status is LinkStatus.UNVERIFIED
-    assert "RuntimeError" in report.results[ok].reason
+    url = "http://127.0.0.1/never"  # a literal FAST allows: vetted without DNS, never connected to
+    transport = httpx.MockTransport(explode)
+    report = asyncio.run(
+        check_urls_async([url, "mailto:clinic@example.org"], FAST, backoff=0.01, transport=transport)
+    )
+    assert report.results[url].status is LinkStatus.UNVERIFIED
+    assert "RuntimeError" in report.results[url].reason
     assert report.results["mailto:clinic@example.org"].status is LinkStatus.SKIPPED
 
 
@@ -400,7 +403,7 @@ def test_every_result_has_a_one_line_reason(farm: HTTPFarm) -> None:
     for result in report.results.values():
         assert result.reason
         assert "\n" not in result.reason
-        assert len(result.reason) <= links.REASON_LIMIT
+        assert len(result.reason) <= REASON_LIMIT
 
 
 def test_server_error_only_on_head_is_ok_after_a_last_get(farm: HTTPFarm) -> None:
@@ -669,11 +672,17 @@ def test_pmid_is_checked_at_pubmed(farm: HTTPFarm, resolvers: LinkCheckSettings)
 
 
 def test_real_doi_org_urls_are_recognised() -> None:
-    run_ = links._Run(FAST, 0.0)
-    assert run_._kind_of(httpx.URL("https://doi.org/10.1000/xyz")) == ("doi", "10.1000/xyz")
-    assert run_._kind_of(httpx.URL("http://dx.doi.org/10.1000/a%2Fb")) == ("doi", "10.1000/a/b")
-    assert run_._kind_of(httpx.URL("https://pubmed.ncbi.nlm.nih.gov/30233240/")) == ("pmid", "30233240")
-    assert run_._kind_of(httpx.URL("https://doi.org/")) == (None, "")
+    reader = TargetReader(FAST)
+
+    def identified(url: str) -> tuple[str | None, str]:
+        target = reader.read(url)
+        assert isinstance(target, Target), target
+        return target.kind, target.ident
+
+    assert identified("https://doi.org/10.1000/xyz") == ("doi", "10.1000/xyz")
+    assert identified("http://dx.doi.org/10.1000/a%2Fb") == ("doi", "10.1000/a/b")
+    assert identified("https://pubmed.ncbi.nlm.nih.gov/30233240/") == ("pmid", "30233240")
+    assert identified("https://doi.org/") == (None, "")
 
 
 @pytest.mark.parametrize("url", ["doi:11.1/x", "doi:", "pmid:abc"])
@@ -726,7 +735,7 @@ def test_default_user_agent_has_a_contact_url(farm: HTTPFarm) -> None:
     assert "+https://" in farm.last_headers("/ua-default")["User-Agent"]
 
 
-def test_many_connections_are_spread_over_several_clients(farm: HTTPFarm) -> None:
+def test_many_links_at_once_all_come_back(farm: HTTPFarm) -> None:
     farm.route("/bulk", Reply(200, HTML, _page()))
     urls = [farm.url(f"/bulk?i={i}") for i in range(120)]
     settings = FAST.model_copy(update={"concurrency": 24, "per_host": 24, "timeout": 2.0})

@@ -34,10 +34,11 @@ from rebind_hosts import (
     Resolver,
 )
 
-from clinicpress.checks import links
 from clinicpress.checks.links import LinkReport, check_urls_async
 from clinicpress.checks.model import LinkStatus
-from clinicpress.network import PinnedConnectError, VettedResolver, sync_transport
+from clinicpress.errors import ClinicpressError
+from clinicpress.network import ConnectFailed, Policy, VettedResolver, fetch
+from clinicpress.network.aiohttp_transport import aiohttp_transport
 from clinicpress.renderers.handout import render_handout_pdf
 from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import SiteConfig
@@ -149,15 +150,16 @@ def test_a_pinned_address_that_refuses_is_a_connect_failure_as_before(
 
 
 def test_a_name_the_run_did_not_vet_is_never_connected_to(hosts: Hosts, resolver: Resolver) -> None:
-    """Fail closed: the checker's client refuses a name without a vetted answer in the run
-    (it never resolves it itself)."""
+    """Fail closed: the pinned transport (under every fetch) refuses a name without a vetted
+    answer in the run; it never resolves a name itself."""
     before, hits = hosts.listener.connections, hosts.origin.hits["/page"]
+    vetted = VettedResolver(allowed_networks=[ipaddress.ip_network(f"{ORIGIN_IP}/32")])
 
     async def direct() -> None:
-        check = links._Run(SETTINGS, backoff=0.01)
-        async with asyncio.timeout(5), check.clients():
+        transport = aiohttp_transport(vetted.pinned)
+        async with asyncio.timeout(5), httpx.AsyncClient(transport=transport, trust_env=False) as client:
             with pytest.raises(httpx.ConnectError, match=r"no vetted address for rebind\.test"):
-                await check._clients[0].get(hosts.url("rebind.test", "/page"))
+                await client.get(hosts.url("rebind.test", "/page"))
 
     asyncio.run(direct())
     assert resolver.asked["rebind.test"] == 0
@@ -201,39 +203,26 @@ def test_handout_fetches_neither_the_name_nor_the_address(
     assert f"refused to fetch {by_address}" in refused
 
 
-# -- clinicpress.network's sync transport (what `clinicpress import` uses) ------------------------
-
-
-def test_the_sync_pinned_transport_fails_closed_and_never_resolves(resolver: Resolver) -> None:
-    vetted = VettedResolver(allowed_networks=[ipaddress.ip_network(f"{ORIGIN_IP}/32")])
-    with (
-        httpx.Client(transport=sync_transport(vetted.pinned), trust_env=False) as client,
-        pytest.raises(httpx.ConnectError, match=r"no vetted address for rebind\.test"),
-    ):
-        client.get("http://rebind.test:9/")
-    assert resolver.asked["rebind.test"] == 0
+# -- errors keep their cause -------------------------------------------------------------------
 
 
 def _causes(exc: BaseException | None) -> list[BaseException]:
-    """``exc``, its causes and the per-address errors a pinned connect kept (``attempts``)."""
+    """``exc`` and its causes, as ``raise ... from`` chained them."""
     found: list[BaseException] = []
     while exc is not None and exc not in found:
         found.append(exc)
-        for attempt in getattr(exc, "attempts", ()):
-            found.extend(_causes(attempt))
         exc = exc.__cause__
     return found
 
 
 def test_a_refused_pinned_connect_keeps_its_cause(hosts: Hosts) -> None:
-    """Errors are mapped at one boundary with the original kept (``raise ... from exc``)."""
-    vetted = VettedResolver(allowed_networks=[ipaddress.ip_network(f"{DEAD_IP}/32")])
-    assert vetted.vet_sync(DEAD_IP).addresses == (ipaddress.ip_address(DEAD_IP),)
-    with (
-        httpx.Client(transport=sync_transport(vetted.pinned), trust_env=False) as client,
-        pytest.raises(httpx.ConnectError) as caught,
-    ):
-        client.get(f"http://{DEAD_IP}:{hosts.port}/")
+    """Errors are mapped at one boundary each with the original kept (``raise ... from exc``):
+    the OS's refusal, then httpx's error (the transport's contract), then clinicpress's."""
+    policy = Policy(allowed_networks=(ipaddress.ip_network(f"{DEAD_IP}/32"),), timeout=2.0, retries=0)
+    with pytest.raises(ConnectFailed) as caught:
+        fetch(f"http://{DEAD_IP}:{hosts.port}/", policy=policy, accept="*/*", max_bytes=1024)
+    assert isinstance(caught.value, ClinicpressError)
+    assert caught.value.net == "connect"
     causes = _causes(caught.value)
-    assert any(isinstance(c, PinnedConnectError) for c in causes), causes
+    assert any(isinstance(c, httpx.ConnectError) for c in causes), causes
     assert any(isinstance(c, ConnectionRefusedError) for c in causes), causes
