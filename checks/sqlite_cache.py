@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from clinicpress.private import private_dir, private_sqlite
+
 CHUNK = 500  # keys per IN (...) query: SQLite's variable limit is 999 on old builds
 
 
@@ -41,7 +43,10 @@ class SqliteCache:
     def connect(self) -> Iterator[sqlite3.Connection]:
         """One transaction on the file (created with its table on first use)."""
         if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # The tool's own state (``<out>/.cache/``): owner-only, and so are SQLite's -wal and
+            # -shm files, which take the database file's mode.
+            private_dir(self.path.parent)
+            private_sqlite(self.path)
         conn = sqlite3.connect(self.path, timeout=30)
         try:
             if not self._ready:

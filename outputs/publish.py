@@ -1,4 +1,9 @@
-"""Write verified, rendered articles into a new release and switch it live."""
+"""Write verified, rendered articles into a new release and switch it live.
+
+Each handout is in the release twice, under one inode: ``handouts/<slug>.pdf`` where clinicians
+print it, and ``web/handouts/<slug>.pdf`` under the web root, where the article's page links it.
+Both names are listed in the article's report, so they go live, are dropped and roll back together.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ from pathlib import Path
 from clinicpress.checks.model import ArticleReport
 from clinicpress.errors import PublishError
 from clinicpress.faults import fault_point
+from clinicpress.hints import command
 from clinicpress.outputs.release import RELEASES, Release, live_versions, release_ids, release_versions
 from clinicpress.outputs.reports import published_report, report_relpath
 from clinicpress.renderers.base import AnyArtifact, SpooledArtifact
 from clinicpress.renderers.catalog import CatalogEntry, render_catalog
+from clinicpress.renderers.web import served_handout
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
@@ -51,6 +58,17 @@ def _catalog(release: Release) -> list[CatalogEntry]:
             )
         )
     return entries
+
+
+def _served_copies(release: Release, artifacts: list[AnyArtifact]) -> list[SpooledArtifact]:
+    """The web root's name for each handout staged in ``release`` (the same file, hard-linked)."""
+    copies = []
+    for artifact in artifacts:
+        served = served_handout(artifact.relpath)
+        if served is not None:
+            staged = release.staged(artifact.relpath)
+            copies.append(SpooledArtifact(artifact.channel, served, staged, artifact.media_type))
+    return copies
 
 
 def _previous_files(release: Release, slug: str) -> list[str]:
@@ -100,15 +118,19 @@ def publish_release(
                     release.link(artifact.relpath, artifact.path)
                 else:
                     release.write(artifact.relpath, artifact.data)
+            served = _served_copies(release, item.artifacts)
+            for copy in served:
+                release.link(copy.relpath, copy.path)
+            artifacts = [*item.artifacts, *served]
             report = published_report(
                 item.report,
                 item.article,
                 version=item.version,
                 published_at=published_at,
-                artifacts=item.artifacts,
+                artifacts=artifacts,
             )
             release.write(report_relpath(slug), report)
-            files[slug] = [a.relpath for a in item.artifacts] + [report_relpath(slug)]
+            files[slug] = [a.relpath for a in artifacts] + [report_relpath(slug)]
         for artifact in render_catalog(_catalog(release), site, published_at):
             release.write(artifact.relpath, artifact.data)
         fault_point("stage")
@@ -125,29 +147,42 @@ class RolledBack:
     source_release: str  # where the restored files came from
 
 
-def rollback_article(out_dir: Path, slug: str, site: SiteConfig, now: datetime) -> RolledBack:
-    """Make the previous version of one article live again, in a new release (one switch).
-
-    The previous version is the newest kept release holding a different
-    version of ``slug``; its files are restored as they were published.
-    """
+def _rollback_source(out_dir: Path, slug: str) -> tuple[str, str, str]:
+    """(live version, version to restore, the release holding it); call with the lock held, so
+    no publish can prune that release before its files are copied."""
     current = live_versions(out_dir).get(slug)
     if current is None:
         raise PublishError(f"{out_dir}: {slug!r} is not live, so it cannot be rolled back")
     for release_id in reversed(release_ids(out_dir)):
         version = release_versions(out_dir, release_id).get(slug)
         if version is not None and version != current:
-            break
-    else:
-        raise PublishError(f"{out_dir}: no earlier version of {slug!r} is kept (see clinicpress releases)")
-    source = out_dir / RELEASES / release_id
+            return current, version, release_id
+    raise PublishError(f"{out_dir}: no earlier version of {slug!r} is kept (see {command('releases')})")
+
+
+def rollback_article(out_dir: Path, slug: str, site: SiteConfig, now: datetime) -> RolledBack:
+    """Make the previous version of one article live again, in a new release (one switch).
+
+    The previous version is the newest kept release holding a different
+    version of ``slug``; its files are restored as they were published.
+    Which versions and which release are decided under the output folder's lock.
+    """
+    _rollback_source(out_dir, slug)  # refuse at once, creating nothing, when there is nothing to do
+    fault_point("rollback.lock")  # where a test lets a publish prune releases first
     with Release(out_dir, keep=site.publishing.keep_releases) as release:
+        # Again, under the lock: a publish may have pruned that release or changed what is live.
+        current, version, release_id = _rollback_source(out_dir, slug)
+        source = out_dir / RELEASES / release_id
         for stale in _previous_files(release, slug):
             release.remove(stale)
-        report = (source / report_relpath(slug)).read_bytes()
-        channels: dict[str, list[str]] = json.loads(report).get("channels", {})
-        for relpath in [path for paths in channels.values() for path in paths]:
-            release.write(relpath, (source / relpath).read_bytes())
+        try:
+            report = (source / report_relpath(slug)).read_bytes()
+            channels: dict[str, list[str]] = json.loads(report).get("channels", {})
+            for relpath in [path for paths in channels.values() for path in paths]:
+                # Hard links to the kept release's files: the bytes as they were published.
+                release.link(relpath, source / relpath)
+        except (OSError, ValueError) as exc:
+            raise PublishError(f"{source}: cannot restore {slug!r} from this release ({exc})") from exc
         release.write(report_relpath(slug), report)
         for artifact in render_catalog(_catalog(release), site, now):
             release.write(artifact.relpath, artifact.data)

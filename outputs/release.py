@@ -12,6 +12,11 @@ into it, and goes live by replacing the ``current`` symlink with
 ``os.replace``: a reader sees the old release or the new one, never a mix.
 A run that dies leaves only a ``releases/.staging-*`` folder, removed by the
 next run (safe to run twice). Old releases are kept for instant rollback.
+
+A release is what readers get: its files are 0644 and the folders it makes 0755, whatever the
+umask (a web server runs as another user). The lock file is the tool's own: owner-only
+(clinicpress/private.py). ``web -> current/web`` is the web root; nothing else under ``--out`` is
+ever served.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from typing import IO, Any, Self
 from clinicpress import clock
 from clinicpress.errors import PublishError
 from clinicpress.faults import fault_point
+from clinicpress.private import private_opener, public_dir, public_file, public_opener
 
 CHANNEL_DIRS = ("web", "handouts", "newsletter", "reports")
 RELEASES = "releases"
 CURRENT = "current"
 STAGING_PREFIX = ".staging-"
+LOCK_FILE = ".lock"
 KEEP_RELEASES = 5
 
 
@@ -62,13 +69,22 @@ class Release:
     # -- lifecycle -------------------------------------------------------
     def __enter__(self) -> Self:
         self._lock = _lock(self.out_dir, self.wait)
-        self._check_stable_paths()
-        remove_stale_staging(self.out_dir)
-        live = self.live_release()
-        if live is not None:
-            shutil.copytree(live, self._staging, copy_function=os.link, symlinks=True)
-        for name in CHANNEL_DIRS:
-            (self._staging / name).mkdir(parents=True, exist_ok=True)
+        # Whatever fails from here on, the lock goes with it: ``with`` calls no __exit__ for an
+        # __enter__ that raised, and a served process would keep the lock until it ends.
+        try:
+            self._check_stable_paths()
+            remove_stale_staging(self.out_dir)
+            live = self.live_release()
+            if live is not None:
+                shutil.copytree(live, self._staging, copy_function=os.link, symlinks=True)
+            public_dir(self._staging, exact=True)
+            for name in CHANNEL_DIRS:
+                public_dir(self._staging / name, exact=True)
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, OSError):
+                raise PublishError(f"{self.out_dir}: cannot start a new release ({exc})") from exc
+            raise
         return self
 
     def __exit__(
@@ -89,7 +105,7 @@ class Release:
         if self._committed is not None:
             raise PublishError("this release is already live; start a new one")
         target = self._staging / _safe_relpath(relpath)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        public_dir(target.parent)
         # The staging tree shares inodes with the live release (hard links):
         # replace the link, never write through it.
         with contextlib.suppress(FileNotFoundError):
@@ -98,7 +114,7 @@ class Release:
 
     def write(self, relpath: str, data: bytes) -> Path:
         """Write one file of the new release; ``relpath`` is relative to ``--out``."""
-        with self._fresh_target(relpath).open("xb") as handle:
+        with open(self._fresh_target(relpath), "xb", opener=public_opener) as handle:
             handle.write(data)
         return self.out_dir / relpath
 
@@ -110,8 +126,13 @@ class Release:
             os.link(source, target)
         except OSError:
             shutil.copyfile(source, target)
+        public_file(target)
         fault_point("stage.link")
         return self.out_dir / relpath
+
+    def staged(self, relpath: str) -> Path:
+        """Where ``relpath`` of the release being built is (to link a second name to it)."""
+        return self._staging / _safe_relpath(relpath)
 
     def remove(self, relpath: str) -> None:
         """Drop a carried-over file from the new release (the live one keeps it)."""
@@ -169,8 +190,8 @@ def _lock(out_dir: Path, wait: float = 0.0) -> IO[bytes]:
     the lock of a killed process, so a dead run never blocks the next).
     """
     try:
-        (out_dir / RELEASES).mkdir(parents=True, exist_ok=True)
-        handle = (out_dir / ".lock").open("wb")
+        public_dir(out_dir / RELEASES)
+        handle = open(out_dir / LOCK_FILE, "wb", opener=private_opener)  # noqa: SIM115 - returned
     except OSError as exc:
         raise PublishError(f"{out_dir}: cannot create the output folder ({exc.strerror})") from exc
     deadline = time.monotonic() + wait

@@ -6,7 +6,9 @@ as PDF text, link annotations and metadata — and its title, license line(s),
 review line (dates and reviewer) and the list of cited source URLs are
 compared with the article and the site config. Any difference blocks
 publishing and names the channel and the field: a handout that prints another
-expiry date than the web page is worse than no handout.
+expiry date than the web page is worse than no handout. The web page's link to
+its handout is read back too: relative, and leading to where the release serves
+the handout under the web root (or absent when the article has no handout).
 
 Both readers are C libraries, in process: HTML is parsed by lxml directly
 (lenient like a browser, no BeautifulSoup tree), the PDF by PDFium through
@@ -25,11 +27,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from clinicpress.checks.model import Problem, Severity
 from clinicpress.pdftext import pdfium, read_pdf_content
 from clinicpress.renderers.base import Artifact
 from clinicpress.renderers.markdown import review_line
+from clinicpress.renderers.web import served_handout
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
@@ -49,6 +53,7 @@ class Facts:
     licenses: list[str]
     review: str
     sources: list[str]
+    handout: str | None = None  # where the web page's handout link must lead (under --out), if any
 
 
 @dataclass
@@ -92,11 +97,13 @@ def squash(text: str) -> str:
 
 
 def expected_facts(article: Article, site: SiteConfig) -> Facts:
+    has_handout = Channel.HANDOUT in article.channels
     return Facts(
         title=norm(article.title),
         licenses=[norm(lic.line()) for lic in site.licenses],
         review=norm(review_line(article)),
         sources=[s.url for s in article.sources],
+        handout=served_handout(f"handouts/{article.key}.pdf") if has_handout else None,
     )
 
 
@@ -115,14 +122,15 @@ _VISIBLE_TEXT = etree.XPath(
 # Elements with a class, but not inside a <template>: its content is no part of the page (and
 # neither CSS selectors nor BeautifulSoup's select() match there).
 _WITH_CLASS = etree.XPath("//*[@class][not(ancestor::template)]")
-_CLASSES = ("license", "review", "source-url")
+_CLASSES = ("license", "review", "source-url", "handout-link")
 
 
 def _text(element: Any) -> str:
     return norm("".join(_VISIBLE_TEXT(element)))
 
 
-def read_html(reader: _Reader, html: str, facts: Facts) -> None:
+def read_html(reader: _Reader, html: str, facts: Facts) -> dict[str, list[Any]]:
+    """Compare the page's facts; returns its elements by class (what CSS ``.license`` etc. select)."""
     # lxml's HTML parser, as a browser would: lenient, never raises on tag soup. A document that
     # is empty (or only whitespace or comments) has no root element: it carries none of the facts.
     try:
@@ -142,6 +150,30 @@ def read_html(reader: _Reader, html: str, facts: Facts) -> None:
     links = classed["source-url"]
     reader.compare("source URLs (links)", facts.sources, [str(a.get("href") or "") for a in links])
     reader.compare("source URLs (printed)", facts.sources, [_text(a) for a in links])
+    return classed
+
+
+# Resolves a page's relative links as a browser does; the host is never contacted.
+_WEB_ROOT_URL = "https://web-root.invalid/"
+
+
+def read_handout_link(reader: _Reader, page_relpath: str, links: list[Any], facts: Facts) -> None:
+    """The page links its handout once, relatively, to where the release serves it; or not at all."""
+    hrefs = [str(a.get("href") or "") for a in links]
+    if facts.handout is None:
+        reader.compare("handout link", [], hrefs)
+        return
+    if len(hrefs) != 1:
+        reader.differs("handout link, count", 1, len(hrefs))
+        return
+    [href] = hrefs
+    parts = urlsplit(href)
+    # Relative to the page, so it works wherever (and under whatever path) the web root is served.
+    if parts.scheme or parts.netloc or href.startswith("/"):
+        reader.differs("handout link", f"a link relative to {page_relpath}", href)
+        return
+    leads_to = urljoin(_WEB_ROOT_URL + page_relpath, href).removeprefix(_WEB_ROOT_URL)
+    reader.compare("handout link (where it leads under --out)", facts.handout, leads_to)
 
 
 # --- the email ---------------------------------------------------------------------------
@@ -227,18 +259,30 @@ def read_pdf(channel: str, data: bytes, facts: Facts) -> list[Problem]:
 # --- the check ---------------------------------------------------------------------------
 
 
-def _web(data: bytes, facts: Facts, channel: str) -> list[Problem]:
+# A reader gets the artifact's bytes, the facts, the channel's name and the artifact's path.
+_Read = Callable[[bytes, Facts, str, str], list[Problem]]
+
+
+def _web(data: bytes, facts: Facts, channel: str, relpath: str) -> list[Problem]:
     reader = _Reader(channel)
     read_html(reader, data.decode("utf-8", errors="replace"), facts)
     return reader.problems
 
 
+def _web_page(data: bytes, facts: Facts, channel: str, relpath: str) -> list[Problem]:
+    """The article's own page: its facts, and its link to the handout (relative to ``relpath``)."""
+    reader = _Reader(channel)
+    classed = read_html(reader, data.decode("utf-8", errors="replace"), facts)
+    read_handout_link(reader, relpath, classed["handout-link"], facts)
+    return reader.problems
+
+
 # Which artifact of an article each channel is read from, and how.
-_READERS: dict[Channel, list[tuple[str, str, Callable[[bytes, Facts, str], list[Problem]]]]] = {
-    Channel.WEB: [("web/{slug}/index.html", "web", _web)],
-    Channel.HANDOUT: [("handouts/{slug}.pdf", "handout", lambda d, f, c: read_pdf(c, d, f))],
+_READERS: dict[Channel, list[tuple[str, str, _Read]]] = {
+    Channel.WEB: [("web/{slug}/index.html", "web", _web_page)],
+    Channel.HANDOUT: [("handouts/{slug}.pdf", "handout", lambda d, f, c, _: read_pdf(c, d, f))],
     Channel.NEWSLETTER: [
-        ("newsletter/{slug}.eml", "newsletter", lambda d, f, c: read_email(c, d, f)),
+        ("newsletter/{slug}.eml", "newsletter", lambda d, f, c, _: read_email(c, d, f)),
         ("newsletter/{slug}.html", "newsletter preview", _web),
     ],
 }
@@ -257,7 +301,7 @@ def consistency_problems(article: Article, site: SiteConfig, artifacts: Sequence
                 message = f"{name}: {relpath} was not rendered"
                 problems.append(Problem(check="consistency", severity=Severity.BLOCKED, message=message))
                 continue
-            problems.extend(read(artifact.data, facts, name))
+            problems.extend(read(artifact.data, facts, name, relpath))
     return problems
 
 
@@ -267,6 +311,7 @@ __all__ = [
     "expected_facts",
     "norm",
     "read_email",
+    "read_handout_link",
     "read_pdf",
     "squash",
 ]

@@ -6,6 +6,9 @@ hard-links the files into the new release. The run holds an ``flock`` on
 ``<out>/.spool-<token>.lock`` while it lives, so the next run removes the
 spool of a run that died (the kernel drops a dead process's locks), never a
 live one's.
+
+The folder and its lock are the tool's own (owner-only: unpublished renders wait there); the
+files in it are made 0644, as they are once linked into the release (clinicpress/private.py).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from clinicpress.errors import PublishError
+from clinicpress.private import private_dir, private_opener, public_dir, public_opener
 
 from .base import Artifact, SpooledArtifact
 
@@ -58,15 +62,15 @@ class Spool:
 
     def __enter__(self) -> Spool:
         try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            public_dir(self.out_dir)
             remove_dead_spools(self.out_dir)
             # The lock file is locked before it is visible under its name (an atomic rename),
             # and the folder is made after: another run never sees this spool unlocked.
             unborn = self._lock_path.with_name(self._lock_path.name + _UNBORN)
-            self._lock = unborn.open("wb")
+            self._lock = open(unborn, "wb", opener=private_opener)
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             unborn.rename(self._lock_path)
-            self.path.mkdir()
+            private_dir(self.path, exist_ok=False)
         except OSError as exc:
             self.__exit__()
             reason = exc.strerror or exc
@@ -92,6 +96,7 @@ def spool_artifacts(folder: Path, artifacts: list[Artifact]) -> list[SpooledArti
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a job sent again after its worker died
-        path.write_bytes(artifact.data)
+        with open(path, "wb", opener=public_opener) as handle:  # hard-linked into the release as it is
+            handle.write(artifact.data)
         spooled.append(SpooledArtifact(artifact.channel, artifact.relpath, path, artifact.media_type))
     return spooled

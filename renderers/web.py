@@ -1,4 +1,10 @@
-"""The web channel: one static, self-contained HTML5 page per article."""
+"""The web channel: one static, self-contained HTML5 page per article.
+
+``<out>/web/`` is the web root. The page links its printable handout relatively
+(``../handouts/<slug>.pdf``): the release puts each ``handouts/<file>.pdf`` under the web root
+too, as ``web/handouts/<file>.pdf`` (``served_handout``), so the link works wherever the folder
+is served. The consistency check reads the link back.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,24 @@ from .markdown import canonical_url, css_markup, disclaimer, jinja_env, page_con
 
 TEMPLATE = "web.html.j2"
 STYLESHEET = "web.css"
+HANDOUTS_DIR = "handouts"  # under --out (clinicians print there) and under the web root (readers)
+HANDOUT_LINK_TEXT = "Print this handout (PDF)"
+
+
+def served_handout(relpath: str) -> str | None:
+    """Where the handout file ``relpath`` (``handouts/<file>.pdf``) is served under the web root
+    (``web/handouts/<file>.pdf``); None for any other file."""
+    folder, slash, name = relpath.partition("/")
+    if folder != HANDOUTS_DIR or not slash or "/" in name or not name.endswith(".pdf"):
+        return None
+    return f"web/{HANDOUTS_DIR}/{name}"
+
+
+def handout_href(article: Article) -> str | None:
+    """The page's link to its handout, relative to ``web/<slug>/index.html``; None without one."""
+    if Channel.HANDOUT not in article.channels:
+        return None
+    return f"../{HANDOUTS_DIR}/{article.key}.pdf"
 
 
 def _citation(number: int, title: str, url: str, doi: str | None, pmid: str | None) -> dict[str, Any]:
@@ -85,6 +109,8 @@ def render_web_html(article: Article, site: SiteConfig, context: RenderContext) 
         json_ld=json_for_script(json_ld(article, site)),
         disclaimer=disclaimer("article"),
         og_locale=_og_locale(site.organization.language),
+        handout_href=handout_href(article),
+        handout_link_text=HANDOUT_LINK_TEXT,
     )
 
 

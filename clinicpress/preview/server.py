@@ -93,6 +93,9 @@ def _channel(entry: Entry, channel: Channel, text: str | None, content_type: str
     return Response(HTTPStatus.SERVICE_UNAVAILABLE, HTML, page.encode(), (("Retry-After", "1"),))
 
 
+_SERVED_HANDOUT = re.compile(r"/handouts/([^/]+)\.pdf")
+
+
 def route(state: PreviewState, raw_path: str) -> Response:
     """The response to ``GET raw_path`` (query strings, such as ``?v=3``, are ignored)."""
     path = unquote(urlsplit(raw_path).path)
@@ -106,6 +109,10 @@ def route(state: PreviewState, raw_path: str) -> Response:
         return Response(HTTPStatus.OK, "text/css; charset=utf-8", pages.STYLESHEET.encode())
     if path == "/favicon.ico":
         return Response(HTTPStatus.NO_CONTENT, "image/x-icon", b"")
+    if (served := _SERVED_HANDOUT.fullmatch(path)) is not None:
+        # The web page links its handout as the web root serves it (../handouts/<slug>.pdf).
+        location = f"/{served.group(1)}/handout.pdf"
+        return Response(HTTPStatus.FOUND, HTML, b"", (("Location", location),))
     slug, _, rest = path.lstrip("/").partition("/")
     entry = state.by_slug(slug) if slug else None
     if entry is None:

@@ -169,6 +169,9 @@ def test_routes_from_state(loaded: Entry) -> None:
     assert route(state, f"/{SLUG}/web?v=2").body == b"<p>web</p>"
     assert route(state, f"/{SLUG}/web").content_type == "text/html; charset=utf-8"
     assert route(state, f"/{SLUG}").status == 301
+    # The web page's "Print this handout" link, as the web root serves it, leads to the preview's.
+    served = route(state, f"/handouts/{SLUG}.pdf")
+    assert (served.status, dict(served.headers)["Location"]) == (302, f"/{SLUG}/handout.pdf")
     assert route(state, "/nope/").status == 404
     assert route(state, f"/{SLUG}/nope").status == 404
     assert route(state, f"/{SLUG}/handout.pdf").status == 503  # being rendered

@@ -6,12 +6,17 @@ import json
 import multiprocessing
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from clinicpress.checks.model import ArticleReport, Verdict
 from clinicpress.errors import PublishError
-from clinicpress.outputs.release import KEEP_RELEASES, Release, live_release, switch_live
+from clinicpress.outputs.publish import ReadyArticle, publish_release
+from clinicpress.outputs.release import KEEP_RELEASES, STAGING_PREFIX, Release, live_release, switch_live
+from clinicpress.site import SiteConfig
+from clinicpress.sources.article import Article
 
 
 def _publish(out: Path, files: dict[str, bytes], keep: int = KEEP_RELEASES) -> Path:
@@ -88,6 +93,41 @@ def test_one_publish_at_a_time(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with Release(out), pytest.raises(PublishError, match="another publish is running"), Release(out):
         pass
+
+
+def test_a_release_that_fails_while_it_starts_lets_the_lock_go(
+    tmp_path: Path, article: Article, site: SiteConfig
+) -> None:
+    """Issue 23 part 5: ``with`` runs no ``__exit__`` for an ``__enter__`` that raised, so a failure
+    after the lock is taken must let it go there. The failed objects stay referenced here, as in a
+    served process (a Prefect state keeps the exception and its frames): without the release, the
+    next publish in the process would wait for the lock (600 s) and fail."""
+    out = tmp_path / "out"
+    ready = ReadyArticle(article, ArticleReport(path="a.md", slug=article.key, verdict=Verdict.OK), "v1", [])
+    _publish(out, {"web/a/index.html": b"A1"})
+
+    # 1. Through publish_release: a folder where the stable link ``newsletter`` belongs.
+    (out / "newsletter").unlink()
+    (out / "newsletter").mkdir()
+    with pytest.raises(PublishError, match="is not a clinicpress link") as failed_publish:
+        publish_release(out, [ready], site, datetime(2026, 11, 27, tzinfo=UTC))
+    (out / "newsletter").rmdir()
+    (out / "newsletter").symlink_to("current/newsletter")
+    with Release(out, wait=0) as next_release:  # at once: no wait, no "another publish is running"
+        next_release.write("web/a/index.html", b"A2")
+        next_release.commit()
+
+    # 2. A staging folder that cannot be made (an OSError from the copy of the live release).
+    failed = Release(out)
+    blocker = out / "releases" / f"{STAGING_PREFIX}{failed.release_id}"
+    blocker.write_text("not a folder")  # a file: the stale-staging sweep cannot remove it
+    with pytest.raises(PublishError, match="cannot start a new release"):
+        failed.__enter__()
+    blocker.unlink()
+    assert _publish(out, {"web/a/index.html": b"A3"}).is_dir()  # wait=0 by default
+    assert (out / "web" / "a" / "index.html").read_bytes() == b"A3"
+    assert not list((out / "releases").glob(f"{STAGING_PREFIX}*"))
+    assert failed_publish.value is not None  # held to the end, as a served process would
 
 
 def test_old_releases_are_pruned(tmp_path: Path) -> None:

@@ -90,7 +90,8 @@ def test_only_the_articles_not_live_are_written(tmp_path: Path, article: Article
     assert both is not None
     assert both.release_dir is not None
     assert both.already_live == ["a"]
-    assert both.files == {"b": ["web/b/index.html", "handouts/b.pdf", "reports/b.json"]}
+    # The handout also under the web root, where the page links it (the same file).
+    assert both.files == {"b": ["web/b/index.html", "handouts/b.pdf", "web/handouts/b.pdf", "reports/b.json"]}
     assert live_versions(out) == {"a": "v1", "b": "v1"}
     assert both.release_dir == live_release(out)
     # The catalog lists both (rendered from the reports of the new release).

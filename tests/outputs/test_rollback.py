@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from conftest import MINIMAL_FRONT_MATTER, REFERENCE_SITE, WriteArticle
 from typer.testing import CliRunner
 
+from clinicpress.checks.model import ArticleReport, Verdict
 from clinicpress.cli import app
+from clinicpress.errors import PublishError
+from clinicpress.faults import FAULT_ENV, GO
+from clinicpress.outputs.publish import ReadyArticle, RolledBack, publish_release, rollback_article
 from clinicpress.outputs.registry import Registry
-from clinicpress.outputs.release import live_versions
+from clinicpress.outputs.release import live_versions, release_ids
+from clinicpress.renderers.base import Artifact
+from clinicpress.site import SiteConfig
+from clinicpress.sources.article import Article, Channel
 
 runner = CliRunner()
+AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def _write(write_article: WriteArticle, name: str, body: str) -> Path:
@@ -121,3 +132,59 @@ def test_rolling_back_one_article_drops_a_channel_its_previous_version_did_not_h
     assert result.exit_code == 0, result.output
     assert "web only" in (out / "web" / "alpha" / "index.html").read_text()
     assert not (out / "handouts" / "alpha.pdf").exists()  # the version rolled back to never had one
+
+
+def _ready(article: Article, slug: str, version: str) -> ReadyArticle:
+    art = article.model_copy(update={"slug": slug})
+    artifacts = [
+        Artifact(Channel.WEB, f"web/{slug}/index.html", f"{slug} {version}".encode(), "text/html"),
+        Artifact(Channel.HANDOUT, f"handouts/{slug}.pdf", version.encode(), "application/pdf"),
+    ]
+    report = ArticleReport(path=f"content/{slug}.md", slug=slug, verdict=Verdict.OK)
+    return ReadyArticle(art, report, version, artifacts)
+
+
+def test_a_rollback_racing_a_publish_that_prunes_its_source_refuses_cleanly(
+    tmp_path: Path, article: Article, site: SiteConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23 part 5: which release a rollback copies from is decided under the lock. Here a
+    publish with the fewest releases kept (2, the least ``keep_releases`` allows) goes live and
+    prunes the only release holding the earlier version while the rollback waits to take the lock
+    (held at a fault point: a handshake, no timing). The rollback then refuses, saying why, and
+    never fails half-way on a file that is gone (FileNotFoundError)."""
+    out = tmp_path / "out"
+    keep_two = site.model_copy(update={"publishing": site.publishing.model_copy(update={"keep_releases": 2})})
+    first = publish_release(out, [_ready(article, "a", "v1")], site, AT)
+    publish_release(out, [_ready(article, "a", "v2")], site, AT)
+    assert first is not None
+    assert first.release_id in release_ids(out)  # a's v1 is there to roll back to, before the race
+
+    pause = tmp_path / "pause"
+    pause.mkdir()
+    monkeypatch.setenv(FAULT_ENV, f"rollback.lock:pause:{pause}")
+    outcome: list[RolledBack | BaseException] = []
+
+    def roll_back() -> None:
+        try:
+            outcome.append(rollback_article(out, "a", keep_two, AT))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    rollback = threading.Thread(target=roll_back)
+    rollback.start()
+    try:
+        waiting = pause / f"{os.getpid()}.waiting"
+        while not waiting.exists() and rollback.is_alive():  # the fault point's handshake file
+            threading.Event().wait(0.01)
+        assert waiting.exists(), outcome
+        raced = publish_release(out, [_ready(article, "b", "v1")], keep_two, AT)
+        assert raced is not None
+        assert first.release_id not in release_ids(out)  # pruned under the waiting rollback
+    finally:
+        (pause / GO).touch()
+        rollback.join(timeout=60)
+    [result] = outcome
+    assert isinstance(result, PublishError), repr(result)
+    assert "no earlier version of 'a' is kept" in str(result)
+    assert live_versions(out) == {"a": "v2", "b": "v1"}  # nothing changed by the refused rollback
+    assert (out / "web" / "handouts" / "a.pdf").read_bytes() == b"v2"

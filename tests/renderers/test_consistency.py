@@ -134,7 +134,7 @@ def test_only_the_article_channels_are_read(
     article: Article, site: SiteConfig, artifacts: list[Artifact]
 ) -> None:
     web_only = article.model_copy(update={"channels": [Channel.WEB]})
-    web = [a for a in artifacts if a.channel is Channel.WEB]
+    web = WebRenderer().render(web_only, site, CONTEXT)  # its page links no handout
     assert consistency_problems(web_only, site, web) == []
 
 
@@ -262,7 +262,7 @@ def test_empty_web_page_finds_nothing_and_does_not_raise(
     found = messages(consistency_problems(article, site, swap(artifacts, web)))
     assert found[0] == f"web: title (h1) differs from the article: expected {[article.title]!r}, found []"
     assert all(m.startswith("web: ") for m in found)
-    assert len(found) == 5  # title, license, review, source links, printed sources
+    assert len(found) == 6  # title, license, review, source links, printed sources, handout link
 
 
 @pytest.mark.parametrize(
