@@ -3,6 +3,10 @@
 Values come from the TOML file and may be overridden by environment
 variables named ``CLINICPRESS_<SECTION>__<KEY>`` (for example
 ``CLINICPRESS_NEWSLETTER__FROM_ADDRESS``); the environment wins.
+
+Secrets (clinicpress/settings/secrets.py): the SMTP password comes from the environment or from an
+owner-only ``password_file``, never from a key in this file; every alert URL is checked with apprise
+at load, and a problem with one names its index, never its text.
 """
 
 from __future__ import annotations
@@ -11,17 +15,35 @@ import tomllib
 import unicodedata
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from clinicpress.addresses import address_problem, unsubscribe_url_problem
 from clinicpress.errors import SiteConfigError
 from clinicpress.settings.integrity import IntegritySettings
+from clinicpress.settings.language import LanguageCheckSettings
 from clinicpress.settings.links import LinkCheckSettings
-from clinicpress.validation import input_error_from, single_line
+from clinicpress.settings.secrets import (
+    PASSWORD_ENV,
+    PASSWORD_KEY,
+    alert_url_problem,
+    has_password_key,
+    read_secret_file,
+    secret_error,
+)
+from clinicpress.validation import input_error_from, single_line, toml_error
 
 DEFAULT_SITE_PATH = Path("content/site.toml")
 MAX_SITE_BYTES = 256 * 1024
@@ -94,12 +116,31 @@ class Smtp(_Strict):
     security: Literal["starttls", "tls", "none"] = Field(
         default="starttls", description="starttls (port 587), tls (465) or none (a local relay only)"
     )
-    username: str | None = Field(default=None, description="Login name, if the server asks for one")
-    # From the environment only, never the file: CLINICPRESS_NEWSLETTER__SMTP__PASSWORD.
+    username: str | None = Field(
+        default=None, description="Login name, if the server asks for one (needs starttls or tls)"
+    )
+    # Never a key in site.toml (load_site refuses one): set from the environment by pydantic-settings,
+    # or by load_site from password_file.
     password: SecretStr | None = Field(
-        default=None, description="From the environment only: CLINICPRESS_NEWSLETTER__SMTP__PASSWORD"
+        default=None,
+        description=f"Never in site.toml: the environment variable {PASSWORD_ENV}, or password_file",
+    )
+    password_file: Path | None = Field(
+        default=None,
+        description="A file holding the password, that only its owner can read (chmod 600); relative "
+        f"to site.toml. {PASSWORD_ENV}, when set, wins",
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per SMTP command")
+
+    @model_validator(mode="after")
+    def _no_login_in_clear(self) -> Smtp:
+        # As a server without STARTTLS is refused at send time (outputs/delivery/smtp.py).
+        if self.username and self.security == "none":
+            raise ValueError(
+                'a login (username) with security = "none" would send the password in clear text; '
+                'expected security = "starttls" or "tls", or no username (a local relay)'
+            )
+        return self
 
 
 class Newsletter(_Strict):
@@ -155,10 +196,25 @@ class Checks(_Strict):
         description="Warn (and alert) when a license expires within these days",
     )
     readability_max_grade: float = Field(
-        default=8.0, gt=0, description="Flesch-Kincaid grade above which to warn"
+        default=8.0,
+        gt=0,
+        description="US school grade above which to warn (Flesch-Kincaid; Fernández-Huerta for Spanish)",
+    )
+    readability_max_grade_by_language: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="Per language, e.g. {es = 9.0}; a language not named here uses readability_max_grade",
     )
     links: LinkCheckSettings = Field(default_factory=LinkCheckSettings, description="The link checker")
     integrity: IntegritySettings = Field(default_factory=IntegritySettings)
+    language: LanguageCheckSettings = Field(
+        default_factory=LanguageCheckSettings, description="The stigma-free language check"
+    )
+
+    def max_grade_for(self, language: str) -> float:
+        """The readability limit of an edition in ``language`` (``es-MX`` falls back to ``es``)."""
+        by = {key.lower(): grade for key, grade in self.readability_max_grade_by_language.items()}
+        code = language.lower()
+        return by.get(code, by.get(code.split("-", 1)[0], self.readability_max_grade))
 
 
 class Publishing(_Strict):
@@ -169,8 +225,20 @@ class Handout(_Strict):
     page_size: Literal["letter", "a4"] = Field(default="letter", description="The handout's paper size")
 
 
+def _apprise_url(value: str) -> str:
+    if problem := alert_url_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+AlertUrl = Annotated[str, AfterValidator(_apprise_url)]
+
+
 class Alerts(_Strict):
-    urls: list[str] = Field(default_factory=list, description="apprise URLs")
+    urls: list[AlertUrl] = Field(
+        default_factory=list,
+        description="apprise URLs, each checked with apprise at load (they carry tokens)",
+    )
     retries: int = Field(default=2, ge=0, le=5, description="Extra tries per alert destination")
 
 
@@ -228,6 +296,7 @@ class SiteConfig(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
+        hide_input_in_errors=True,  # a traceback (-v) must not print a secret's value
     )
 
     organization: Organization
@@ -272,12 +341,40 @@ def load_site(path: Path | str = DEFAULT_SITE_PATH) -> SiteConfig:
     if len(raw) > MAX_SITE_BYTES:
         raise SiteConfigError(site_path, None, f"file is {len(raw)} bytes", f"at most {MAX_SITE_BYTES}")
     try:
-        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data: dict[str, Any] = tomllib.loads(text)
     except UnicodeDecodeError as exc:
         raise SiteConfigError(site_path, None, f"not UTF-8 text (byte {exc.start})") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SiteConfigError(site_path, None, f"invalid TOML: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:  # names the key, not only the line and column
+        raise toml_error(exc, site_path, text, SiteConfigError) from exc
+    if has_password_key(data):
+        raise SiteConfigError(
+            site_path,
+            PASSWORD_KEY,
+            "a password does not belong in site.toml (it is copied and shared with the content)",
+            f"{PASSWORD_ENV} in the environment, or password_file naming a file only its owner can read; "
+            "remove the key, and change the password if the file was shared",
+        )
     try:
-        return SiteConfig(**data)
+        config = SiteConfig(**data)
     except ValidationError as exc:
-        raise input_error_from(exc, site_path, SiteConfigError, model=SiteConfig) from exc
+        raise (
+            secret_error(exc, site_path)
+            or input_error_from(exc, site_path, SiteConfigError, model=SiteConfig)
+        ) from exc
+    except SettingsError as exc:  # a CLINICPRESS_… variable that is not valid JSON where a list is expected
+        raise SiteConfigError(None, "environment", str(exc), "a JSON value for a list or table") from exc
+    return _with_smtp_password(config, site_path)
+
+
+def _with_smtp_password(config: SiteConfig, site_path: Path) -> SiteConfig:
+    """The config with the SMTP password read from ``password_file`` (the environment's wins; an
+    empty variable counts as not set)."""
+    smtp = config.newsletter.smtp
+    if smtp is None or smtp.password_file is None:
+        return config
+    if smtp.password is not None and smtp.password.get_secret_value():
+        return config
+    secret = read_secret_file(smtp.password_file, config=site_path, field=f"{PASSWORD_KEY}_file")
+    smtp = smtp.model_copy(update={"password": SecretStr(secret)})
+    return config.model_copy(update={"newsletter": config.newsletter.model_copy(update={"smtp": smtp})})

@@ -54,6 +54,7 @@ from clinicpress.flows.review_report import (
 from clinicpress.flows.tasks import quoted
 from clinicpress.outputs.release import live_report
 from clinicpress.outputs.reviews import record_review
+from clinicpress.private import private_dir, private_tree
 from clinicpress.renderers.base import AnyArtifact, RenderContext
 from clinicpress.renderers.fingerprint import template_fingerprint
 from clinicpress.renderers.pool import render_and_check_here
@@ -136,7 +137,10 @@ def render_for_review(
     [rendered] = render_and_check_here([(article, site, context)])
     if isinstance(rendered, RenderError):
         return {}, [Problem(check="render", severity=Severity.BLOCKED, message=str(rendered))]
-    return write_review_files(review_folder(Path(out_dir), article), rendered.artifacts), rendered.problems
+    reviews = private_dir(Path(out_dir) / REVIEWS_DIR)  # drafts of texts not published: owner-only
+    files = write_review_files(review_folder(Path(out_dir), article), rendered.artifacts)
+    private_tree(reviews)  # files 0600, folders 0700 (clinicpress/private.py)
+    return files, rendered.problems
 
 
 @task(name="record-review", cache_policy=NO_CACHE)  # no retries: a review must never be recorded twice
@@ -169,8 +173,13 @@ def ask_reviewer(article: Article, verdict: Verdict, timeout_seconds: float) -> 
 def _publish_approved(
     result: ReviewResult, site_path: str, out_dir: str, strict: bool, use_cache: bool
 ) -> None:
-    """Publish the approved texts that are still the files' texts; notes say why not, per article."""
-    ready: list[ArticleReviewed] = []
+    """Publish the approved texts that are still the files' texts; notes say why not, per article.
+
+    One publish per reviewer, who is recorded as who published each of their articles: with
+    ``[newsletter] approval_required`` a send then waits for someone other than its own reviewer
+    (one "A, B" for all would let A approve the send of A's article).
+    """
+    ready: dict[str | None, list[ArticleReviewed]] = {}
     for reviewed in result.approved():
         try:
             unchanged = content_hash(load_article(reviewed.path)) == reviewed.content_hash
@@ -180,27 +189,41 @@ def _publish_approved(
         if not unchanged:
             reviewed.note = "not published: the file changed after the review; review it again"
             continue
-        ready.append(reviewed)
-    if not ready:
-        return
+        ready.setdefault(reviewed.reviewer_name, []).append(reviewed)
+    for reviewer, group in ready.items():
+        _publish_group(result, group, reviewer, site_path, out_dir, strict, use_cache)
+    if ready:
+        result.published = [r.slug for group in ready.values() for r in group if r.published]
+
+
+def _publish_group(
+    result: ReviewResult,
+    group: list[ArticleReviewed],
+    reviewer: str | None,
+    site_path: str,
+    out_dir: str,
+    strict: bool,
+    use_cache: bool,
+) -> None:
+    """One reviewer's approved articles, published by the publish flow (a subflow) as theirs."""
     try:
         published = publish_flow(
-            paths=[r.path for r in ready],
+            paths=[r.path for r in group],
             site_path=site_path,
             out_dir=out_dir,
             strict=strict,
             use_cache=use_cache,
             # The approving clinician published: with [newsletter] approval_required the send then
             # waits for someone else (approve-send); a subflow never pauses for that form.
-            triggered_by=", ".join(sorted({r.reviewer for r in ready if r.reviewer})) or None,
+            triggered_by=reviewer,
             approval_wait_seconds=0,
         )
     except ClinicpressError as exc:
-        for reviewed in ready:
+        for reviewed in group:
             reviewed.note = f"publish failed: {exc}"
         return
     outcomes = {outcome.report.slug: outcome for outcome in published.outcomes}
-    for reviewed in ready:
+    for reviewed in group:
         outcome = outcomes.get(reviewed.slug)
         if outcome is not None and (outcome.published or outcome.unchanged):
             reviewed.published = True
@@ -213,8 +236,7 @@ def _publish_approved(
                 p.message.splitlines()[0] for p in outcome.report.problems if p.severity is Severity.BLOCKED
             ]
             reviewed.note = "blocked at publish: " + "; ".join(blocking or [outcome.report.verdict.value])
-    result.release_id = published.release_id
-    result.published = [r.slug for r in ready if r.published]
+    result.release_id = published.release_id or result.release_id  # the last one holds every article
 
 
 @flow(name="review", validate_parameters=True)
@@ -245,7 +267,9 @@ def review_flow(
             None, "timeout_hours", f"got {timeout_hours:g}", f"more than 0, at most {MAX_TIMEOUT_HOURS:g}"
         )
     logger = get_run_logger()
-    site, articles = load_inputs(paths, site_path)
+    # Every file given is reviewed: one that does not load stops the run (nothing recorded).
+    site, loaded = load_inputs(paths, site_path, strict=True)
+    articles = loaded.articles
     # The review line as publishing prints it (the records), and the checks `check` runs.
     printed, records, _ = signed_off(quoted(articles), site, out_dir)
     reports = check_for_review(quoted(printed), site, out_dir, strict, use_cache, quoted(records))
@@ -283,6 +307,7 @@ def review_flow(
             site, out_dir, review_record(article, submitted, clock.today(), clock.now())
         )
         reviewed.decision, reviewed.reviewer, reviewed.review_id = record.decision, record.who(), record.id
+        reviewed.reviewer_name = record.reviewer.name
         logger.info(
             "%s: review #%s recorded: %s by %s", article.key, record.id, record.decision.value, record.who()
         )

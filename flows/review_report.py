@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 from clinicpress.checks.model import ArticleReport, Problem, Severity
 from clinicpress.checks.signoff import CHECK as SIGNOFF_CHECK
 from clinicpress.checks.signoff import Decision, ReviewRecord, new_review, text_diff
+from clinicpress.outputs.delivery.people import name_problem
 from clinicpress.site import format_date
 from clinicpress.sources.article import Article, Reviewer
 from clinicpress.sources.versioning import content_hash, reviewed_text
@@ -76,6 +77,9 @@ def read_form(form: ReviewForm) -> Submitted | str:
         return "name: is empty; expected the reviewing clinician's name"
     if not credentials:
         return "credentials: is empty; expected the reviewer's credentials, e.g. MD"
+    # One person: the reviewer is who published, for the two-person rule of the newsletter send.
+    if problem := name_problem(name):
+        return f"name: {problem}; expected one clinician's name (credentials in their own field)"
     try:
         reviewer = Reviewer(name=name, credentials=credentials)
     except ValidationError as exc:
@@ -212,7 +216,8 @@ class ArticleReviewed(BaseModel):
     verdict: str  # the check's verdict before the review
     folder: str  # where its channels were rendered for the review
     decision: Decision | None = None
-    reviewer: str | None = None
+    reviewer: str | None = None  # as printed: "Ann Lee, MD"
+    reviewer_name: str | None = None  # who published it, when publish_on_approve does: "Ann Lee"
     review_id: int | None = None
     published: bool = False
     note: str = ""  # why not published, when approved

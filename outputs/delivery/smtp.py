@@ -230,8 +230,8 @@ class SmtpSession:
         if s.username:
             if s.password is None:
                 raise SmtpFatal(
-                    f"SMTP {self.where()}: username set but no password "
-                    "(set CLINICPRESS_NEWSLETTER__SMTP__PASSWORD)"
+                    f"SMTP {self.where()}: username set but no password (set "
+                    "CLINICPRESS_NEWSLETTER__SMTP__PASSWORD, or [newsletter.smtp] password_file)"
                 )
             conn.login(s.username, s.password.get_secret_value())
 

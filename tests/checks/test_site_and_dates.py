@@ -70,7 +70,7 @@ def test_unknown_site_key_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(SiteConfigError, match=r"monitor\.colour: unknown key; expected one of"):
         load_site(tmp_path / "a.toml")
     (tmp_path / "b.toml").write_text("[organization\nname = 1")
-    with pytest.raises(SiteConfigError, match=r"invalid TOML: .*line 1"):
+    with pytest.raises(SiteConfigError, match=r"invalid TOML at line 1"):
         load_site(tmp_path / "b.toml")
     with pytest.raises(SiteConfigError, match="file not found"):
         load_site(tmp_path / "missing.toml")
