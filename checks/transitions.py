@@ -33,6 +33,11 @@ class Kind(enum.StrEnum):
     REVIEW_DUE = "review.due"
 
 
+# Transitions that say a problem is over: news only to someone who was told of the problem
+# (outputs/monitoring.py drops one whose problem's alert never reached anybody).
+ALL_CLEAR = frozenset({Kind.SOURCE_RECOVERED, Kind.LICENSE_RENEWED})
+
+
 @dataclass(frozen=True)
 class State:
     """What the registry keeps per key between runs."""

@@ -48,8 +48,12 @@ POINTS = (
 )
 EXTRA_POINTS = (
     "publish.lock",  # rendered and checked, before the output folder's lock is taken
-    "stage.link",  # a spooled file hard-linked into staging (catalogs only), more to come
+    # A file hard-linked into staging: a catalog's spooled file, every handout's copy under the web
+    # root, and a rollback's kept files (more to come after it).
+    "stage.link",
     "newsletter.claimed",  # a recipient claimed (committed), before its SMTP transaction
+    "rollback.lock",  # a rollback, before the output lock (it decides under it)
+    "monitor.record",  # the monitor has read the states, recorded nothing (lines up two runs)
 )
 ACTIONS = ("raise", "kill")
 PAUSE = "pause"

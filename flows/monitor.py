@@ -3,10 +3,24 @@
 Thin: the registry (outputs/) says what is live, the link checker re-checks
 every distinct source once, ``outputs/monitoring.py`` turns results and
 stored states into transitions and alerts, ``outputs/alerts.py`` delivers.
+
+Alerts at least once, never twice:
+
+- One run at a time: a run holds the registry's ``monitor`` lease from before
+  it reads the states until after its last delivery; a second run exits at
+  once, naming the holder. The registry may be a PostgreSQL database several
+  machines share, so the lock lives there; a killed run's lease lets go when
+  its process is gone (same host) or when it expires (``LOCK_SECONDS``).
+- A transition's new state and its alert are recorded in one transaction,
+  before any delivery, and only while the run still holds the lease. The alert
+  stays pending until a destination accepts it: every later run sends it
+  again, saying how long it waited (``plan_outbox`` drops one whose news is
+  over).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from datetime import date, datetime
 from pathlib import Path
@@ -15,10 +29,11 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from clinicpress import clock
 from clinicpress.checks.model import LinkResult
+from clinicpress.faults import fault_point
 from clinicpress.flows.json_flow import flow
 from clinicpress.flows.tasks import (
     LINK_BATCH_RUNNER,
@@ -28,36 +43,98 @@ from clinicpress.flows.tasks import (
     quoted,
 )
 from clinicpress.outputs.alerts import Alert, Delivery, deliver
-from clinicpress.outputs.monitoring import Evaluation, cited_by, evaluate
-from clinicpress.outputs.registry import PublishedArticle, Registry
+from clinicpress.outputs.delivery.lease import owner_name
+from clinicpress.outputs.monitoring import Evaluation, Outbox, cited_by, evaluate, plan_outbox
+from clinicpress.outputs.registry import PendingAlert, PublishedArticle, Registry
 from clinicpress.outputs.release import live_versions
-from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
+from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, format_date, load_site
 
 DEFAULT_OUT_DIR = Path("published")
+
+MONITOR_LOCK = "monitor"
+# How long a run's lease lasts without renewal. It is renewed when the run records what it found
+# and before it delivers: the longest gap is the re-check of every source, well under an hour.
+LOCK_SECONDS = 3600.0
+
+Lock = tuple[str, str, float]  # (lease name, owner, seconds): what Registry.record_monitor renews
 
 
 class AlertOutcome(BaseModel):
     kind: str
     title: str
     body: str
-    delivered: int
-    failed: list[str]
+    delivered: int  # destinations that accepted it
+    failed: list[str]  # "<destination label>: <why>"
+    pending_since: datetime | None = None  # raised by an earlier run, tried again by this one
 
 
 class MonitorResult(BaseModel):
-    articles: int
-    sources: int
-    statuses: dict[str, int]
-    network_down: bool
-    alerts: list[AlertOutcome]
+    articles: int = 0
+    sources: int = 0
+    statuses: dict[str, int] = Field(default_factory=dict)
+    network_down: bool = False
+    alerts: list[AlertOutcome] = Field(default_factory=list)  # this run's transitions
+    retried: list[AlertOutcome] = Field(default_factory=list)  # pending from earlier runs, tried again
+    not_sent: list[str] = Field(default_factory=list)  # titles of all-clears nobody needed
+    destinations: int = 0  # [alerts] urls configured
+    busy: str | None = None  # another run held the lock (who, until when): this run did nothing
+
+    def lines(self) -> list[str]:
+        """What ``clinicpress monitor`` prints (after its own line when nothing is published)."""
+        if self.busy is not None:
+            # The run that holds the lock checks and alerts: this one would only alert a second time.
+            busy = f"monitor: another monitor run is running ({self.busy})"
+            return [f"{busy}; this run checked nothing and sent no alert"]
+        lines: list[str] = []
+        if self.articles:
+            statuses = ", ".join(f"{count} {status}" for status, count in sorted(self.statuses.items()))
+            counts = f"{self.articles} article(s), {self.sources} distinct source(s)"
+            lines.append(f"monitor: {counts}: {statuses or 'none'}")
+            if self.network_down:
+                lines[0] += " (network down: sources could not be verified)"
+            if not (self.alerts or self.retried or self.not_sent):
+                lines.append("  no changes since the last run: no alerts")
+        for alert in [*self.alerts, *self.retried]:
+            since = alert.pending_since
+            late = f" (pending since {format_date(since.date())} {since:%H:%M} UTC)" if since else ""
+            lines.append(f"  alert {alert.kind}{late}: {alert.title} — {self._outcome(alert)}")
+        for title in self.not_sent:
+            lines.append(f"  not sent: {title} (nobody was told of the problem it ends)")
+        return lines
+
+    def _outcome(self, alert: AlertOutcome) -> str:
+        if not self.destinations:
+            return (
+                "delivered to 0 destination(s): no [alerts] urls configured in site.toml; "
+                "kept pending for the next run"
+            )
+        said = f"delivered to {alert.delivered} of {self.destinations} destination(s)"
+        if alert.failed:
+            said += f"; failed: {'; '.join(alert.failed)}"
+        if not alert.delivered:
+            said += "; kept pending: the next run sends it again"
+        return said
+
+
+@task(name="take-monitor-lock", cache_policy=NO_CACHE)
+def take_lock(site: SiteConfig, out_dir: str, lock: Lock) -> str | None:
+    """None when this run holds the monitor lock, else who holds it."""
+    name, owner, ttl = lock
+    with Registry.for_site(site, Path(out_dir)) as registry:
+        return registry.take_lease(name, owner, ttl, clock.now())
+
+
+def _drop_lock(site: SiteConfig, out_dir: str, lock: Lock) -> None:
+    name, owner, _ = lock
+    with Registry.for_site(site, Path(out_dir)) as registry:
+        registry.drop_lease(name, owner)
 
 
 @task(name="load-catalog", cache_policy=NO_CACHE)
-def load_catalog(site_path: str, out_dir: str) -> tuple[SiteConfig, list[PublishedArticle]]:
-    site = load_site(site_path)
+def load_catalog(site: SiteConfig, out_dir: str) -> list[PublishedArticle]:
     with Registry.for_site(site, Path(out_dir)) as registry:
         # What is live (after a rollback, not the newest recorded version).
-        return site, registry.latest_publishes(live_versions(Path(out_dir)) or None)
+        return registry.latest_publishes(live_versions(Path(out_dir)) or None)
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -69,51 +146,80 @@ def evaluate_catalog(
     today: date,
     now: datetime,
     integrity: MonitorIntegrity | None = None,
-) -> Evaluation:
+) -> tuple[Evaluation, Outbox]:
     with Registry.for_site(site, Path(out_dir)) as registry:
         previous = registry.states()
+        pending = registry.pending_alerts()
         archives = registry.archives(cited_by(catalog))
     verdicts, quotes = (integrity.verdicts, integrity.quotes) if integrity is not None else (None, None)
-    return evaluate(
+    evaluation = evaluate(
         catalog, results, previous, archives, site, today=today, now=now, integrity=verdicts, quotes=quotes
     )
-
-
-@task(name="deliver-alert", cache_policy=NO_CACHE)
-def deliver_alert(alert: Alert, urls: list[str], retries: int) -> list[Delivery]:
-    # Retries happen per destination inside deliver(): one dead channel must not resend to the others.
-    return deliver(alert, urls, retries=retries)
+    return evaluation, plan_outbox(evaluation.alerts, evaluation.states, pending)
 
 
 @task(name="record-monitor", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
 def record_monitor(
     site: SiteConfig,
     out_dir: str,
+    lock: Lock,
     evaluation: Evaluation,
+    outbox: Outbox,
     results: list[LinkResult],
-    deliveries: list[list[Delivery]],
     now: datetime,
-) -> None:
+) -> list[PendingAlert]:
+    """States and alerts in one transaction, under the lock; returns every alert to send now."""
     with Registry.for_site(site, Path(out_dir)) as registry:
-        registry.record_checks(results, now)
-        registry.save_states(evaluation.states)
-        for alert, sent in zip(evaluation.alerts, deliveries, strict=True):
-            registry.record_alert(
-                key=alert.key,
-                kind=alert.kind.value,
-                title=alert.title,
-                body=alert.body,
-                created_at=now,
-                deliveries=[d.as_json() for d in sent],
+        return registry.record_monitor(
+            lock=lock,
+            renewed_at=clock.now(),
+            results=results,
+            checked_at=now,
+            states=evaluation.states,
+            superseded=outbox.superseded,
+            raised=outbox.raised,
+        )
+
+
+@task(name="deliver-alerts", cache_policy=NO_CACHE)
+def deliver_alerts(
+    site: SiteConfig, out_dir: str, lock: Lock, pending: list[PendingAlert], now: datetime
+) -> dict[int, list[Delivery]]:
+    """Each pending alert to every destination, its attempt recorded at once: delivered when one
+    destination accepted it, else still pending. No task retries: retries happen per destination
+    inside deliver(), so one dead channel never resends to the others."""
+    name, owner, ttl = lock
+    sent: dict[int, list[Delivery]] = {}
+    failed: set[int] = set()  # destinations that failed this run: one try each for the next alerts
+    with Registry.for_site(site, Path(out_dir)) as registry:
+        for alert in pending:
+            registry.renew_lease(name, owner, ttl, clock.now())  # a run that lost the lock stops here
+            deliveries = deliver(alert, site.alerts.urls, now=now, retries=site.alerts.retries, failed=failed)
+            accepted = any(d.ok for d in deliveries)
+            registry.record_attempt(
+                alert.id, [d.as_json() for d in deliveries], clock.now(), accepted=accepted
             )
+            sent[alert.id] = deliveries
+    return sent
 
 
 def _emit(alert: Alert) -> None:
-    """One Prefect event per transition, so Prefect automations can react."""
+    """One Prefect event per transition (delivered or not), so Prefect automations can react."""
     emit_event(
         event=f"clinicpress.{alert.kind.value}",
         resource={"prefect.resource.id": f"clinicpress.{alert.key}", "prefect.resource.name": alert.key},
         payload={**alert.payload, "reprint_needed": alert.reprint_needed, "title": alert.title},
+    )
+
+
+def _outcome(alert: PendingAlert, sent: list[Delivery], late: bool) -> AlertOutcome:
+    return AlertOutcome(
+        kind=alert.kind,
+        title=alert.title,
+        body=alert.body,
+        delivered=sum(d.ok for d in sent),
+        failed=[f"{d.destination}: {d.error}" for d in sent if not d.ok],
+        pending_since=alert.created_at if late else None,
     )
 
 
@@ -123,8 +229,20 @@ def monitor_flow(
     out_dir: str = str(DEFAULT_OUT_DIR),
     today: date | None = None,
 ) -> MonitorResult:
-    """Re-check every source of every published article; alert on transitions."""
-    site, catalog = load_catalog(site_path, out_dir)
+    """Re-check every source of every published article; alert on transitions, one run at a time."""
+    site = load_site(site_path)
+    lock: Lock = (MONITOR_LOCK, owner_name(uuid.uuid4().hex), LOCK_SECONDS)
+    busy = take_lock(site, out_dir, lock)
+    if busy is not None:
+        return MonitorResult(busy=busy, destinations=len(site.alerts.urls))
+    try:
+        return _monitor(site, out_dir, lock, today)
+    finally:
+        _drop_lock(site, out_dir, lock)
+
+
+def _monitor(site: SiteConfig, out_dir: str, lock: Lock, today: date | None) -> MonitorResult:
+    catalog = load_catalog(site, out_dir)
     now = clock.now()
     day = today or clock.today()
     urls = list(cited_by(catalog))
@@ -133,10 +251,14 @@ def monitor_flow(
     links = check_sources(urls, site.checks.links)  # no cache: the monitor re-checks everything
     # quoted(): Prefect would otherwise walk these large structures looking for futures.
     verdicts = quoted(integrity.result())
-    evaluation = evaluate_catalog(site, out_dir, quoted(catalog), quoted(links.results), day, now, verdicts)
-    deliveries = [deliver_alert(alert, site.alerts.urls, site.alerts.retries) for alert in evaluation.alerts]
+    evaluation, outbox = evaluate_catalog(
+        site, out_dir, quoted(catalog), quoted(links.results), day, now, verdicts
+    )
     results = list(links.results.values())
-    record_monitor(site, out_dir, quoted(evaluation), quoted(results), deliveries, now)
+    # Where a test lines up two runs: both have read the states; only the lock keeps a second one out.
+    fault_point("monitor.record")
+    pending = record_monitor(site, out_dir, lock, quoted(evaluation), quoted(outbox), quoted(results), now)
+    sent = deliver_alerts(site, out_dir, lock, quoted(pending), now)
     for alert in evaluation.alerts:
         _emit(alert)
     if evaluation.not_ok:
@@ -155,19 +277,14 @@ def monitor_flow(
             key="monitor-sources-not-ok",
             description="clinicpress monitor: every source not ok",
         )
+    earlier = set(outbox.kept)
     return MonitorResult(
         articles=len(catalog),
         sources=len(urls),
         statuses=dict(Counter(r.status.value for r in links.results.values())),
         network_down=links.network_down,
-        alerts=[
-            AlertOutcome(
-                kind=alert.kind.value,
-                title=alert.title,
-                body=alert.body,
-                delivered=sum(d.ok for d in sent),
-                failed=[f"{d.destination}: {d.error}" for d in sent if not d.ok],
-            )
-            for alert, sent in zip(evaluation.alerts, deliveries, strict=True)
-        ],
+        alerts=[_outcome(a, sent[a.id], late=False) for a in pending if a.id not in earlier],
+        retried=[_outcome(a, sent[a.id], late=True) for a in pending if a.id in earlier],
+        not_sent=[r.title for r in outbox.raised if not r.pending],
+        destinations=len(site.alerts.urls),
     )

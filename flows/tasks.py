@@ -225,7 +225,7 @@ def record_publish(
         if not links.network_down:
             already = registry.archive_checked(urls)
             pending = [u for u in urls if u not in already]
-            for url, archived in lookup_archives(pending, site.archive).items():
+            for url, archived in lookup_archives(pending, site.archive, site.checks.links).items():
                 registry.record_archive(url, archived, published_at)
     return recorded
 

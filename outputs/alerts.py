@@ -1,9 +1,13 @@
 """Alerts: one message per transition, delivered through apprise to every configured URL.
 
 apprise delivers but keeps no state: which transitions deserve an alert is
-decided in ``checks/transitions.py`` and remembered in the registry. Each
-destination is tried on its own, with retries, so a dead channel never
-stops the others.
+decided in ``checks/transitions.py`` and remembered in the registry, where an
+alert stays pending until a destination accepts it. Each destination is tried
+on its own, with retries, so a dead or unparseable one never stops the others.
+
+A destination URL carries tokens and passwords. It is shown (CLI, logs, the
+registry, Prefect) only as ``destination_label`` makes it: its place in
+``[alerts] urls`` and apprise's own privacy form of it.
 """
 
 from __future__ import annotations
@@ -12,18 +16,31 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import apprise
 
 from clinicpress.checks.model import Archived, LinkResult
 from clinicpress.checks.transitions import Kind
-from clinicpress.outputs.registry import PublishedArticle
+from clinicpress.outputs.registry import PendingAlert, PublishedArticle
 from clinicpress.site import format_date
 
 _LOG = logging.getLogger(__name__)
+
+
+class _Withheld(logging.Filter):
+    """Drops every record of the logger it is on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+# apprise's own log records carry what its privacy form hides (at DEBUG the Pushover payload with
+# its app token, the Telegram bot URL): none leaves its logger, whatever handlers -v, a served
+# flow run or PREFECT_LOGGING_EXTRA_LOGGERS attach. A logger's filter runs before any handler.
+# What a delivery did is told by deliver() instead, with the destination's label.
+logging.getLogger("apprise").addFilter(_Withheld())
 
 
 @dataclass(frozen=True)
@@ -36,16 +53,10 @@ class Alert:
     reprint_needed: bool
     payload: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def message(self) -> str:
-        """What is delivered: the body, then the kind (the Prefect event's name without
-        ``clinicpress.``), so a receiver can route on it as automations route on the event."""
-        return f"{self.body}\nAlert kind: {self.kind.value}"
-
 
 @dataclass(frozen=True)
 class Delivery:
-    destination: str  # scheme and host only: apprise URLs carry tokens
+    destination: str  # destination_label(): apprise URLs carry tokens
     ok: bool
     error: str | None = None
 
@@ -169,13 +180,15 @@ def integrity_alert(
 
 
 def quote_alert(
+    key: str,
     url: str,
     quote: str,
     reason: str,
     articles: Sequence[PublishedArticle],
     archived: Archived | None,
 ) -> Alert:
-    """A passage an article quotes is no longer in its source's text."""
+    """A passage an article quotes is no longer in its source's text (``key``: the quote's
+    ``quote_key``, so the alert's key is its state's: one pending alert per quote)."""
     headline = "A quoted passage is gone from its source"
     lines = [
         f"{headline}: {url}",
@@ -195,7 +208,7 @@ def quote_alert(
         lines.append("Reprint needed if the claim changes: printed handouts carry this quote's claim.")
     return Alert(
         kind=Kind.SOURCE_QUOTE_MISSING,
-        key=f"quote:{url}",
+        key=f"quote:{key}",
         title=f"[clinicpress] {headline}",
         body="\n".join(lines),
         articles=tuple(a.slug for a in articles),
@@ -278,31 +291,95 @@ _NOTIFY_TYPE = {
 }
 
 
-def destination_name(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+def destination_label(index: int, url: str) -> str:
+    """How the destination ``[alerts] urls[index]`` is shown: its place, then apprise's privacy form.
+
+    The privacy form is what the plugin itself masks (``pover://u...G@a...i``, ``mailtos://me:****@…``),
+    cut at its query: apprise shows query parameters in clear (a ``json://`` URL's ``+Header=token``).
+    A URL apprise cannot parse is shown by its place alone, never in clear.
+    """
+    place = f"alerts.urls[{index}]"
+    try:
+        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+        # apprise types url() loosely (no annotations): its result is the URL text.
+        private = str(plugin.url(privacy=True)) if plugin is not None else None  # type: ignore[no-untyped-call]
+        shown = private.partition("?")[0] if private else None
+    except Exception:  # a broken plugin: shown as unparseable, and delivery says why
+        shown = None
+    return f"{place} {shown}" if shown else f"{place} (unparseable)"
 
 
-def deliver(alert: Alert, urls: Sequence[str], *, retries: int, backoff: float = 1.0) -> list[Delivery]:
-    """Send one alert to every destination; each is tried alone, ``retries`` more times on failure."""
+def _waited(delta: timedelta) -> str:
+    """``3 days``, ``5 hours``, ``12 minutes``: how long an alert has waited, roughly."""
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    for unit, size in (("day", 1440), ("hour", 60)):
+        if minutes >= size:
+            count = minutes // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def pending_note(alert: PendingAlert, now: datetime) -> str | None:
+    """The line a late alert starts with (None on the run that raised it)."""
+    if alert.created_at >= now:
+        return None
+    return (
+        f"Pending since {_when(alert.created_at)} ({_waited(now - alert.created_at)}): "
+        "no alert destination accepted it until now."
+    )
+
+
+def outgoing_message(alert: PendingAlert, now: datetime) -> str:
+    """What is delivered: how long it waited (if it did), the body, then the kind (the Prefect
+    event's name without ``clinicpress.``), so a receiver can route on it as automations do."""
+    note = pending_note(alert, now)
+    return "\n".join([*([note] if note else []), alert.body, f"Alert kind: {alert.kind}"])
+
+
+def deliver(
+    alert: PendingAlert,
+    urls: Sequence[str],
+    *,
+    now: datetime,
+    retries: int,
+    backoff: float = 1.0,
+    failed: set[int] | None = None,
+) -> list[Delivery]:
+    """Send one alert to every destination; each is tried alone, ``retries`` more times on failure.
+
+    Nothing a destination does (an unparseable URL, a plugin that raises) stops the others. An
+    error is apprise's verdict or the exception's type: its text could quote the URL.
+    ``failed``: the indexes of destinations that already failed this run, tried once without
+    retries (a run with many pending alerts and a dead webhook would otherwise wait out the
+    backoff for each); the ones failing now are added to it.
+    """
+    failed = set() if failed is None else failed
+    kind = Kind(alert.kind)
+    message = outgoing_message(alert, now)
     deliveries: list[Delivery] = []
-    for url in urls:
-        name = destination_name(url)
+    for index, url in enumerate(urls):
+        name = destination_label(index, url)
         sender = apprise.Apprise()
-        if not sender.add(url):
-            deliveries.append(Delivery(name, ok=False, error="not a valid apprise URL"))
+        try:
+            problem = None if sender.add(url) else "apprise cannot parse this URL"
+        except Exception as exc:
+            problem = f"apprise failed on it ({type(exc).__name__})"
+        if problem is not None:
+            deliveries.append(Delivery(name, ok=False, error=problem))
             continue
         error = "the service did not accept the alert"
-        for attempt in range(retries + 1):
+        tries = 1 if index in failed else retries + 1
+        for attempt in range(tries):
             try:
-                if sender.notify(title=alert.title, body=alert.message, notify_type=_NOTIFY_TYPE[alert.kind]):
+                if sender.notify(title=alert.title, body=message, notify_type=_NOTIFY_TYPE[kind]):
                     deliveries.append(Delivery(name, ok=True))
                     break
             except Exception as exc:  # a broken plugin must not stop the other destinations
-                error = f"{type(exc).__name__}: {exc}"
-            if attempt < retries:
+                error = f"the apprise plugin raised {type(exc).__name__}"
+            if attempt < tries - 1:
                 time.sleep(backoff * 2**attempt)
         else:
-            _LOG.warning("alert %s not delivered to %s: %s", alert.kind.value, name, error)
+            failed.add(index)
+            _LOG.warning("alert %s not delivered to %s: %s", alert.kind, name, error)
             deliveries.append(Delivery(name, ok=False, error=error))
     return deliveries

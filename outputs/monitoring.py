@@ -3,6 +3,11 @@
 Pure: the flow feeds it what the registry holds and what the checks found,
 and stores what it returns. It sits in ``outputs/`` because it works on the
 registry's records and builds the alerts (docs/architecture.md, "Layers").
+
+``plan_outbox`` decides what happens to alerts still pending from earlier runs
+(no destination accepted them): each is sent again until one does, unless the
+state it announced is over, and an all-clear about a problem nobody was told
+of is not sent at all. So at most one alert per key is ever pending.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from clinicpress.checks.integrity.quotes import QuoteResult
 from clinicpress.checks.integrity.verdict import IntegrityVerdict
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import (
+    ALL_CLEAR,
     State,
     integrity_transition,
     license_transition,
@@ -31,7 +37,7 @@ from clinicpress.outputs.alerts import (
     review_alert,
     source_alert,
 )
-from clinicpress.outputs.registry import PublishedArticle
+from clinicpress.outputs.registry import AlertRecord, PendingAlert, PublishedArticle
 from clinicpress.site import SiteConfig, format_date
 
 
@@ -102,7 +108,9 @@ def evaluate(
         states[f"quote:{key}"] = state
         if kind is not None:
             alerts.append(
-                quote_alert(reading.url, reading.quote, reading.reason, quoting, archives.get(reading.url))
+                quote_alert(
+                    key, reading.url, reading.quote, reading.reason, quoting, archives.get(reading.url)
+                )
             )
 
     for lic in site.licenses:
@@ -126,3 +134,39 @@ def evaluate(
             alerts.append(review_alert(article))
 
     return Evaluation(states=states, alerts=alerts, not_ok=not_ok)
+
+
+@dataclass(frozen=True)
+class Outbox:
+    raised: list[AlertRecord]  # this run's alerts: pending until a destination accepts one
+    kept: list[int]  # ids of earlier runs' pending alerts to send again
+    superseded: list[int]  # ids of pending alerts whose news is over: never sent now
+
+
+def plan_outbox(
+    alerts: Sequence[Alert], states: Mapping[str, State], pending: Sequence[PendingAlert]
+) -> Outbox:
+    """What this run does with alerts, given its new ``states`` and the alerts still ``pending``.
+
+    A pending alert is over when its key was evaluated and is no longer in the state it
+    announced (a broken source that works again, a review done, a license past another
+    threshold): the newer state speaks for itself. An all-clear (``ALL_CLEAR``) whose problem's
+    alert was over before anyone was told is stored, never sent. A key not evaluated this run
+    (its integrity lookup failed, say) keeps its pending alert.
+    """
+    over = [p for p in pending if p.key in states and states[p.key].state != p.state]
+    unheard = {p.key for p in over}
+    raised = [
+        AlertRecord(
+            key=alert.key,
+            kind=alert.kind.value,
+            title=alert.title,
+            body=alert.body,
+            state=states[alert.key].state,
+            pending=not (alert.kind in ALL_CLEAR and alert.key in unheard),
+        )
+        for alert in alerts
+    ]
+    return Outbox(
+        raised=raised, kept=[p.id for p in pending if p not in over], superseded=[p.id for p in over]
+    )

@@ -5,16 +5,18 @@ Any SQLAlchemy URL (``[registry] url`` or ``CLINICPRESS_REGISTRY__URL``; default
 ``outputs/registry_schema.py``; this module reads and writes them.
 
 Over 400 lines on purpose: it is one class over one database, its methods grouped by the
-tables they touch (publishing, sources, quotes, alert state), each one transaction. Split
+tables they touch (publishing, sources, quotes, alert state, leases), each one transaction. Split
 across modules, a reader would lose which writes share a transaction.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from clinicpress.outputs.registry_schema import (
     UTCDateTime,
     alert_state,
     alerts,
+    leases,
     metadata,
     migrate,
     new_id,
@@ -79,6 +82,39 @@ class PublishedArticle:
 
 # Values per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
 _IN_CHUNK = 400
+
+
+class LockLost(RegistryError):
+    """Another run took this run's lease over (ours looked dead): nothing more was recorded."""
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One alert a monitor run raised, as ``Registry.record_monitor`` stores it."""
+
+    key: str
+    kind: str
+    title: str
+    body: str
+    state: str  # the alert_state it announces
+    pending: bool  # False: stored as superseded, never sent (an all-clear nobody needs)
+
+
+@dataclass(frozen=True)
+class PendingAlert:
+    """An alert no destination has accepted yet: tried again by every monitor run."""
+
+    id: int
+    key: str
+    kind: str
+    title: str
+    body: str
+    state: str
+    created_at: datetime
+    attempts: int
+
+
+PENDING, DELIVERED, SUPERSEDED = "pending", "delivered", "superseded"
 
 
 class _RecordedMeanwhile(Exception):
@@ -306,25 +342,28 @@ class Registry:
     # -- sources ---------------------------------------------------------
     def record_checks(self, results: Iterable[LinkResult], checked_at: datetime) -> None:
         """Append one check result per source to its history."""
+        with self._tx() as conn:
+            self._record_checks(conn, results, checked_at)
+
+    def _record_checks(self, conn: Connection, results: Iterable[LinkResult], checked_at: datetime) -> None:
         results = list(results)
         if not results:
             return
-        with self._tx() as conn:
-            ids = self._source_ids(conn, (result.url for result in results))
-            conn.execute(
-                source_checks.insert(),
-                [
-                    {
-                        "source_id": ids[result.url],
-                        "checked_at": checked_at,
-                        "status": result.status.value,
-                        "reason": result.reason,
-                        "http_status": result.http_status,
-                        "final_url": result.final_url,
-                    }
-                    for result in results
-                ],
-            )
+        ids = self._source_ids(conn, (result.url for result in results))
+        conn.execute(
+            source_checks.insert(),
+            [
+                {
+                    "source_id": ids[result.url],
+                    "checked_at": checked_at,
+                    "status": result.status.value,
+                    "reason": result.reason,
+                    "http_status": result.http_status,
+                    "final_url": result.final_url,
+                }
+                for result in results
+            ],
+        )
 
     def history(self, url: str) -> list[tuple[datetime, LinkStatus]]:
         """A source's check history, oldest first."""
@@ -452,32 +491,142 @@ class Registry:
             rows = conn.execute(select(alert_state))
             return {key: State(state, since, failures) for key, state, since, failures in rows}
 
-    def save_states(self, changed: dict[str, State]) -> None:
+    def save_states(self, changed: Mapping[str, State]) -> None:
         with self._tx() as conn:
-            for key, row in changed.items():
-                conn.execute(alert_state.delete().where(alert_state.c.key == key))
-                conn.execute(
-                    alert_state.insert().values(
-                        key=key, state=row.state, since=row.since, failures=row.failures
-                    )
-                )
+            _save_states(conn, changed)
 
-    def record_alert(
+    def pending_alerts(self) -> list[PendingAlert]:
+        """Every alert no destination has accepted yet, oldest first."""
+        with self._tx() as conn:
+            return _pending(conn)
+
+    def record_monitor(
         self,
         *,
-        key: str,
-        kind: str,
-        title: str,
-        body: str,
-        created_at: datetime,
-        deliveries: list[dict[str, Any]],
+        lock: tuple[str, str, float],
+        renewed_at: datetime,
+        results: Iterable[LinkResult],
+        checked_at: datetime,
+        states: Mapping[str, State],
+        superseded: Sequence[int],
+        raised: Sequence[AlertRecord],
+    ) -> list[PendingAlert]:
+        """What one monitor run found, in one transaction: its check results, the new states, the
+        pending alerts whose news is over (``superseded``) and the alerts it ``raised`` (pending
+        until a destination accepts one). Returns every pending alert, oldest first.
+
+        Only while the run holds ``lock`` (name, owner, seconds to renew it for from
+        ``renewed_at``): the transaction renews it first, and a run whose lease was taken over
+        raises LockLost having recorded nothing, so two runs never both turn one transition
+        into an alert.
+        """
+        name, owner, ttl = lock
+        with self._tx() as conn:
+            self._renew(conn, name, owner, ttl, renewed_at)
+            self._record_checks(conn, results, checked_at)
+            _save_states(conn, states)
+            ids = list(superseded)
+            for start in range(0, len(ids), _IN_CHUNK):
+                conn.execute(
+                    alerts.update()
+                    .where(alerts.c.id.in_(ids[start : start + _IN_CHUNK]), alerts.c.status == PENDING)
+                    .values(status=SUPERSEDED)
+                )
+            if raised:
+                conn.execute(
+                    alerts.insert(),
+                    [
+                        {
+                            "key": alert.key,
+                            "kind": alert.kind,
+                            "title": alert.title,
+                            "body": alert.body,
+                            "created_at": checked_at,
+                            "deliveries": [],
+                            "status": PENDING if alert.pending else SUPERSEDED,
+                            "state": alert.state,
+                            "attempts": 0,
+                        }
+                        for alert in raised
+                    ],
+                )
+            return _pending(conn)
+
+    def record_attempt(
+        self, alert_id: int, deliveries: list[dict[str, Any]], at: datetime, *, accepted: bool
     ) -> None:
+        """One delivery attempt of a pending alert: delivered when a destination ``accepted`` it."""
+        values: dict[str, Any] = {
+            "deliveries": deliveries,
+            "last_attempt_at": at,
+            "attempts": func.coalesce(alerts.c.attempts, 0) + 1,
+        }
+        if accepted:
+            values |= {"status": DELIVERED, "delivered_at": at}
         with self._tx() as conn:
             conn.execute(
-                alerts.insert().values(
-                    key=key, kind=kind, title=title, body=body, created_at=created_at, deliveries=deliveries
-                )
+                alerts.update().where(alerts.c.id == alert_id, alerts.c.status == PENDING).values(**values)
             )
+
+    # -- leases: one run at a time ------------------------------------------
+    def take_lease(self, name: str, owner: str, ttl: float, at: datetime) -> str | None:
+        """Hold the lease ``name`` for ``ttl`` seconds: None when this run has it, else who holds it.
+
+        Each step is one statement (no read-then-write in one SQLite transaction, which two
+        processes would deadlock on): insert the lease, or take over a dead one only if it is
+        still exactly as read (a holder that renewed it meanwhile keeps it).
+        """
+        # Imported here: the delivery package imports this module (the send's lease is the model).
+        from clinicpress.outputs.delivery.lease import lease_dead
+
+        until = at + timedelta(seconds=ttl)
+        for _ in range(3):  # a lease released between two steps: start again
+            try:
+                with self._tx() as conn:
+                    try:
+                        conn.execute(leases.insert().values(name=name, owner=owner, until=until))
+                    except IntegrityError as exc:
+                        raise _RecordedMeanwhile from exc
+                return None
+            except _RecordedMeanwhile:
+                pass
+            with self._tx() as conn:
+                row = conn.execute(
+                    select(leases.c.owner, leases.c.until).where(leases.c.name == name)
+                ).one_or_none()
+            if row is None:
+                continue
+            if not lease_dead(row.owner, row.until, at, host=socket.gethostname(), pid=os.getpid()):
+                return f"{row.owner}, until {row.until:%Y-%m-%d %H:%M} UTC"
+            with self._tx() as conn:
+                taken = conn.execute(
+                    leases.update()
+                    .where(leases.c.name == name, leases.c.owner == row.owner, leases.c.until == row.until)
+                    .values(owner=owner, until=until)
+                ).rowcount
+            return None if taken == 1 else "another run, which took it at the same moment"
+        return "another run (it was taken and let go while this run asked)"
+
+    def renew_lease(self, name: str, owner: str, ttl: float, at: datetime) -> None:
+        """Hold the lease ``ttl`` seconds more; LockLost if another run took it over."""
+        with self._tx() as conn:
+            self._renew(conn, name, owner, ttl, at)
+
+    def _renew(self, conn: Connection, name: str, owner: str, ttl: float, at: datetime) -> None:
+        renewed = conn.execute(
+            leases.update()
+            .where(leases.c.name == name, leases.c.owner == owner)
+            .values(until=at + timedelta(seconds=ttl))
+        ).rowcount
+        if renewed != 1:
+            raise LockLost(
+                f"registry {self._shown_url()}: another run took the {name} lock over (this run's "
+                "looked dead); this run stopped and recorded nothing more"
+            )
+
+    def drop_lease(self, name: str, owner: str) -> None:
+        with self._tx() as conn:
+            conn.execute(leases.delete().where(leases.c.name == name, leases.c.owner == owner))
 
     def record_event(
         self, *, action: str, release_id: str, slug: str | None, detail: str, at: datetime
@@ -496,9 +645,40 @@ class Registry:
             return [dict(row) for row in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]
 
 
+def _save_states(conn: Connection, changed: Mapping[str, State]) -> None:
+    for key, row in changed.items():
+        conn.execute(alert_state.delete().where(alert_state.c.key == key))
+        conn.execute(
+            alert_state.insert().values(key=key, state=row.state, since=row.since, failures=row.failures)
+        )
+
+
+def _pending(conn: Connection) -> list[PendingAlert]:
+    rows = conn.execute(select(alerts).where(alerts.c.status == PENDING).order_by(alerts.c.id)).mappings()
+    return [
+        PendingAlert(
+            id=row["id"],
+            key=row["key"],
+            kind=row["kind"],
+            title=row["title"],
+            body=row["body"],
+            state=row["state"] or "",
+            created_at=row["created_at"],
+            attempts=row["attempts"] or 0,
+        )
+        for row in rows
+    ]
+
+
 __all__ = [
+    "DELIVERED",
+    "PENDING",
     "REGISTRY_FILE",
     "SCHEMA_VERSION",
+    "SUPERSEDED",
+    "AlertRecord",
+    "LockLost",
+    "PendingAlert",
     "PublishRecord",
     "PublishedArticle",
     "PublishedSource",
@@ -506,6 +686,7 @@ __all__ = [
     "UTCDateTime",
     "alert_state",
     "alerts",
+    "leases",
     "metadata",
     "migrate",
     "new_id",

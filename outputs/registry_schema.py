@@ -38,10 +38,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
 from clinicpress.errors import ClinicpressError
+from clinicpress.private import private_sqlite
 
 # 2: release_events; 3: the newsletter_* tables counted in; 4: source_quotes; 5: reviews; 6: a
-# newsletter send's trigger and approval (see migrate()).
-SCHEMA_VERSION = 6
+# newsletter send's trigger and approval; 7: pending alerts and the monitor's lease (see migrate()).
+SCHEMA_VERSION = 7
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -148,7 +149,27 @@ alerts = Table(
     Column("title", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("deliveries", JSON, nullable=False),  # one {"destination", "ok", "error"} per alert URL
+    # The last attempt: one {"destination", "ok", "error"} per alert URL.
+    Column("deliveries", JSON, nullable=False),
+    # Since 7 (NULL in older rows: recorded as seen whatever the delivery did). "pending" until a
+    # destination accepts it (tried again every run), then "delivered"; "superseded" when the state
+    # it announced is over before anyone was told (outputs/monitoring.py, plan_outbox).
+    Column("status", String(16)),
+    Column("state", String(32)),  # the alert_state it announced
+    Column("attempts", Integer),
+    Column("last_attempt_at", UTCDateTime),
+    Column("delivered_at", UTCDateTime),
+)
+
+# Named locks with an expiry (since 7): "monitor" is held by the one monitor run at a time
+# (flows/monitor.py). Like a newsletter send's lease (outputs/delivery/lease.py), a killed holder's
+# lease may be taken over once it expired or, on its own host, once its process is gone.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("owner", String(200), nullable=False),  # "<host>:<pid>:<run id>"
+    Column("until", UTCDateTime, nullable=False),
 )
 
 
@@ -191,7 +212,8 @@ def new_id(primary_key: Any) -> int:
 def open_engine(url: str) -> Engine:
     """An engine for the registry database (SQLite: its folder created, writers wait for the lock)."""
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only before SQLite opens it, and so its -wal/-shm/-journal (clinicpress/private.py).
+        private_sqlite(Path(url.removeprefix("sqlite:///")))
         # Two runs (a publish and a monitor) may write at once: wait for the lock instead of failing.
         return create_engine(url, connect_args={"timeout": 30})
     return create_engine(url)
@@ -225,7 +247,11 @@ def _added_columns() -> list[tuple[Table, str]]:
     from clinicpress.outputs.delivery.schema import sends
 
     # 5 → 6: who triggered a newsletter send, and its approval (issue 15).
-    return [(sends, name) for name in ("triggered_by", "approval", "approved_by", "approved_at")]
+    added = [(sends, name) for name in ("triggered_by", "approval", "approved_by", "approved_at")]
+    # 6 → 7: an alert's delivery state (issue 23).
+    return added + [
+        (alerts, name) for name in ("status", "state", "attempts", "last_attempt_at", "delivered_at")
+    ]
 
 
 def _column_names(engine: Engine, table: str) -> set[str]:
@@ -274,6 +300,7 @@ def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
             # 1 → 2 added release_events; 2 → 3 counted in the newsletter_* tables (a database
             # from before may have them, unversioned, in the same layout); 3 → 4 added
             # source_quotes; 4 → 5 added reviews: create_all() above made whatever was missing;
-            # 5 → 6 added columns to newsletter_sends (_add_missing_columns above). Only the
+            # 5 → 6 added columns to newsletter_sends, 6 → 7 to alerts (_add_missing_columns
+            # above; older alerts keep status NULL: not pending) and the leases table. Only the
             # number is left to change.
             conn.execute(schema_info.update().values(version=SCHEMA_VERSION))
