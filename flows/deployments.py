@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from prefect import serve
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
@@ -17,11 +18,12 @@ from prefect.client.schemas.filters import WorkerFilter, WorkerFilterStatus
 from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runner.storage import LocalStorage
-from prefect.settings import PREFECT_API_URL
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
 from prefect.workers.process import ProcessWorker
 
 import clinicpress
 from clinicpress.errors import InputError
+from clinicpress.hints import command
 from clinicpress.site import load_site
 
 # The flows are imported where used: they pull in the renderers (WeasyPrint), seconds on a busy
@@ -67,6 +69,8 @@ def build_deployments(site_path: Path, out_dir: Path) -> list[Any]:
 
 def serve_deployments(site_path: Path, out_dir: Path) -> None:
     """Serve the deployments until interrupted (needs PREFECT_API_URL for a real server)."""
+    if url := PREFECT_API_URL.value():
+        require_login(str(url))  # one line now, not a traceback from the first registration
     serve(*build_deployments(site_path, out_dir))
 
 
@@ -109,7 +113,30 @@ def require_api() -> str:
             f"no Prefect server answers at {url} ({type(failure).__name__})",
             "a running `prefect server start` at that address",
         )
+    require_login(str(url))
     return str(url)
+
+
+def require_login(url: str) -> None:
+    """The server lets this client in, else an InputError (exit 2) naming the setting to fix.
+
+    Its health check answers everyone, so ask for something that needs the auth string when the
+    server was started with one (``PREFECT_SERVER_API_AUTH_STRING``). The string is never shown.
+    """
+    try:
+        with get_client(sync_client=True) as client:
+            client.hello()
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code != httpx.codes.UNAUTHORIZED:
+            raise
+        given = "is wrong" if PREFECT_API_AUTH_STRING.value() else "is not set"
+        raise InputError(
+            None,
+            "PREFECT_API_AUTH_STRING",
+            f"{given}: the Prefect server at {url} answered 401 Unauthorized",
+            "the auth string the server was started with (its PREFECT_SERVER_API_AUTH_STRING), "
+            "in this environment",
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -184,7 +211,7 @@ def preflight(work_pool: str) -> None:
     check_pool_name(work_pool)
     url = require_api()
     name = pool_deployment_name(work_pool)
-    deploy_hint = f"`clinicpress deploy --work-pool {work_pool}` first"
+    deploy_hint = f"`{command('deploy', '--work-pool', work_pool)}` first"
     with get_client(sync_client=True) as client:
         try:
             pool = client.read_work_pool(work_pool)

@@ -7,11 +7,21 @@ background on 127.0.0.1 (a free port, its own session, logging to a file) with i
 under the user's Prefect home, and every later run finds it through a state file and a
 health check. A lock file serialises first runs, so two of them start one server.
 
+``clinicpress server start --host H --port P`` starts the same server on another address, for a
+team. A server that binds beyond loopback must have an auth string (Prefect's
+``PREFECT_SERVER_API_AUTH_STRING``): from the environment, else from the owner-only file
+``api-auth`` in its home; without one the start is refused (exit 2). On loopback it asks for
+one whenever one is set (other users of the machine reach loopback too). Runs on this machine then
+send it as ``PREFECT_API_AUTH_STRING``, set before Prefect is imported, so that the flow-run
+processes Prefect starts inherit it. The string is never written to the state file, a log or
+the terminal: the state file says only whether the server asks for it.
+
 The decisions (is the state file ours and alive, what to do) are pure functions of
 facts the I/O functions at the bottom gather. This module never imports Prefect: it
-runs before Prefect is imported, so that Prefect reads the URL it sets. It is a little over
-400 lines because the decisions and the I/O they decide about are read together; the pure
-part is the top half and is unit-tested on its own (tests/flows/test_local_server.py).
+runs before Prefect is imported, so that Prefect reads the URL it sets. It is about 600 lines
+because the decisions and the I/O they decide about are read together (the address and the auth
+string are decided with the server they start); the pure part is the top half and is unit-tested
+on its own (tests/flows/test_local_server.py).
 """
 
 from __future__ import annotations
@@ -22,11 +32,13 @@ import fcntl
 import http.client
 import importlib.metadata
 import importlib.util
+import ipaddress
 import itertools
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -47,6 +59,10 @@ START_TIMEOUT = 180.0  # the first start migrates a new database: ~10-30 s on a 
 STOP_TIMEOUT = 30.0
 HEALTH_TIMEOUT = 2.0
 STARTING = "starting a local Prefect server (first run only)…"
+LOOPBACK = "127.0.0.1"
+# Prefect's own settings: what the server requires of every request, and what every client sends.
+SERVER_AUTH_ENV, CLIENT_AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING"
+AUTH_FILE = "api-auth"  # in the server's home, owner-only: the auth string when the environment has none
 
 _OFF, _ON = {"0", "false", "no", "off"}, {"1", "true", "yes", "on", ""}
 
@@ -66,17 +82,30 @@ class ServerState:
     started_at: float  # seconds since the epoch
     home: str
     prefect: str = ""  # the Prefect version it runs: a server older than the client is replaced
+    host: str = LOOPBACK  # the address it binds (--host)
+    auth: bool = False  # it asks every request for the auth string (never stored here)
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
+        return f"{self.ui_url}/api"
 
     @property
     def ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{connect_host(self.host)}:{self.port}"
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "api_url": self.api_url}, indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """Where ``clinicpress server start`` asks the server to listen (port None: a free one)."""
+
+    host: str = LOOPBACK
+    port: int | None = None
+
+    def matches(self, state: ServerState) -> bool:
+        return self.host == state.host and self.port in (None, state.port)
 
 
 @dataclass(frozen=True)
@@ -117,10 +146,12 @@ def parse_state(text: str) -> ServerState | None:
             started_at=float(data["started_at"]),
             home=data["home"],
             prefect=str(data.get("prefect", "")),
+            host=str(data.get("host", LOOPBACK)),  # a state file of before: always loopback
+            auth=data.get("auth") is True,
         )
     except (ValueError, KeyError, TypeError):
         return None
-    ok = state.pid > 1 and 0 < state.port < 65536 and isinstance(state.home, str)
+    ok = state.pid > 1 and 0 < state.port < 65536 and isinstance(state.home, str) and bool(state.host)
     return state if ok else None
 
 
@@ -182,9 +213,49 @@ def uptime_text(seconds: float) -> str:
     return f"{hours}h {minutes}m" if hours else f"{minutes}m {secs}s"
 
 
-def server_environment(environ: Mapping[str, str], home: Path) -> dict[str, str]:
-    """The server's environment: the user's, with its own home and database, and no client settings."""
-    env = {key: value for key, value in environ.items() if key != API_URL_ENV}
+def is_loopback(host: str) -> bool:
+    """Does a server bound to ``host`` answer only this machine? A host name may resolve anywhere."""
+    text = host.strip().strip("[]")
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def connect_host(host: str) -> str:
+    """Where a client on this machine reaches a server bound to ``host`` (as it goes in a URL)."""
+    text = host.strip().strip("[]")
+    if text in ("", "0.0.0.0", "localhost"):  # noqa: S104 (a bind address read, not bound)
+        return LOOPBACK
+    if text == "::":
+        return "[::1]"
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return text  # a host name
+    return f"[{address}]" if address.version == 6 else str(address)
+
+
+def bind_refusal(host: str, has_auth: bool, home: Path) -> str | None:
+    """Why a server must not start on ``host`` (None: it may): beyond loopback, only with a login."""
+    if has_auth or is_loopback(host):
+        return None
+    return (
+        f"--host {host}: a Prefect server there lets in anyone who reaches its port (publish, "
+        f"sign-off forms), and no auth string is set; set {SERVER_AUTH_ENV} in the environment, or "
+        f"write it on one line to {home / AUTH_FILE} (owner-only: chmod 600), then start again"
+    )
+
+
+def server_environment(environ: Mapping[str, str], home: Path, auth: str | None = None) -> dict[str, str]:
+    """The server's environment: the user's, with its own home and database, no client settings, and
+    the auth string it asks for (``auth``; None: none, whatever the user's environment says)."""
+    dropped = (API_URL_ENV, SERVER_AUTH_ENV, CLIENT_AUTH_ENV)
+    env = {key: value for key, value in environ.items() if key not in dropped}
+    if auth is not None:
+        env[SERVER_AUTH_ENV] = auth
     env.update(
         {
             "PREFECT_HOME": str(home),  # its SQLite database is <home>/prefect.db
@@ -198,6 +269,34 @@ def server_environment(environ: Mapping[str, str], home: Path) -> dict[str, str]
 
 
 # -- I/O: files, processes, the network ---------------------------------------------------------
+
+
+def read_auth_file(path: Path) -> str | None:
+    """The auth string in ``path`` (None: no such file), only if no one but its owner can read it."""
+    try:
+        with open(path, "rb") as fh:
+            info = os.fstat(fh.fileno())  # of the file opened, not of whatever the path names later
+            if not stat.S_ISREG(info.st_mode):
+                raise LocalServerError(f"{path}: is not a file; expected one line, the auth string")
+            if info.st_uid != os.getuid() or info.st_mode & 0o077:
+                raise LocalServerError(
+                    f"{path}: others can read it or it is not yours (mode {stat.S_IMODE(info.st_mode):04o}); "
+                    f"expected a file of your own that only you can read: chmod 600 {path}"
+                )
+            raw = fh.read(4097)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise LocalServerError(f"{path}: cannot be read ({exc.strerror})") from exc
+    text = raw.decode("utf-8", errors="replace").strip()
+    if not text or len(raw) > 4096 or "\n" in text or "\r" in text:
+        raise LocalServerError(f"{path}: expected one line, the auth string (e.g. team:<a long random word>)")
+    return text
+
+
+def server_auth(environ: Mapping[str, str], home: Path) -> str | None:
+    """The auth string the server asks for: ``PREFECT_SERVER_API_AUTH_STRING``, else the home's file."""
+    return environ.get(SERVER_AUTH_ENV) or read_auth_file(home / AUTH_FILE)
 
 
 def read_state(home: Path) -> ServerState | None:
@@ -259,7 +358,7 @@ def probe(state: ServerState) -> Probe:
 @contextlib.contextmanager
 def _locked(home: Path, timeout: float) -> Iterator[None]:
     """The home's lock file, exclusively: one run at a time decides, starts or stops the server."""
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)  # its database, logs and auth file: the user's
     with open(home / LOCK_FILE, "a+b") as lock:
         deadline = time.monotonic() + timeout
         while True:
@@ -292,15 +391,15 @@ def _prefect_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "prefect"]
 
 
-def _spawn(home: Path) -> ServerState:
-    port = _free_port()
+def _spawn(home: Path, bind: Bind, auth: str | None, environ: Mapping[str, str]) -> ServerState:
+    port = bind.port or _free_port()
     log = home / LOG_FILE
     if log.exists():
         log.replace(home / f"{LOG_FILE}.1")  # keep the last server's log for a post-mortem
     with open(log, "wb") as out:
         process = subprocess.Popen(  # noqa: S603 (our own interpreter's prefect, fixed arguments)
-            [*_prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_environment(os.environ, home),
+            [*_prefect_command(), "server", "start", "--host", bind.host, "--port", str(port)],
+            env=server_environment(environ, home, auth),
             cwd=home,
             stdin=subprocess.DEVNULL,
             stdout=out,
@@ -310,7 +409,13 @@ def _spawn(home: Path) -> ServerState:
     # It outlives this process by design: Popen must not warn that it is "still running".
     process.returncode = 0
     state = ServerState(
-        pid=process.pid, port=port, started_at=time.time(), home=str(home), prefect=installed_prefect()
+        pid=process.pid,
+        port=port,
+        started_at=time.time(),
+        home=str(home),
+        prefect=installed_prefect(),
+        host=bind.host,
+        auth=auth is not None,
     )
     _write_state(home, state)  # at once: a run that comes now waits for this server, starts none
     return state
@@ -346,18 +451,41 @@ def _log_tail(home: Path) -> str:
     return lines[-1] if lines else "an empty log"
 
 
+def _check_bind(state: ServerState, bind: Bind | None) -> None:
+    if bind is not None and not bind.matches(state):
+        raise LocalServerError(
+            f"a local Prefect server already runs at {state.ui_url} (bound to {state.host}, "
+            f"pid {state.pid}); expected none: `clinicpress server stop` first, then start it again"
+        )
+
+
 def ensure_server(
-    home: Path, say: Callable[[str], None], timeout: float = START_TIMEOUT
+    home: Path,
+    say: Callable[[str], None],
+    timeout: float = START_TIMEOUT,
+    bind: Bind | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[ServerState, bool]:
-    """The running local server, started if need be; and whether this call started it."""
+    """The running local server, started if need be; and whether this call started it.
+
+    ``bind``: where ``clinicpress server start`` wants it (a server already running elsewhere is
+    an error); None: wherever it runs, else on loopback. Beyond loopback it needs an auth string.
+    """
+    env = os.environ if environ is None else environ
     deadline = time.monotonic() + timeout
     with _locked(home, timeout):
         state = read_state(home)
         action = decide(state, probe(state) if state else None, installed_prefect())
-        if state is not None and action is Action.USE:
-            return state, False
-        if state is not None and action is Action.WAIT and _wait_healthy(state, deadline):
-            return state, False
+        if state is not None and action in (Action.USE, Action.WAIT):
+            _check_bind(state, bind)
+            if action is Action.USE or _wait_healthy(state, deadline):
+                return state, False
+        if state is not None and action is Action.REPLACE:
+            bind = bind or Bind(state.host, state.port)  # the same address: a team's clients keep it
+        bind = bind or Bind()
+        auth = server_auth(env, home)
+        if refusal := bind_refusal(bind.host, auth is not None, home):
+            raise LocalServerError(refusal)  # before anything is stopped or started
         if state is not None and action is Action.REPLACE:
             say(
                 f"restarting the local Prefect server: it runs Prefect {state.prefect or '?'}, "
@@ -367,7 +495,7 @@ def ensure_server(
         _remove_state(home)  # stale: a dead or reused pid, or a start that never answered
         say(STARTING)
         for _attempt in range(2):  # a second try if another program took the free port first
-            state = _spawn(home)
+            state = _spawn(home, bind, auth, env)
             if _wait_healthy(state, deadline):
                 return state, True
             _remove_state(home)
@@ -391,10 +519,19 @@ def use_local_server(
         # reach only part of it. Only a caller that imported Prefect already (a test) gets here.
         return None
     home = server_home(env)
-    state, started = ensure_server(home, say)
+    state, started = ensure_server(home, say, environ=env)
     if started:
         say(f"local Prefect server ready: UI {state.ui_url}, home {home} (`clinicpress server stop`)")
     env[API_URL_ENV] = state.api_url
+    if state.auth:
+        # In the environment, so that the flow-run processes Prefect starts (serve) send it too.
+        auth = server_auth(env, home) or env.get(CLIENT_AUTH_ENV)
+        if not auth:
+            raise LocalServerError(
+                f"the local Prefect server at {state.ui_url} asks for an auth string and none is set; "
+                f"expected {CLIENT_AUTH_ENV} or {SERVER_AUTH_ENV} in the environment, or {home / AUTH_FILE}"
+            )
+        env[CLIENT_AUTH_ENV] = auth
     return state
 
 

@@ -5,9 +5,13 @@ temporary folder, every process started here runs in its own session and is stop
 it started (SIGTERM, then SIGKILL after ``STOP_SECONDS``), also when a test fails, and every
 wait is bounded.
 
+With ``auth``, the server asks every request for that auth string (Prefect's
+``PREFECT_SERVER_API_AUTH_STRING``) and ``Server.env`` and ``client`` send it
+(``PREFECT_API_AUTH_STRING``), unless a test leaves it out.
+
 Usage::
 
-    with start_server(tmp_path) as server:
+    with start_server(tmp_path, auth="team:s3cret") as server:
         with spawn([...], server.env("serve"), cwd, log_path) as process:
             with client(server) as api:
                 ...
@@ -120,18 +124,26 @@ class Server:
     url: str  # the API, e.g. http://127.0.0.1:41234/api
     home: Path
     log: Path
+    auth: str | None = None  # the auth string the server asks for (None: it lets everyone in)
 
-    def env(self, name: str, **extra: str) -> dict[str, str]:
-        """Environment for one more process talking to this server (with a PREFECT_HOME of its own)."""
+    def env(self, name: str, *, login: bool = True, **extra: str) -> dict[str, str]:
+        """Environment for one more process talking to this server (with a PREFECT_HOME of its own),
+        sending the server's auth string unless ``login`` is False."""
+        if self.auth is not None and login:
+            extra = {"PREFECT_API_AUTH_STRING": self.auth, **extra}
         return clean_env(self.home.parent / f"home-{name}", PREFECT_API_URL=self.url, **extra)
 
 
 @contextmanager
-def start_server(base: Path) -> Iterator[Server]:
-    """``prefect server start`` (no UI) on a free port under ``base``, once ``/api/health`` answers."""
+def start_server(base: Path, auth: str | None = None) -> Iterator[Server]:
+    """``prefect server start`` (no UI) on a free port under ``base``, once ``/api/health`` answers;
+    with ``auth``, it asks every request but the health check for that auth string."""
     port = free_port()
-    server = Server(url=f"http://127.0.0.1:{port}/api", home=base / "home-server", log=base / "server.log")
-    env = clean_env(server.home, PREFECT_SERVER_UI_ENABLED="false")
+    server = Server(
+        url=f"http://127.0.0.1:{port}/api", home=base / "home-server", log=base / "server.log", auth=auth
+    )
+    login = {} if auth is None else {"PREFECT_SERVER_API_AUTH_STRING": auth}
+    env = clean_env(server.home, PREFECT_SERVER_UI_ENABLED="false", **login)
     command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     with spawn(command, env, base, server.log) as process:
         deadline = time.monotonic() + SERVER_START_SECONDS
@@ -151,7 +163,8 @@ def start_server(base: Path) -> Iterator[Server]:
 def client(server: Server) -> Iterator[SyncPrefectClient]:
     """A Prefect client on the test server (whatever API this test process otherwise uses)."""
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: server.url}), get_client(sync_client=True) as api:
+    updates = {PREFECT_API_URL: server.url, PREFECT_API_AUTH_STRING: server.auth}
+    with temporary_settings(updates=updates), get_client(sync_client=True) as api:
         yield api

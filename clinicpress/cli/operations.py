@@ -19,12 +19,14 @@ from clinicpress.cli.common import (
     SiteOpt,
     VerboseOpt,
     app,
+    err_console,
     errors,
     fail,
     out_console,
     use_local_server,
 )
 from clinicpress.errors import InputError
+from clinicpress.hints import command
 from clinicpress.outputs.release import live_release, release_ids, release_versions, rollback_site
 from clinicpress.runtime import configure_runtime
 from clinicpress.site import DEFAULT_SITE_PATH, load_site
@@ -70,7 +72,8 @@ def deploy(
         f"  defaults: --site {done.site_path} --out {done.out_dir}",
         f"  start workers (on machines that see these paths): {prefect} worker start --pool {done.work_pool} "
         "--limit 1",
-        f"  then publish: clinicpress publish --work-pool {done.work_pool} [--batch-size N]",
+        "  (each worker's environment: PREFECT_API_URL, and PREFECT_API_AUTH_STRING if the server has one)",
+        f"  then publish: {command('publish', '--work-pool', done.work_pool)} [--batch-size N]",
     ):
         out_console.print(line, markup=False)
 
@@ -86,7 +89,7 @@ def releases(
         ids = release_ids(out)
         listing = [(release_id, release_versions(out, release_id)) for release_id in reversed(ids)]
     if not listing:
-        out_console.print(f"no releases in {out} (run clinicpress publish)", markup=False)
+        out_console.print(f"no releases in {out} (run {command('publish')})", markup=False)
         return
     for release_id, versions in listing:
         marker = "live" if live is not None and live.name == release_id else "    "
@@ -169,9 +172,13 @@ def review(
         from pydantic import ValidationError
 
         from clinicpress.checks.signoff import Decision, new_review
+        from clinicpress.outputs.delivery.people import name_problem
         from clinicpress.outputs.reviews import record_review  # SQLAlchemy: slower to import
         from clinicpress.sources.article import Reviewer
 
+        # One clinician: the reviewer becomes who published, for the two-person rule of the send.
+        if problem := name_problem(by):
+            raise InputError(None, "--by", problem, "one clinician's name (credentials go in --credentials)")
         site_config = load_site(site)
         article = _content_articles(site).get(slug)
         if article is None:
@@ -290,7 +297,11 @@ def approve_send(
     """Approve a newsletter send that waits for a second person (approval_required), then send it."""
     with errors(verbose):
         from clinicpress.outputs.delivery.approval import approve_and_send  # SQLAlchemy: slower to import
+        from clinicpress.outputs.delivery.people import name_problem
 
+        # Bad input first, whatever the registry holds (approve_and_send asks again, as the form does).
+        if problem := name_problem(by):
+            raise InputError(None, "--by", problem, "one person's name (not who published it)")
         site_config = load_site(site)
         done = approve_and_send(
             site_config, out, slug, by, article=_content_articles(site).get(slug), version=version or ""
@@ -299,7 +310,7 @@ def approve_send(
     if done.report.stalled:
         # Not an error: the approval is recorded. The next publish resumes the send, never resending.
         out_console.print(
-            "warning  newsletter: not every recipient was reached; run clinicpress publish again to resume",
+            f"warning  newsletter: not every recipient was reached; run {command('publish')} again to resume",
             markup=False,
         )
 
@@ -308,7 +319,8 @@ def approve_send(
 
 server_app = typer.Typer(
     name="server",
-    help="The local Prefect server publish, monitor and serve start when no PREFECT_API_URL is set.",
+    help="The local Prefect server publish, monitor and serve start when no PREFECT_API_URL is set "
+    "(`server start --host 0.0.0.0 --port 4200` for a team, with an auth string).",
     no_args_is_help=True,
 )
 app.add_typer(server_app)
@@ -329,9 +341,47 @@ def server_status() -> None:
         out_console.print(f"local Prefect server: not running{stale}; home {home}", markup=False)
         raise typer.Exit(EXIT_BLOCKED)
     uptime = uptime_text(time.time() - state.started_at)
+    login = "asks for the auth string" if state.auth else "no login (anyone who reaches the port)"
     for line in (
         f"local Prefect server: running at {state.ui_url} (API {state.api_url})",
         f"  pid {state.pid}, Prefect {state.prefect}, up {uptime}, home {home}",
+        f"  bound to {state.host}; {login}",
+    ):
+        out_console.print(line, markup=False)
+
+
+@server_app.command("start")
+def server_start(
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            metavar="ADDRESS",
+            help="The address to listen on; beyond 127.0.0.1 (e.g. 0.0.0.0) it needs an auth string: "
+            "PREFECT_SERVER_API_AUTH_STRING or the owner-only file api-auth in the server's home",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", metavar="N", min=1, max=65535, help="The port (default: a free one)", show_default=False
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Start the local Prefect server in the background (for a team: --host 0.0.0.0 --port 4200)."""
+    from clinicpress.flows.local_server import Bind, ensure_server, server_home
+
+    home = server_home(os.environ)
+    with errors(verbose):
+        state, started = ensure_server(
+            home, lambda line: err_console.print(line, markup=False, highlight=False), bind=Bind(host, port)
+        )
+    login = "asks for the auth string" if state.auth else "no login"
+    verb = "started" if started else "already running"
+    for line in (
+        f"local Prefect server {verb}: {state.ui_url} (API {state.api_url}), bound to {state.host}; {login}",
+        f"  pid {state.pid}, home {home} (to stop it: {command('server', 'stop', where=False)})",
     ):
         out_console.print(line, markup=False)
 

@@ -1,15 +1,18 @@
 """The local Prefect server (flows/local_server.py): the decisions, then one real server's life.
 
 The real server runs on loopback under a temporary PREFECT_HOME and is always stopped (its
-process group) by the fixture, whatever the test did.
+process group) by the fixture, whatever the test did. It asks for an auth string (the owner-only
+file in its home): the runs on this machine send it, a request without it gets 401.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.server
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,7 +26,7 @@ import pytest
 
 from clinicpress.errors import InputError
 from clinicpress.flows import local_server as ls
-from clinicpress.flows.local_server import Action, Probe, ServerState
+from clinicpress.flows.local_server import Action, Bind, LocalServerError, Probe, ServerState
 
 ROOT = Path(__file__).resolve().parents[2]
 CLINICPRESS = ROOT / ".venv" / "bin" / "clinicpress"
@@ -107,6 +110,101 @@ def test_server_environment_has_its_own_home_and_no_client_url() -> None:
     assert "PREFECT_API_URL" not in env
     assert env["PREFECT_HOME"] == "/h"
     assert env["PATH"] == "/bin"
+
+
+def test_server_environment_carries_the_auth_string_it_was_given_and_no_other() -> None:
+    user = {ls.SERVER_AUTH_ENV: "stale", ls.CLIENT_AUTH_ENV: "for-another-server", "PATH": "/bin"}
+    env = ls.server_environment(user, Path("/h"), "team:s3cret")
+    assert env[ls.SERVER_AUTH_ENV] == "team:s3cret"
+    assert ls.CLIENT_AUTH_ENV not in env
+    bare = ls.server_environment(user, Path("/h"))
+    assert ls.SERVER_AUTH_ENV not in bare  # what the state file says (no login) is what the server does
+    assert ls.CLIENT_AUTH_ENV not in bare
+
+
+# -- beyond loopback only with a login ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback", "connect"),
+    [
+        ("127.0.0.1", True, "127.0.0.1"),
+        ("127.0.0.2", True, "127.0.0.2"),
+        ("localhost", True, "127.0.0.1"),
+        ("::1", True, "[::1]"),
+        ("0.0.0.0", False, "127.0.0.1"),  # every address: this machine's runs use loopback
+        ("::", False, "[::1]"),
+        ("192.168.1.20", False, "192.168.1.20"),
+        ("fe80::1", False, "[fe80::1]"),
+        ("clinic-server", False, "clinic-server"),  # a name may resolve anywhere
+    ],
+)
+def test_loopback_and_where_this_machine_connects(host: str, loopback: bool, connect: str) -> None:
+    assert ls.is_loopback(host) is loopback
+    assert ls.connect_host(host) == connect
+
+
+def test_a_bind_beyond_loopback_needs_an_auth_string() -> None:
+    home = Path("/h")
+    for host in ("127.0.0.1", "localhost", "::1"):
+        assert ls.bind_refusal(host, has_auth=False, home=home) is None
+    for host in ("0.0.0.0", "::", "10.0.0.5", "clinic-server"):
+        assert ls.bind_refusal(host, has_auth=True, home=home) is None
+        refusal = ls.bind_refusal(host, has_auth=False, home=home)
+        assert refusal is not None
+        assert f"--host {host}:" in refusal
+        assert ls.SERVER_AUTH_ENV in refusal
+        assert str(home / ls.AUTH_FILE) in refusal
+
+
+def test_state_says_where_it_binds_and_whether_it_asks_for_a_login() -> None:
+    state = ServerState(
+        pid=4242, port=4200, started_at=1.0, home="/h", prefect="3.9.1", host="0.0.0.0", auth=True
+    )
+    assert ls.parse_state(state.to_json()) == state
+    assert state.api_url == "http://127.0.0.1:4200/api"
+    assert "s3cret" not in state.to_json()
+    old = '{"pid": 4242, "port": 4200, "started_at": 1000, "home": "/h", "prefect": "3.9.1"}'
+    assert ls.parse_state(old) == _state()  # a state file of before: loopback, no login
+    assert Bind().matches(_state())
+    assert Bind("127.0.0.1", 4200).matches(_state())
+    assert not Bind("127.0.0.1", 4300).matches(_state())
+    assert not Bind("0.0.0.0", 4200).matches(_state())
+
+
+def test_the_auth_file_is_read_only_if_only_its_owner_can_read_it(tmp_path: Path) -> None:
+    path = tmp_path / ls.AUTH_FILE
+    assert ls.read_auth_file(path) is None  # none: no login from the file
+    path.write_text("team:s3cret\n", encoding="utf-8")
+    for mode in (0o644, 0o640, 0o604):
+        path.chmod(mode)
+        with pytest.raises(LocalServerError, match=f"chmod 600 {path}") as caught:
+            ls.read_auth_file(path)
+        assert "s3cret" not in str(caught.value)
+    path.chmod(0o600)
+    assert ls.read_auth_file(path) == "team:s3cret"
+    assert ls.server_auth({}, tmp_path) == "team:s3cret"
+    assert ls.server_auth({ls.SERVER_AUTH_ENV: "team:from-env"}, tmp_path) == "team:from-env"
+    for junk in ("", "\n", "team:one\nteam:two\n"):
+        path.write_text(junk, encoding="utf-8")
+        with pytest.raises(LocalServerError, match="expected one line"):
+            ls.read_auth_file(path)
+
+
+def test_server_start_beyond_loopback_without_an_auth_string_is_refused(server_env: dict[str, str]) -> None:
+    """Exit 2 with the way to set one, and nothing started. (192.0.2.1 is a documentation address:
+    even without the refusal nothing could listen there.)"""
+    home = ls.server_home(server_env)
+    done = _run(server_env, str(CLINICPRESS), "server", "start", "--host", "192.0.2.1", "--port", "4299")
+    output = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, output
+    assert "--host 192.0.2.1: a Prefect server there lets in anyone who reaches its port" in output
+    assert (
+        f"set {ls.SERVER_AUTH_ENV} in the environment, or write it on one line to {home / ls.AUTH_FILE}"
+        in output
+    )
+    assert ls.STARTING not in output
+    assert ls.read_state(home) is None
 
 
 def test_uptime_text() -> None:
@@ -242,14 +340,24 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _basic(auth: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
 def test_local_server_life(server_env: dict[str, str], impostor: int, tmp_path: Path) -> None:
     home = ls.server_home(server_env)
     status = _run(server_env, str(CLINICPRESS), "server", "status")
     assert status.returncode == 1, status
     assert "not running" in status.stdout
 
-    # A stale state file: a dead pid, and its port now answered by something else.
+    # An auth string in the owner-only file of its home: the server asks for it, runs here send it.
     home.mkdir(parents=True)
+    auth = f"me:{secrets.token_urlsafe(24)}"
+    (home / ls.AUTH_FILE).write_text(auth + "\n", encoding="utf-8")
+    (home / ls.AUTH_FILE).chmod(0o600)
+    said: list[str] = []
+
+    # A stale state file: a dead pid, and its port now answered by something else.
     stale = _state(pid=_dead_pid(), port=impostor)
     (home / ls.STATE_FILE).write_text(stale.to_json(), encoding="utf-8")
 
@@ -277,6 +385,9 @@ def test_local_server_life(server_env: dict[str, str], impostor: int, tmp_path: 
     assert Path(state.home) == home
     assert state.prefect == ls.installed_prefect() != ""
     assert (home / "prefect.db").exists()  # its database lives in its home
+    assert state.auth
+    assert state.host == "127.0.0.1"
+    said += [text for pair in outputs for text in pair]
 
     # Its starters have exited: it runs on, in its own session.
     assert os.getsid(state.pid) == state.pid
@@ -286,13 +397,28 @@ def test_local_server_life(server_env: dict[str, str], impostor: int, tmp_path: 
     assert monitor.returncode == 0, monitor
     assert ls.STARTING not in monitor.stderr
     assert ls.read_state(home) == state
-    runs = httpx.post(f"{state.api_url}/flow_runs/filter", json={}, timeout=30).json()
+    # Without the auth string, or with a wrong one, the server answers nothing but its health.
+    for headers in ({}, _basic(f"me:{secrets.token_urlsafe(24)}")):
+        refused = httpx.post(f"{state.api_url}/flow_runs/filter", json={}, headers=headers, timeout=30)
+        assert refused.status_code == 401, refused.text
+    runs = httpx.post(f"{state.api_url}/flow_runs/filter", json={}, headers=_basic(auth), timeout=30).json()
     assert [run["name"] for run in runs], "the monitor flow run is in the server's history"
 
     status = _run(server_env, str(CLINICPRESS), "server", "status")
     assert status.returncode == 0, status
     assert f"pid {state.pid}" in status.stdout
     assert state.ui_url in status.stdout
+    assert "bound to 127.0.0.1; asks for the auth string" in status.stdout
+    # `server start` finds it running; on another address it says to stop it first.
+    again = _run(server_env, str(CLINICPRESS), "server", "start")
+    assert again.returncode == 0, again
+    assert f"already running: {state.ui_url}" in again.stdout
+    elsewhere = _run(server_env, str(CLINICPRESS), "server", "start", "--port", str(ls._free_port()))
+    assert elsewhere.returncode == 2, elsewhere
+    assert "`clinicpress server stop` first" in " ".join(elsewhere.stderr.split())
+    said += [monitor.stdout, monitor.stderr, status.stdout, again.stdout, elsewhere.stderr]
+    for text in [*said, (home / ls.STATE_FILE).read_text(), (home / ls.LOG_FILE).read_text(errors="replace")]:
+        assert auth not in text
 
     stop = _run(server_env, str(CLINICPRESS), "server", "stop")
     assert stop.returncode == 0, stop

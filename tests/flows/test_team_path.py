@@ -1,8 +1,12 @@
 """The content team's path, end to end: ``clinicpress serve`` on a real Prefect server, runs
 triggered with ``prefect deployment run``, and the monitor's alerts, events and artifact.
 
-Real parts on loopback only: a ``prefect server start`` with its own PREFECT_HOME
-(tests/prefect_server.py), ``clinicpress serve`` as the team starts it against that server,
+The server asks for an auth string, as a team's server must (README, "Running for a team"):
+every process of the team's path sends it, a request without it or with a wrong one is
+refused (401), and the string is never printed or logged.
+
+Real parts on loopback only: a ``prefect server start`` with its own PREFECT_HOME and an auth
+string (tests/prefect_server.py), ``clinicpress serve`` as the team starts it against that server,
 the real ``prefect`` CLI of the venv, a copy of the sample site (content/) in a temporary
 folder, its DOI sources answered by tests/httpfarm.py (``doi_resolver``; the two non-DOI
 sources are excluded: no test reaches the internet), and an HTTP receiver for apprise's
@@ -13,8 +17,10 @@ its warning window too. Every wait is bounded; every process is stopped, also on
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -23,8 +29,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import httpx
 import pytest
 from conftest import LICENSE_EXPIRES, MINIMAL_FRONT_MATTER, ROOT, reference_article_text, site_text
 from httpfarm import HTTPFarm, Reply
@@ -49,6 +56,7 @@ RUN_SECONDS = 240.0  # one served flow run, in a new process: ~10-20 s on a busy
 EVENTS_SECONDS = 60.0  # the server stores events in batches, a few seconds after they are sent
 CLI_SECONDS = 120.0
 MONITOR = "monitor-sources-not-ok"  # the artifact key (flows/monitor.py)
+AUTH = f"team:{secrets.token_urlsafe(24)}"  # the team server's auth string (a fresh one per run)
 
 
 # -- the served site --------------------------------------------------------------------------------
@@ -94,7 +102,7 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     content.mkdir()
     receiver = Receiver()
     try:
-        with HTTPFarm() as farm, start_server(base) as server:
+        with HTTPFarm() as farm, start_server(base, auth=AUTH) as server:
             for doi in DOIS:
                 farm.route(f"/doi/{doi}", Reply(200, body=b"<html><title>A study</title></html>"))
             site = content / "site.toml"
@@ -137,14 +145,17 @@ def _wait_for_deployments(team: Team, serving: subprocess.Popen[bytes]) -> None:
 # -- prefect deployment run -----------------------------------------------------------------------
 
 
-def _deployment_run(team: Team, name: str, *params: str) -> subprocess.CompletedProcess[str]:
-    """``prefect deployment run NAME --param k=v …``, the real CLI, as the team types it."""
+def _deployment_run(
+    team: Team, name: str, *params: str, login: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """``prefect deployment run NAME --param k=v …``, the real CLI, as the team types it (with the
+    server's auth string in its environment unless ``login`` is False)."""
     command = [PREFECT, "deployment", "run", name]
     for param in params:
         command += ["--param", param]
     return subprocess.run(
         command,
-        env=team.server.env("cli"),
+        env=team.server.env("cli", login=login),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -228,6 +239,108 @@ def test_publish_deployment_run_publishes_the_article(team: Team, published: Flo
     )
     assert all(team.farm.hits(f"/doi/{doi}") >= 1 for doi in DOIS)  # its sources were checked, on loopback
     assert not (team.out / f"web/{SECOND}").exists()  # only what the run named
+
+
+# -- the team's server lets in only the team ------------------------------------------------------
+
+
+def _basic(auth: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
+def test_the_team_server_refuses_every_request_without_its_auth_string(
+    team: Team, published: FlowRun
+) -> None:
+    """Anyone who reaches the port, with no auth string or a wrong one: no publish, no answer to a
+    sign-off form, not even a read (401); the team's own string is let in."""
+    with client(team.server) as api:
+        deployment = api.read_deployment_by_name("publish/publish")
+    runs_before = {run.id for run in _runs_of(team, "publish/publish")}
+    second = str(team.second)
+    requests = [
+        ("POST", f"/deployments/{deployment.id}/create_flow_run", {"parameters": {"paths": [second]}}),
+        ("POST", f"/flow_runs/{uuid4()}/resume", {"run_input": {"name": "Mallory"}}),  # a sign-off form
+        ("POST", "/flow_runs/filter", {}),
+    ]
+    strangers = [{}, _basic(f"team:{secrets.token_urlsafe(24)}"), {"Authorization": f"Bearer {AUTH}"}]
+    with httpx.Client(base_url=team.server.url, timeout=30.0, trust_env=False) as http:
+        for method, path, body in requests:
+            for headers in strangers:
+                response = http.request(method, path, json=body, headers=headers)
+                assert response.status_code == 401, (method, path, list(headers), response.text)
+        # The same read with the team's string is answered: the 401s were the login, not the request.
+        assert http.post("/flow_runs/filter", json={}, headers=_basic(AUTH)).status_code == 200
+
+    # The team's own CLI without the string: refused, and no run is created.
+    result = _deployment_run(team, "publish/publish", f"paths={json.dumps([second])}", login=False)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "401" in output, output
+    assert {run.id for run in _runs_of(team, "publish/publish")} == runs_before
+    assert not (team.out / f"web/{SECOND}").exists()
+
+
+def test_the_auth_string_is_never_printed_or_logged(team: Team, published: FlowRun) -> None:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with client(team.server) as api:
+        logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[published.id])))
+    assert logs, "the publish run logged to the server"
+    assert all(AUTH not in log.message for log in logs)
+    for path in (team.serve_log, team.server.log):
+        assert AUTH not in path.read_text(errors="replace"), path
+    assert not list(team.out.rglob("*auth*"))
+
+
+def _clinicpress(team: Team, cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "clinicpress", *args, "--site", str(team.site), "--out", str(team.out)]
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=CLI_SECONDS)
+
+
+@pytest.mark.slow
+def test_serve_and_deploy_without_the_right_auth_string_stop_with_one_line(
+    team: Team, tmp_path: Path
+) -> None:
+    wrong = f"team:{secrets.token_urlsafe(24)}"
+    none = _clinicpress(team, tmp_path, team.server.env("lone", login=False), "serve")
+    bad = _clinicpress(
+        team, tmp_path, team.server.env("lone", PREFECT_API_AUTH_STRING=wrong), "deploy", "--work-pool", "x"
+    )
+    for result, given in ((none, "is not set"), (bad, "is wrong")):
+        output = " ".join((result.stdout + result.stderr).split())  # the console wraps long lines
+        assert result.returncode == 2, output
+        assert (
+            f"PREFECT_API_AUTH_STRING: {given}: the Prefect server at {team.server.url} answered 401"
+            in output
+        )
+        assert "Traceback" not in output
+        assert wrong not in output
+        assert AUTH not in output
+
+
+@pytest.mark.slow
+def test_deploy_and_a_worker_with_the_auth_string_get_in(team: Team, tmp_path: Path) -> None:
+    from prefect.client.schemas.filters import WorkerFilter, WorkerFilterStatus
+
+    deployed = _clinicpress(team, tmp_path, team.server.env("deploy"), "deploy", "--work-pool", "team-pool")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert AUTH not in deployed.stdout + deployed.stderr
+    with client(team.server) as api:
+        assert api.read_deployment_by_name("publish/team-pool").work_pool_name == "team-pool"
+    command = [PREFECT, "worker", "start", "--pool", "team-pool", "--name", "team-1", "--limit", "1"]
+    env = team.server.env("worker", PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_HEARTBEAT_SECONDS="1")
+    log = tmp_path / "worker.log"
+    with spawn(command, env, tmp_path, log) as worker:
+        deadline = time.monotonic() + DEPLOYMENTS_SECONDS
+        online = WorkerFilter(status=WorkerFilterStatus(any_=["ONLINE"]))
+        while True:
+            with client(team.server) as api:
+                if api.read_workers_for_work_pool("team-pool", worker_filter=online):
+                    break
+            if worker.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the worker never came online (exit {worker.returncode})\n{tail(log)}")
+            time.sleep(0.5)
+    assert AUTH not in log.read_text(errors="replace")
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ CHANNEL_FILES = (
 
 @pytest.fixture(scope="module")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with start_server(tmp_path_factory.mktemp("prefect")) as server:
+    # With the team's auth string on, as the docs' team setup runs it (docs/operating/servers.md).
+    with start_server(tmp_path_factory.mktemp("prefect"), auth=f"team:{secrets.token_urlsafe(24)}") as server:
         yield server
 
 
