@@ -21,16 +21,27 @@ links are listed without their (identical) reasons.
 DOI and PMID sources also show what Crossref/PubMed say (checks/integrity): one count line
 (``integrity: 1 retracted, 3 clean``) and, after each link that is not clean, its status and
 notice (``[retracted: doi:10.5555/notice-1]``); the integrity problems are listed with the others.
+
+The closing line also counts the files skipped because they do not load, by why (``skipped_line``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from clinicpress.checks.model import ArticleReport, Integrity, LinkResult, LinkStatus
+from clinicpress.sources.loader import Skipped
 
-__all__ = ["STATUS_ORDER", "integrity_line", "links_line", "links_table", "report_lines", "summary_line"]
+__all__ = [
+    "STATUS_ORDER",
+    "integrity_line",
+    "links_line",
+    "links_table",
+    "report_lines",
+    "skipped_line",
+    "summary_line",
+]
 
 # Problems first (what blocks, then what warns), ok last.
 STATUS_ORDER = (
@@ -112,8 +123,18 @@ def report_lines(report: ArticleReport, *, action: str | None = None, list_ok: b
     return lines
 
 
-def summary_line(reports: Iterable[ArticleReport]) -> str:
-    """One closing line for a run: ``3 articles: 1 blocked, 2 ok · 41 sources: 1 broken, 40 ok``."""
+def skipped_line(skipped: Sequence[Skipped]) -> str:
+    """``7 files skipped (do not load: 2 unreadable, 2 front matter, 1 body, …)``: why, by field."""
+    reasons = Counter(item.reason for item in skipped)
+    why = ", ".join(
+        f"{count} {field}" for field, count in sorted(reasons.items(), key=lambda r: (-r[1], r[0]))
+    )
+    return f"{len(skipped)} file{'s' if len(skipped) != 1 else ''} skipped (do not load: {why})"
+
+
+def summary_line(reports: Iterable[ArticleReport], skipped: Sequence[Skipped] = ()) -> str:
+    """One closing line for a run: ``3 articles: 1 blocked, 2 ok · 41 sources: 1 broken, 40 ok``,
+    then the files skipped because they do not load, if any (:func:`skipped_line`)."""
     reports = list(reports)
     verdicts = Counter(r.verdict.value for r in reports)
     statuses = Counter(link.status for r in reports for link in r.links)
@@ -124,6 +145,8 @@ def summary_line(reports: Iterable[ArticleReport]) -> str:
         line += f" · {total} source links: " + ", ".join(
             f"{statuses[s]} {s.value}" for s in STATUS_ORDER if statuses[s]
         )
+    if skipped:
+        line += f" · {skipped_line(skipped)}"
     return line
 
 

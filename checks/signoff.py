@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from clinicpress.checks.model import Problem, Severity
+from clinicpress.hints import command
 from clinicpress.site import format_date
 from clinicpress.sources.article import DEFAULT_REVIEW_MONTHS, Article, Reviewer, add_months
 from clinicpress.sources.versioning import content_hash, reviewed_text
@@ -131,10 +132,8 @@ def signoff_problems(article: Article, records: Sequence[ReviewRecord], *, requi
         )
     if not parts:
         parts.append("no review recorded")
-    message = (
-        f"not signed off: {'; '.join(parts)}\n    → clinicpress review {article.key} --by NAME "
-        "--credentials CRED --approve (after reviewing this text)"
-    )
+    review = command("review", article.key, "--by", "NAME", "--credentials", "CRED", "--approve")
+    message = f"not signed off: {'; '.join(parts)}\n    → {review} (after reviewing this text)"
     return [Problem(check=CHECK, severity=Severity.BLOCKED, message=message)]
 
 

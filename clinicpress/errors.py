@@ -9,8 +9,11 @@ ClinicpressError
 ├── RegistryError         the registry database cannot be opened or written: exit code 2
 ├── DeliveryError         the newsletter could not be sent as asked (its branch, with the SMTP
 │                         errors, lives in outputs/delivery/errors.py)
-└── LocalServerError      the local Prefect server could not be started or reached: exit code 2
-                          (flows/local_server.py)
+├── LocalServerError      the local Prefect server could not be started or reached: exit code 2
+│                         (flows/local_server.py)
+└── FetchError            a request of the one vetted fetch had no usable answer (its branch,
+                          each kind keeping the foreign error as its cause, lives in
+                          clinicpress/network/errors.py)
 
 A broken link is never an exception: checks return results with a status.
 """

@@ -2,10 +2,13 @@
 
 Every message names the file, the field (as a dotted path such as
 ``sources.2.url``) and what was expected, so the user never sees a traceback.
+A TOML syntax error (:func:`toml_error`) names the key too, not only its line and column.
 """
 
 from __future__ import annotations
 
+import re
+import tomllib
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -129,3 +132,60 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
+
+
+# tomllib (Python 3.11) gives the position only inside its message: "… (at line 3, column 11)".
+_TOML_AT = re.compile(r"^(?P<problem>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$", re.DOTALL)
+_BARE_OR_QUOTED = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_DOTTED = rf"{_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*"
+_TOML_KEY = re.compile(rf"^\s*(?P<key>{_DOTTED})\s*=")
+_TOML_TABLE = re.compile(rf"^\s*\[\s*(?P<name>{_DOTTED})\s*\]")
+_TOML_ARRAY_TABLE = re.compile(rf"^\s*\[\[\s*(?P<name>{_DOTTED})\s*\]\]")
+_TOML_PART = re.compile(_BARE_OR_QUOTED)
+
+
+def _toml_parts(dotted: str) -> list[str]:
+    return [part.strip("\"'") for part in _TOML_PART.findall(dotted)]
+
+
+def toml_key_at(text: str, line: int) -> str | None:
+    """The dotted key whose value is on ``line`` (1-based), as the model names fields:
+    ``licenses.0.expires`` for ``expires`` in the first ``[[licenses]]``; None when no key is there.
+
+    Read line by line, not parsed: it serves a file TOML itself refused. A value that spans lines
+    (an array) is named by the key that opened it; a header line names its table.
+    """
+    table: list[str] = []
+    seen: dict[str, int] = {}
+    key: list[str] | None = None
+    for raw in text.splitlines()[:line]:
+        if match := _TOML_ARRAY_TABLE.match(raw):
+            name = ".".join(_toml_parts(match["name"]))
+            seen[name] = seen.get(name, -1) + 1
+            table, key = [*_toml_parts(match["name"]), str(seen[name])], None
+        elif match := _TOML_TABLE.match(raw):
+            table, key = _toml_parts(match["name"]), None
+        elif match := _TOML_KEY.match(raw):
+            key = _toml_parts(match["key"])
+    dotted = [*table, *(key or [])]
+    return ".".join(dotted) or None
+
+
+def toml_error(
+    exc: tomllib.TOMLDecodeError, path: Path | str, text: str, error_class: type[InputError]
+) -> InputError:
+    """A TOML syntax or value error as one line naming the file, the key, the line and column:
+    ``site.toml: licenses.0.expires: invalid TOML at line 30, column 11: Invalid date or datetime;
+    expected a date as YYYY-MM-DD that exists``."""
+    match = _TOML_AT.match(str(exc))
+    if match is None:
+        return error_class(path, None, f"invalid TOML: {exc}")
+    line = int(match["line"])
+    problem = f"invalid TOML at line {line}, column {match['column']}: {match['problem']}"
+    is_date = "date" in match["problem"].lower()
+    return error_class(
+        path,
+        toml_key_at(text, line),
+        problem,
+        "a date as YYYY-MM-DD that exists" if is_date else "valid TOML",
+    )

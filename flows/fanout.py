@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from clinicpress import progress
 from clinicpress.checks.model import Verdict
-from clinicpress.errors import ClinicpressError
+from clinicpress.errors import ClinicpressError, InputError
 from clinicpress.flows.deployments import pool_deployment_name
 from clinicpress.flows.json_flow import flow
 from clinicpress.flows.publish import ArticleOutcome, PublishResult
@@ -238,6 +238,10 @@ def publish_catalog_flow(
 
     Paths must be absolute (or valid where the workers run): the batches run elsewhere.
     """
+    from clinicpress.outputs.delivery.people import trigger_problem  # the delivery package: on use
+
+    if problem := trigger_problem(triggered_by):  # refused before any batch is triggered
+        raise InputError(None, "triggered_by", problem, "one person's name (who publishes), or none")
     files = [str(path.resolve()) for path in discover_articles(paths)]
     batches = batched(files, batch_size)
     deployment = pool_deployment_name(work_pool)

@@ -21,12 +21,13 @@ from clinicpress import clock, progress
 from clinicpress.checks.cache import open_cache
 from clinicpress.checks.facts_cache import FactsCache, open_facts, prime_facts
 from clinicpress.checks.integrity.client import IntegrityReport
+from clinicpress.checks.language import check_exceptions
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, LinkStatus, Verdict
-from clinicpress.checks.report_text import links_table
+from clinicpress.checks.report_text import links_table, skipped_line
 from clinicpress.checks.signoff import ReviewRecord, ReviewSource, with_signoff
 from clinicpress.checks.verify import all_urls, verify_article
-from clinicpress.errors import RenderError
+from clinicpress.errors import InputError, RenderError
 from clinicpress.faults import fault_point
 from clinicpress.flows.json_flow import caller_unquotes, flow
 from clinicpress.flows.settle import Fate, Settled, after_release, plan, settle
@@ -54,7 +55,7 @@ from clinicpress.renderers.pool import (
 from clinicpress.renderers.spool import Spool, remove_dead_spools
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article, Channel
-from clinicpress.sources.loader import discover_articles, load_articles
+from clinicpress.sources.loader import Loaded, Skipped, discover_articles, load_articles, load_each
 from clinicpress.sources.versioning import article_version
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class PublishResult(BaseModel):
     newsletters: list[str] = []  # one summary per newsletter send (SMTP configured)
     newsletters_incomplete: bool = False
     newsletters_waiting: list[str] = []  # slugs whose send waits for a second person's approval
+    skipped: list[Skipped] = []  # files that do not load: skipped, each with its error (issue 24)
 
     @property
     def blocked(self) -> bool:
@@ -87,12 +89,20 @@ class PublishResult(BaseModel):
 
 @task(name="load-inputs", cache_policy=NO_CACHE)
 def load_inputs(
-    paths: list[str], site_path: str, facts: FactsCache | None = None
-) -> tuple[SiteConfig, list[Article]]:
+    paths: list[str], site_path: str, facts: FactsCache | None = None, strict: bool = False
+) -> tuple[SiteConfig, Loaded]:
+    """The site and the articles that load; a file that does not is skipped with its error
+    (issue 24), or with ``strict`` stops the run with it (all or nothing)."""
+    site, files = load_site(site_path), discover_articles(paths)
+    if site.checks.language.allow:  # its ids are the term lists' (a stage above site.py)
+        check_exceptions(site.checks.language, site_path)
     # facts: an unchanged file is not parsed again (checks/facts_cache.py)
-    site, articles = load_site(site_path), load_articles(discover_articles(paths), memo=facts)
+    if strict:  # the first file that does not load raises: nothing is published
+        loaded = Loaded(articles=load_articles(files, memo=facts), skipped=[])
+    else:
+        loaded = load_each(files, memo=facts)
     fault_point("load")
-    return site, articles
+    return site, loaded
 
 
 @task(name="load-reviews", cache_policy=NO_CACHE)
@@ -159,6 +169,9 @@ def summary_markdown(result: PublishResult) -> str:
         problems = problems.replace("|", "\\|")
         published = "unchanged" if outcome.unchanged else "yes" if outcome.published else "no"
         lines.append(f"| {report.slug} | {report.verdict.value} | {published} | {problems} |")
+    if result.skipped:
+        lines += ["", f"Skipped, not published: {skipped_line(result.skipped)}", ""]
+        lines += [f"- {item.error}" for item in result.skipped]
     return "\n".join(lines) + "\n"
 
 
@@ -216,10 +229,17 @@ def publish_flow(
     :class:`ArticleRun` through the steps; :func:`settle` decides its fate.
     ``triggered_by`` (who publishes; None: "unknown") is recorded with each new newsletter send;
     run from a deployment, a send waiting for approval pauses the run for the approval form up
-    to ``approval_wait_seconds`` (flows/newsletter.py).
+    to ``approval_wait_seconds`` (flows/newsletter.py). It names one person: "A, B" is refused
+    before anything is published (A could otherwise approve their own send).
     """
+    if triggered_by is not None:
+        from clinicpress.outputs.delivery.people import trigger_problem  # the delivery package: on use
+
+        if problem := trigger_problem(triggered_by):
+            raise InputError(None, "triggered_by", problem, "one person's name (who publishes), or none")
     facts = open_facts(out_dir, enabled=use_cache)
-    site, articles = load_inputs(paths or [], site_path, facts)
+    site, loaded = load_inputs(paths or [], site_path, facts, strict)
+    articles = loaded.articles
     articles, reviews, review_sources = signed_off(quoted(articles), site, out_dir)
     now = clock.local_now()
     templates = template_fingerprint()
@@ -250,7 +270,9 @@ def publish_flow(
             RenderRun(jobs, pool) as renders,
         ):
             cache = open_cache(out_dir, site.checks.links, enabled=use_cache)
-            prime_facts(articles, facts)  # each body's links and grade: from disk, or worked out once
+            prime_facts(
+                articles, facts, site
+            )  # links, grade, language findings: from disk or worked out once
             # Crossref/PubMed lookups run while the links are checked (a task of their own).
             integrity = check_integrity_task.submit(quoted(articles), site, cache)
             links = check_sources(all_urls(articles), site.checks.links, cache)
@@ -290,6 +312,7 @@ def publish_flow(
         approval_wait_seconds,
     )
     result = _result(out_dir, release, settled, {s.run.article.key for s in unchanged}, sends, review_sources)
+    result.skipped = loaded.skipped
     _leave_artifacts(result)
     return caller_unquotes(result)  # not walked by Prefect for nothing (flows/json_flow.py)
 

@@ -1,7 +1,12 @@
 """Load canonical articles: Markdown files with YAML front matter.
 
 Every failure is an :class:`ArticleError` naming the file, the field and what
-was expected; a YAML error also gives its line in the file.
+was expected; a YAML error also gives its line in the file. :func:`load_each` loads
+what loads and skips each file that does not, with that error (``check``/``publish``);
+:func:`load_articles` is all or nothing (``--strict``).
+
+The front matter is read in one pass of one parser (libyaml's when PyYAML has it), under
+rules checked as its nodes are composed (no aliases, bounded depth, no duplicate keys).
 """
 
 from __future__ import annotations
@@ -9,12 +14,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from clinicpress.errors import ArticleError, InputError
 from clinicpress.sources.article import Article, FrontMatter
@@ -27,6 +32,7 @@ MAX_YAML_ALIASES = 0  # anchors/aliases are never needed in front matter; refusi
 # file of 100,000 '[' would otherwise end in RecursionError instead of a message.
 MAX_YAML_DEPTH = 16
 _FENCE = "---"
+_T = TypeVar("_T")
 # Lines end at CR, LF or CRLF only: str.splitlines() also splits at U+2028, \x0c and others,
 # which no editor shows as a line break.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
@@ -38,33 +44,43 @@ _RESOLVERS_WITHOUT_DATES = {
 }
 
 
-class _FrontMatterLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases (``*name``): a billion-laughs file gets nowhere.
+class _FrontMatterRules(yaml.composer.Composer):
+    """What front matter may hold, checked while its nodes are composed, whichever parser reads it.
 
-    It also leaves dates as text: YAML's own date parsing raises a bare
-    ValueError for ``2026-13-40``, while the model names the field.
+    Aliases (``*name``) are refused: a billion-laughs file gets nowhere. Nesting stops at
+    MAX_YAML_DEPTH. Two equal keys are refused. Dates stay text: YAML's own date parsing raises a
+    bare ValueError for ``2026-13-40``, while the model names the field.
     """
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.yaml_implicit_resolvers = _RESOLVERS_WITHOUT_DATES
-        self._depth = 0
+    _depth = 0  # collections open around the node being composed
+    # Given by the parser the loaders below put after this class (the stubs' Composer has none).
+    check_event: Callable[..., bool]
+    peek_event: Callable[[], Any]
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.MarkedYAMLError(
                 problem="aliases (*name) are not allowed in front matter",
-                problem_mark=event.start_mark,
+                problem_mark=self.peek_event().start_mark,
             )
+        return super().compose_node(parent, index)
+
+    # Depth is counted where a collection opens (not per scalar): fewer calls, the same limit.
+    def compose_sequence_node(self, anchor: Any) -> Any:
+        return self._nested(yaml.composer.Composer.compose_sequence_node, anchor)
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        return self._nested(yaml.composer.Composer.compose_mapping_node, anchor)
+
+    def _nested(self, compose: Callable[[Any, Any], Any], anchor: Any) -> Any:
         if self._depth >= MAX_YAML_DEPTH:
-            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.MarkedYAMLError(
-                problem=f"nested more than {MAX_YAML_DEPTH} levels deep", problem_mark=event.start_mark
+                problem=f"nested more than {MAX_YAML_DEPTH} levels deep",
+                problem_mark=self.peek_event().start_mark,
             )
         self._depth += 1
         try:
-            return super().compose_node(parent, index)
+            return compose(self, anchor)
         finally:
             self._depth -= 1
 
@@ -79,48 +95,59 @@ class _FrontMatterLoader(yaml.SafeLoader):
                         problem=f"duplicate key {key_node.value!r}", problem_mark=key_node.start_mark
                     )
                 seen.add(key_node.value)
-        # Named, not super(): the libyaml loader below shares this method.
-        return yaml.constructor.SafeConstructor.construct_mapping(self, node, deep)
+        # Named, not super(): this class is not a constructor; the loaders below put one after it.
+        return yaml.constructor.SafeConstructor.construct_mapping(self, node, deep)  # type: ignore[arg-type]
 
 
-class _CFrontMatterLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """libyaml's SafeLoader (about 9x faster here) with the same rules, after :func:`_prescan`.
+class _FrontMatterLoader(
+    yaml.reader.Reader,
+    yaml.scanner.Scanner,
+    yaml.parser.Parser,
+    _FrontMatterRules,
+    yaml.constructor.SafeConstructor,
+    yaml.resolver.Resolver,
+):
+    """PyYAML's pure-Python parser under the front-matter rules (when PyYAML has no libyaml)."""
 
-    libyaml composes in C, so aliases and depth are refused beforehand, from its events.
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        _FrontMatterRules.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self.yaml_implicit_resolvers = _RESOLVERS_WITHOUT_DATES
+
+
+# libyaml's parser; PyYAML built without libyaml has none, and the class below is then never used.
+_CParser: Any = getattr(getattr(yaml, "cyaml", None), "CParser", yaml.parser.Parser)
+
+
+class _CFrontMatterLoader(
+    _FrontMatterRules,
+    _CParser,  # type: ignore[misc]  # found at run time: the stubs do not export it
+    yaml.constructor.SafeConstructor,
+    yaml.resolver.Resolver,
+):
+    """libyaml's parser (its events, made in C) under the same rules, in one pass over the text.
+
+    The composer is PyYAML's Python one (first in the MRO, before CParser's C composer), so the
+    rules above see every node as it is composed: nothing is parsed twice, and both loaders share
+    every check and message but the parser's own (tests/sources/test_loader.py compares them).
     """
 
     def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+        _CParser.__init__(self, stream)
+        _FrontMatterRules.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
         self.yaml_implicit_resolvers = _RESOLVERS_WITHOUT_DATES
-
-    construct_mapping = _FrontMatterLoader.construct_mapping
-
-
-def _prescan(front: str) -> None:
-    """Refuse what _FrontMatterLoader refuses while composing: aliases, and nesting too deep."""
-    depth = 0
-    for event in yaml.parse(front, Loader=yaml.CSafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.MarkedYAMLError(
-                problem="aliases (*name) are not allowed in front matter",
-                problem_mark=event.start_mark,  # type: ignore[arg-type]  # libyaml's Mark has the same fields
-            )
-        if isinstance(event, yaml.CollectionStartEvent | yaml.ScalarEvent) and depth >= MAX_YAML_DEPTH:
-            raise yaml.MarkedYAMLError(
-                problem=f"nested more than {MAX_YAML_DEPTH} levels deep",
-                problem_mark=event.start_mark,  # type: ignore[arg-type]
-            )
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 def _load_front_matter(front: str) -> Any:
-    if not yaml.__with_libyaml__:
-        return yaml.load(front, Loader=_FrontMatterLoader)  # noqa: S506 - a SafeLoader subclass
-    _prescan(front)
-    return yaml.load(front, Loader=_CFrontMatterLoader)  # noqa: S506 - a SafeLoader subclass
+    # Read at each call, not at import: the test of both loaders turns libyaml off.
+    loader: Any = _CFrontMatterLoader if yaml.__with_libyaml__ else _FrontMatterLoader  # no stub knows them
+    return yaml.load(front, Loader=loader)  # noqa: S506 - SafeConstructor, under the rules above
 
 
 def _split_front_matter(path: Path, text: str) -> tuple[str, str, int]:
@@ -282,22 +309,40 @@ def _recalled(text: str, path: Path) -> Article | None:
     return article if article.path == path else None
 
 
-def _load_all(paths: list[Path], memo: ArticleMemo | None) -> Iterator[Article]:
-    """Each file read once; with ``memo``, parsed only if its (path, bytes) were never loaded."""
+def _attempt(read: Callable[[Path], _T], path: Path) -> _T | InputError:
+    try:
+        return read(path)
+    except InputError as exc:
+        return exc
+
+
+def _load_all(paths: list[Path], memo: ArticleMemo | None) -> Iterator[Article | InputError]:
+    """Each file read once, in order: its article, or the error that names why it does not load.
+
+    With ``memo``, a file is parsed only if its (path, bytes) were never loaded.
+    """
     if memo is None:
-        yield from (load_article(path) for path in paths)
+        yield from (_attempt(load_article, path) for path in paths)
         return
-    raws = [(path, _read(path)) for path in paths]
-    keys = [memo_key(path, raw) for path, raw in raws]
-    kept = memo.recall_articles(keys)
+    raws = [(path, _attempt(_read, path)) for path in paths]
+    keys = {path: memo_key(path, raw) for path, raw in raws if isinstance(raw, bytes)}
+    kept = memo.recall_articles(list(keys.values()))
     new: dict[str, str] = {}
-    for (path, raw), key in zip(raws, keys, strict=True):
+    for path, raw in raws:
+        if not isinstance(raw, bytes):
+            yield raw
+            continue
+        key = keys[path]
         article = None
         if key in kept:
             # Parsed in this process already (the CLI's load, then its flow's): the parse's cache.
             article = _parse_article(path, raw) if key in _PARSED else _recalled(kept[key], path)
         if article is None:
-            article = _parse_article(path, raw)
+            try:
+                article = _parse_article(path, raw)
+            except InputError as exc:
+                yield exc
+                continue
             new[key] = article.model_dump_json()
         yield article
     if new:
@@ -305,7 +350,8 @@ def _load_all(paths: list[Path], memo: ArticleMemo | None) -> Iterator[Article]:
 
 
 def load_articles(paths: Iterable[Path], memo: ArticleMemo | None = None) -> list[Article]:
-    """Load several articles; two articles with one slug is an error.
+    """Load several articles, all or nothing: the first file that does not load raises its error,
+    and so does a second article with one slug (``--strict``; :func:`load_each` goes on).
 
     ``memo``: articles loaded by an earlier process (the facts cache under --out); a file whose
     path and bytes it holds is not parsed again (the same article: tests/checks/test_facts_cache.py).
@@ -313,11 +359,77 @@ def load_articles(paths: Iterable[Path], memo: ArticleMemo | None = None) -> lis
     articles: list[Article] = []
     seen: dict[str, Path] = {}
     files = list(paths)
-    for path, article in zip(files, _load_all(files, memo), strict=True):
-        if article.key in seen:
+    for path, loaded in zip(files, _load_all(files, memo), strict=True):
+        if isinstance(loaded, InputError):
+            raise loaded
+        if loaded.key in seen:
             raise ArticleError(
-                path, "slug", f"{article.key!r} is already used by {seen[article.key]}", "a unique slug"
+                path, "slug", f"{loaded.key!r} is already used by {seen[loaded.key]}", "a unique slug"
             )
-        seen[article.key] = path
-        articles.append(article)
+        seen[loaded.key] = path
+        articles.append(loaded)
     return articles
+
+
+class Skipped(BaseModel):
+    """A file that does not load: skipped, so that one bad draft does not hold back the rest."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    field: str | None  # None: the file itself (binary, not UTF-8, too big, unreadable)
+    problem: str
+    error: str  # the one line: "<file>: <field>: <problem>; expected <what>"
+
+    @classmethod
+    def of(cls, exc: InputError, path: Path) -> Skipped:
+        return cls(path=exc.path or str(path), field=exc.field, problem=exc.problem, error=exc.one_line())
+
+    @property
+    def reason(self) -> str:
+        """Why, in a word or two, for a count: ``unreadable``, ``unknown key``, or the field."""
+        if self.field is None:
+            return "unreadable"
+        return "unknown key" if self.problem.startswith("unknown key") else self.field
+
+    def as_json(self) -> dict[str, str | None]:
+        return {"path": self.path, "field": self.field, "error": self.error}
+
+
+class Loaded(BaseModel):
+    """What a set of files gave: the articles that load and one :class:`Skipped` per file that does not."""
+
+    model_config = ConfigDict(frozen=True)
+
+    articles: list[Article]
+    skipped: list[Skipped]
+
+
+def load_each(paths: Iterable[Path], memo: ArticleMemo | None = None) -> Loaded:
+    """Load every file that loads; each one that does not is skipped with its error (issue 24).
+
+    A slug claimed by two files skips both: which of them is the article at that address is for
+    a person to say (a copy named ``x-draft.md`` sorts before ``x.md``), and the live version
+    stays live meanwhile. ``memo`` as for :func:`load_articles`.
+    """
+    files = list(paths)
+    loaded = list(zip(files, _load_all(files, memo), strict=True))
+    claims: dict[str, list[Path]] = {}
+    for path, item in loaded:
+        if isinstance(item, Article):
+            claims.setdefault(item.key, []).append(path)
+    articles: list[Article] = []
+    skipped: list[Skipped] = []
+    for path, item in loaded:
+        if isinstance(item, InputError):
+            skipped.append(Skipped.of(item, path))
+            continue
+        claimed = claims[item.key]
+        if len(claimed) == 1:
+            articles.append(item)
+            continue
+        first = claimed.index(path) == 0
+        others = ", ".join(str(other) for other in claimed if other != path)
+        problem = f"{item.key!r} is {'also' if first else 'already'} used by {others}"
+        skipped.append(Skipped.of(ArticleError(path, "slug", problem, "a unique slug"), path))
+    return Loaded(articles=articles, skipped=skipped)

@@ -4,27 +4,29 @@ from __future__ import annotations
 
 import getpass
 import json
-import shlex
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clinicpress import clock
-from clinicpress.checks.report_text import report_lines, summary_line
+from clinicpress.checks.report_text import report_lines, skipped_line, summary_line
 from clinicpress.errors import InputError
+from clinicpress.hints import command
 from clinicpress.runtime import cli_flow_run, configure_runtime
 from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article
+from clinicpress.sources.loader import Skipped
 
 if TYPE_CHECKING:
+    from clinicpress.checks.model import ArticleReport
     from clinicpress.flows.publish import ArticleOutcome  # Prefect is slow to import
 
 from clinicpress.cli.common import (
     DEFAULT_OUT,
-    EXIT_OK,
     EXIT_USAGE,
     BatchSizeOpt,
     ForceOpt,
@@ -44,6 +46,7 @@ from clinicpress.cli.common import (
     load,
     out_console,
     progress_bar,
+    say_error,
     signed_off,
     use_local_server,
 )
@@ -76,26 +79,36 @@ def check(
         raise fail(f"--format: {output_format!r} is not a format; expected text or json", EXIT_USAGE)
     with errors(verbose):
         day = as_of.date() if as_of is not None else clock.today()
-        site_config, articles = load(paths, site, out, use_cache=not no_cache)
-        from clinicpress.checks.cache import open_cache  # keeps --help fast
-        from clinicpress.checks.verify import check_articles
-
-        # The sign-off records (issue 15): the review line and [review] required, as publish sees them.
-        articles, reviews = signed_off(site_config, out, articles)
-        cache = open_cache(out, site_config.checks.links, enabled=not no_cache)
-        with progress_bar(f"Checking {len(articles)} article(s)…"):
-            reports = check_articles(
-                articles, site_config, on=day, strict=strict, cache=cache, reviews=reviews
-            )
+        # A file that does not load: one error line, skipped (--strict: exit 2 here).
+        site_config, loaded = load(paths, site, out, use_cache=not no_cache, strict=strict)
+        articles = loaded.articles
+        reports = _check_loaded(site_config, articles, out, day, strict, no_cache) if articles else []
     if fmt == "json":
         # Plain JSON: rich's pretty printer costs seconds on thousands of links.
-        document = {"as_of": day.isoformat(), "articles": [r.as_json() for r in reports]}
+        document = {
+            "as_of": day.isoformat(),
+            "articles": [r.as_json() for r in reports],
+            "skipped": [s.as_json() for s in loaded.skipped],
+        }
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         lines = [line for report in reports for line in report_lines(report)]
-        lines.append(f"{summary_line(reports)} (as of {day.isoformat()})")
+        lines.append(f"{summary_line(reports, loaded.skipped)} (as of {day.isoformat()})")
         out_console.print("\n".join(lines), markup=False)  # one print: rich's per-call cost adds up
-    raise typer.Exit(exit_code(reports))
+    raise typer.Exit(exit_code(reports, loaded.skipped))
+
+
+def _check_loaded(
+    site: SiteConfig, articles: list[Article], out: Path, day: date, strict: bool, no_cache: bool
+) -> list[ArticleReport]:
+    from clinicpress.checks.cache import open_cache  # keeps --help fast
+    from clinicpress.checks.verify import check_articles
+
+    # The sign-off records (issue 15): the review line and [review] required, as publish sees them.
+    articles, reviews = signed_off(site, out, articles)
+    cache = open_cache(out, site.checks.links, enabled=not no_cache)
+    with progress_bar(f"Checking {len(articles)} article(s)…"):
+        return check_articles(articles, site, on=day, strict=strict, cache=cache, reviews=reviews)
 
 
 @app.command()
@@ -152,9 +165,19 @@ def publish(
         raise fail("--batch-size: only with --work-pool; expected --work-pool NAME too", EXIT_USAGE)
     configure_runtime(verbose)
     with errors(verbose):
+        if by is not None:  # one person: "A, B" would let A approve the send A published
+            from clinicpress.outputs.delivery.people import name_problem
+
+            if problem := name_problem(by):
+                raise InputError(None, "--by", problem, 'one person\'s name, e.g. --by "Jane Doe"')
         # Validate before starting Prefect: bad input fails in milliseconds, not seconds.
-        site_config, articles = load(paths, site, out, use_cache=not no_cache)
+        # A file that does not load: one error line, skipped (--strict: exit 2 here).
+        site_config, loaded = load(paths, site, out, use_cache=not no_cache, strict=strict)
+        articles = loaded.articles
         _check_delivery(site_config, test_to)
+        if not articles:  # every file was skipped: nothing to publish, no Prefect to start
+            _print_skipped(loaded.skipped)
+            raise typer.Exit(EXIT_USAGE)
         if work_pool is not None:
             _publish_on_pool(
                 articles,
@@ -167,6 +190,7 @@ def publish(
                 not no_cache,
                 test_to,
                 by or login_name(),
+                loaded.skipped,
             )
             return
         from clinicpress.renderers.pool import head_start
@@ -188,9 +212,22 @@ def publish(
                     triggered_by=by or login_name(),
                     approval_wait_seconds=0,  # a CLI publish never waits for a form: it says the send waits
                 )
-    _print_published(result.outcomes, Path(result.out_dir), result.newsletters, result.newsletters_incomplete)
-    _print_waiting(result.newsletters_waiting, site, out)
-    raise typer.Exit(exit_code([o.report for o in result.outcomes]))
+    again = command("publish", *map(str, paths or []))
+    _print_published(
+        result.outcomes, Path(result.out_dir), result.newsletters, result.newsletters_incomplete, again
+    )
+    for late in result.skipped:  # changed since this command loaded it: the flow's load skipped it
+        say_error(late.error)
+    skipped = [*loaded.skipped, *result.skipped]
+    _print_skipped(skipped)
+    raise typer.Exit(exit_code([o.report for o in result.outcomes], skipped))
+
+
+def _print_skipped(skipped: Sequence[Skipped]) -> None:
+    """The closing line of a publish that skipped files (each named by its error line above)."""
+    if skipped:
+        line = f"{skipped_line(skipped)}: not published (a version already live stays live)"
+        out_console.print(line, markup=False)
 
 
 def _renders_expected(site: SiteConfig, articles: list[Article], out: Path, force: bool) -> bool:
@@ -224,22 +261,15 @@ def login_name() -> str:
         return "unknown"
 
 
-def _print_waiting(slugs: list[str], site: Path, out: Path) -> None:
-    """The exact approve-send command for a send waiting for approval, when --site/--out are not
-    the defaults (the send's report names the command without them)."""
-    where = "".join(
-        f" {flag} {shlex.quote(str(value))}"
-        for flag, value, default in (("--site", site, DEFAULT_SITE_PATH), ("--out", out, DEFAULT_OUT))
-        if value != default
-    )
-    for slug in slugs if where else []:
-        command = f"clinicpress approve-send {shlex.quote(slug)} --by NAME{where}"
-        out_console.print(f"waiting  newsletter {slug}: approve with {command}", markup=False)
-
-
 def _print_published(
-    outcomes: list[ArticleOutcome], out_dir: Path, newsletters: list[str], incomplete: bool
+    outcomes: list[ArticleOutcome],
+    out_dir: Path,
+    newsletters: list[str],
+    incomplete: bool,
+    again: str | None = None,
 ) -> None:
+    """Each article's block; ``again``: the command that resumes an incomplete send (default: a
+    plain publish with this run's --site/--out)."""
     lines: list[str] = []
     for outcome in outcomes:
         if outcome.unchanged:
@@ -254,7 +284,8 @@ def _print_published(
     if incomplete:
         # Not exit 1: the release is live. The send resumes on the next publish, never resending.
         lines.append(
-            "warning  newsletter: not every recipient was reached; run clinicpress publish again to resume"
+            f"warning  newsletter: not every recipient was reached; run {again or command('publish')} "
+            "again to resume"
         )
     # One print: rich's per-call work was ~0.4 s for a 1,000-article catalog's lines (issue 16).
     if lines:
@@ -272,8 +303,10 @@ def _publish_on_pool(
     use_cache: bool,
     test_to: str | None,
     triggered_by: str,
+    skipped: Sequence[Skipped] = (),
 ) -> None:
-    """The publish-catalog flow here, one publish flow run per batch on the pool's workers."""
+    """The publish-catalog flow here, one publish flow run per batch on the pool's workers;
+    ``skipped``: the files this command did not load (named already, counted at the end)."""
     from clinicpress.flows.deployments import preflight  # the Prefect client only: quick to import
 
     preflight(work_pool)  # no server, pool, deployment or worker: exit 2 now, not a wait
@@ -304,9 +337,10 @@ def _publish_on_pool(
         out_console.print(batch.summary(len(result.batches)), markup=False)
     _print_published(result.outcomes, out, result.newsletters, result.newsletters_incomplete)
     out_console.print(result.summary(), markup=False)
+    _print_skipped(skipped)
     if failure is not None:
         raise fail(str(failure), failure.exit_code)
-    raise typer.Exit(exit_code([o.report for o in result.outcomes]))
+    raise typer.Exit(exit_code([o.report for o in result.outcomes], skipped))
 
 
 def _check_delivery(site: SiteConfig, test_to: str | None) -> None:
@@ -336,21 +370,10 @@ def monitor(
 
         with progress_bar("Monitoring published articles (starting Prefect)…"), cli_flow_run():
             result = monitor_flow(site_path=str(site), out_dir=str(out))
-    if not result.articles:
-        out_console.print(f"monitor: nothing published in {out} yet (run clinicpress publish)", markup=False)
-        raise typer.Exit(EXIT_OK)
-    statuses = ", ".join(f"{count} {status}" for status, count in sorted(result.statuses.items()))
-    line = f"monitor: {result.articles} article(s), {result.sources} distinct source(s): {statuses or 'none'}"
-    if result.network_down:
-        line += " (network down: sources could not be verified)"
-    out_console.print(line, markup=False)
-    if not result.alerts:
-        out_console.print("  no changes since the last run: no alerts", markup=False)
-    for alert in result.alerts:
-        sent = f"delivered to {alert.delivered} destination(s)"
-        if alert.failed:
-            sent += f"; failed: {'; '.join(alert.failed)}"
-        out_console.print(f"  alert {alert.kind}: {alert.title} — {sent}", markup=False)
+    if not result.articles and result.busy is None:
+        out_console.print(f"monitor: nothing published in {out} yet (run {command('publish')})", markup=False)
+    for line in result.lines():  # another run holding the lock, or what this run found and alerted
+        out_console.print(line, markup=False)
 
 
 @app.command(name="import")

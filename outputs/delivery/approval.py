@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from clinicpress.checks.signoff import with_signoff
 from clinicpress.errors import InputError
+from clinicpress.hints import command
 from clinicpress.outputs.delivery.people import approver_problem, person
 from clinicpress.outputs.delivery.report import SendReport
 from clinicpress.outputs.delivery.schema import Approval, sends
@@ -122,7 +123,8 @@ def choose(found: Sequence[SendRecord], *, slug: str, version: str, live: str | 
             None,
             FIELD,
             f"{matching[0].what()} is not live any more ({now_live})",
-            "the live version's send (clinicpress publish; a new version's send waits for approval in turn)",
+            f"the live version's send ({command('publish')}; a new version's send waits for approval "
+            "in turn)",
         )
     send = current[0]
     if send.approval is Approval.APPROVED:
@@ -226,7 +228,7 @@ def approve_and_send(
                 "SLUG",
                 f"the article {slug} beside the site config is not {send.what()} any more (its text, its "
                 "review, the site config or the templates changed since)",
-                "clinicpress publish first; the new version's send waits for approval in turn",
+                f"{command('publish')} first; the new version's send waits for approval in turn",
             )
         recipients = list(load_subscribers(news.subscribers))  # a bad CSV: refused, nothing recorded
         approved = record_approval(store, send, approver, now())

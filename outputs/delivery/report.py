@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from clinicpress.hints import Placeholder, command
 from clinicpress.outputs.delivery.errors import DeliveryIncomplete
 from clinicpress.outputs.delivery.schema import Approval, State
 
@@ -88,7 +89,7 @@ class SendReport:
                 f"{what} {self.slug} (version {self.version[:12]}): {self.candidates} recipient(s): "
                 f"waiting for approval; nothing sent\n"
                 f"  published by {who}; someone else approves it: "
-                f"clinicpress approve-send {self.slug} --by NAME"
+                f"{command('approve-send', self.slug, '--by', 'NAME')}"
             )
         line = (
             f"{what} {self.slug} (version {self.version[:12]}): {self.candidates} recipient(s): "
@@ -105,7 +106,7 @@ class SendReport:
             extra.append(
                 f"  uncertain: {issue.email} (Message-ID {issue.message_id}): {issue.last_error}; "
                 "not resent: check the mail server's log, then "
-                f"clinicpress newsletter resolve {self.slug} {issue.email} --sent|--not-sent"
+                + command("newsletter", "resolve", self.slug, issue.email, Placeholder("--sent|--not-sent"))
             )
         for issue in self.failed_recipients:
             extra.append(

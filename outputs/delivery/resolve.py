@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicpress.errors import InputError
+from clinicpress.hints import command
 from clinicpress.outputs.delivery.schema import State
 from clinicpress.outputs.delivery.store import DeliveryStore, Found, now
 from clinicpress.outputs.registry import REGISTRY_FILE, registry_url
@@ -35,7 +36,7 @@ class Resolved:
         what = f"{self.address} in newsletter {self.slug} (version {self.version[:12]})"
         if self.state is State.ACCEPTED:
             return f"{what}: uncertain → accepted (sent, by hand); it will not be sent again"
-        return f"{what}: uncertain → pending (not sent, by hand); the next clinicpress publish sends it"
+        return f"{what}: uncertain → pending (not sent, by hand); the next {command('publish')} sends it"
 
 
 def choose(found: Sequence[Found], *, slug: str, address: str, version: str, slug_known: bool) -> Found:

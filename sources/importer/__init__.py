@@ -24,6 +24,7 @@ from pathlib import Path
 from bs4 import BeautifulSoup
 
 from clinicpress.errors import InputError
+from clinicpress.hints import command
 from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.sources.importer.convert import to_markdown
 from clinicpress.sources.importer.extract import main_content
@@ -31,7 +32,14 @@ from clinicpress.sources.importer.fetch import MAX_PAGE_BYTES, fetch_page, is_ur
 from clinicpress.sources.importer.license_footer import take_license
 from clinicpress.sources.importer.metadata import addresses, dates, meta, title, title_tag
 from clinicpress.sources.importer.sources_list import take_sources
-from clinicpress.sources.importer.write import Page, article_text, choose_slug, save
+from clinicpress.sources.importer.write import (
+    Page,
+    address_slug,
+    article_text,
+    choose_slug,
+    exists_error,
+    save,
+)
 from clinicpress.sources.loader import load_article
 
 __all__ = [
@@ -74,6 +82,10 @@ def import_page(
     """
     settings = link_settings or LinkCheckSettings()
     if is_url(source):
+        # The file the address names is there already: refused before the page is fetched (the
+        # page's canonical address, read after the fetch, may still name another file).
+        if not force and (slug := address_slug(source)) and (content_dir / f"{slug}.md").exists():
+            raise exists_error(content_dir / f"{slug}.md")
         data, fetched, charset = fetch_page(source, settings)
     else:
         data, fetched, charset = read_file(Path(source)), None, None
@@ -153,7 +165,7 @@ def report_lines(result: ImportResult) -> list[str]:
         )
     lines += [f"  - {note}" for note in result.notes]
     if result.loader_message:
-        lines.append(f"until then `clinicpress check` says: {result.loader_message}")
+        lines.append(f"until then `{command('check', str(result.path))}` says: {result.loader_message}")
     if result.suggested_site_toml:
         lines += ["suggested for content/site.toml:", "", *result.suggested_site_toml.splitlines()]
     return lines

@@ -40,19 +40,33 @@ class Page:
     license_toml: str | None = None
 
 
+def _usable(slug: str) -> bool:
+    return (
+        bool(slug)
+        and bool(SLUG.match(slug))
+        and len(slug) <= MAX_SLUG
+        and slug not in RESERVED_SLUGS | {"index"}
+    )
+
+
+def address_slug(url: str | None) -> str | None:
+    """The slug an http(s) address gives by its last path segment, if that makes a usable one."""
+    if not url or urlsplit(url).scheme not in ("http", "https"):
+        return None
+    segment = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
+    slug = slugify(re.sub(r"\.(html?|php|aspx?)$", "", segment))
+    return slug if _usable(slug) else None
+
+
 def choose_slug(page: Page, source: str) -> str:
     """From the legacy URL's last path segment (keeps old links mappable), else from the title."""
-    candidates: list[str] = []
-    for url in (page.canonical, source):
-        if url and urlsplit(url).scheme in ("http", "https"):
-            segment = unquote(urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
-            candidates.append(slugify(re.sub(r"\.(html?|php|aspx?)$", "", segment)))
+    candidates = [address_slug(page.canonical), address_slug(source)]
     if page.title:
         candidates.append(slugify(page.title))
     if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", source):
         candidates.append(slugify(Path(source).stem))
     for slug in candidates:
-        if slug and SLUG.match(slug) and len(slug) <= MAX_SLUG and slug not in RESERVED_SLUGS | {"index"}:
+        if slug is not None and _usable(slug):
             return slug
     raise InputError(
         source, "title", "the page has no title (h1, og:title or <title>) to name the article", "an h1"
@@ -107,6 +121,11 @@ def save(path: Path, text: str, *, force: bool) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
     except FileExistsError as exc:
-        raise InputError(path, None, "already exists", "--force to overwrite it") from exc
+        raise exists_error(path) from exc
     except OSError as exc:
         raise InputError(path, None, f"cannot write ({exc.strerror})") from exc
+
+
+def exists_error(path: Path) -> InputError:
+    """An import never writes over an article without ``--force``."""
+    return InputError(path, None, "already exists", "--force to overwrite it")

@@ -3,7 +3,8 @@
 Cases and their expected outcomes are data in tests/hostile/manifest.toml (the
 README there shows them as a table). Most run through ``clinicpress check``
 (fast, no Prefect); three publish runs at the end cover what only publishing
-shows: a blocked article leaves nothing, nothing lands outside --out.
+shows: a blocked article leaves nothing, nothing lands outside --out. A file that does not load
+is skipped and named (exit 2); ``--strict`` stops before anything is checked.
 """
 
 from __future__ import annotations
@@ -253,12 +254,19 @@ def test_bad_input_exits_2_naming_file_and_field(
     result = _check(ws, monkeypatch)
     _no_traceback(result)
     assert result.exit_code == 2, result.output
-    assert result.stdout == ""
-    [line] = result.stderr.splitlines()
     if case["kind"] == "site-error":
         path = ws.site
+        assert result.stdout == ""
     else:
         path = ws.root / "in" / Path(case["path"]).name if "path" in case else ws.files[0]
+        # The file is skipped (one bad draft does not hold back the rest): named on stderr and in
+        # the JSON, nothing else checked. Two files with one slug are both skipped.
+        report = json.loads(result.stdout)
+        assert report["articles"] == []
+        assert sorted(item["path"] for item in report["skipped"]) == sorted(map(str, ws.files))
+    lines = result.stderr.splitlines()
+    assert len(lines) == len(ws.files if case["kind"] == "input-error" else [ws.site])
+    [line] = [line for line in lines if line.startswith(f"error: {path}: ")]
     where = f"error: {path}: {case['field']}: " if case.get("field") else f"error: {path}: "
     assert line.startswith(where), line
     assert case["message"] in line
@@ -424,14 +432,15 @@ def test_publish_fails_closed_when_a_header_value_is_bad(
     assert not any(ws.cwd.iterdir())
 
 
-def test_publish_bad_input_exits_2_before_prefect(
+def test_publish_strict_bad_input_exits_2_before_prefect(
     tmp_path: Path, farm: HTTPFarm, sink: Sink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # --strict: all or nothing (without it the good file is published: tests/cli/test_bad_drafts.py).
     case = {"id": "publish-bad", "files": ["articles/good-index-slug.md", "articles/crlf-title.md"]}
     ws = _workspace(case, tmp_path, farm, sink)
     monkeypatch.chdir(ws.cwd)
     result = runner.invoke(
-        app, ["publish", "--site", str(ws.site), "--out", str(ws.out), *map(str, ws.files)]
+        app, ["publish", "--strict", "--site", str(ws.site), "--out", str(ws.out), *map(str, ws.files)]
     )
     _no_traceback(result, prefect_ran=True)
     assert result.exit_code == 2

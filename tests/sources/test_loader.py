@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from conftest import (
 from requirements import need
 
 from clinicpress.errors import ArticleError, InputError
-from clinicpress.sources import Channel, discover_articles, load_article, load_articles
+from clinicpress.sources import Channel, discover_articles, load_article, load_articles, load_each
 from clinicpress.sources.article import add_months, slugify
 
 
@@ -202,3 +203,62 @@ def test_libyaml_and_pure_python_front_matter_agree(path: Path, monkeypatch: pyt
     fast = outcome()
     monkeypatch.setattr(yaml, "__with_libyaml__", False)
     assert outcome() == fast
+
+
+def test_front_matter_is_parsed_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One parser reads the front matter once: the rules are checked as its nodes are composed,
+    not by a second pass over libyaml's events (issue 27)."""
+    import yaml
+
+    from clinicpress.sources import loader
+
+    passes: list[str] = []
+
+    def counted(name: str) -> Callable[..., object]:
+        real = getattr(yaml, name)
+
+        def run(*args: object, **kwargs: object) -> object:
+            passes.append(name)
+            return real(*args, **kwargs)
+
+        return run
+
+    # Every way PyYAML reads a stream from the top: each call is one pass over the text.
+    for name in ("parse", "scan", "compose", "compose_all", "load", "load_all", "safe_load"):
+        monkeypatch.setattr(yaml, name, counted(name))
+    loader._parse_article.cache_clear()
+    load_article(REFERENCE_ARTICLE)
+    assert passes == ["load"]
+
+
+class _Memo:
+    """Loaded articles kept between processes, in a dict (what checks/facts_cache.py keeps on disk)."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, str] = {}
+
+    def recall_articles(self, keys: Sequence[str]) -> dict[str, str]:
+        return {key: self.kept[key] for key in keys if key in self.kept}
+
+    def remember_articles(self, values: Mapping[str, str]) -> None:
+        self.kept.update(values)
+
+
+def test_load_each_skips_what_does_not_load_with_or_without_a_memo(tmp_path: Path) -> None:
+    good = tmp_path / "good.md"
+    good.write_text(f"---\n{MINIMAL_FRONT_MATTER}---\nText.\n", encoding="utf-8")
+    bad = tmp_path / "bad.md"
+    bad.write_text(f"---\n{MINIMAL_FRONT_MATTER}author: x\n---\nText.\n", encoding="utf-8")
+    binary = tmp_path / "binary.md"
+    binary.write_bytes(b"---\x00")
+    memo = _Memo()
+    results = [load_each([bad, good, binary], memo=m) for m in (None, memo, memo)]  # the last: recalled
+    for loaded in results:
+        assert [a.path for a in loaded.articles] == [good]
+        assert [(s.path, s.field, s.reason) for s in loaded.skipped] == [
+            (str(bad), "author", "unknown key"),
+            (str(binary), None, "unreadable"),
+        ]
+    assert len(memo.kept) == 1  # only what loaded is kept
+    with pytest.raises(ArticleError, match="author: unknown key"):  # all or nothing: the first error
+        load_articles([good, bad, binary], memo=_Memo())
