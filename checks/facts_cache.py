@@ -6,7 +6,9 @@ of a 1,000-article no-op. ``<out>/.cache/facts.sqlite`` keeps three kinds of fac
 
 - ``article``: a file's loaded article (by the hash of its path and bytes), as JSON;
 - ``links``: the links written in a body (by the hash of its source count and text);
-- ``grade``: the body's readability result (the same key).
+- ``grade``: the body's readability result (the same key);
+- ``language``: the stigma-free language check's findings (by the hash of what it reads: the
+  words, the cited titles, the language, the site's exceptions and the term lists).
 
 Each row also carries a fingerprint of the code and the libraries that compute these facts: a
 changed body is a miss, and a changed rule (this code, the loader, the Markdown syntax, textstat,
@@ -33,8 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinicpress.checks.body import body_facts, know_links
+from clinicpress.checks.language import article_language_problems, know_language, language_key
+from clinicpress.checks.model import Problem
 from clinicpress.checks.readability import HardSentence, ReadabilityResult, grade_body, know_grade
 from clinicpress.checks.sqlite_cache import SqliteCache
+from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
 __all__ = ["FactsCache", "PrimeStats", "body_key", "facts_beside", "open_facts", "prime_facts"]
@@ -55,6 +60,7 @@ CREATE TABLE IF NOT EXISTS facts (
 _DECIDING_MODULES = (
     "clinicpress.checks.body",
     "clinicpress.checks.facts_cache",
+    "clinicpress.checks.language",
     "clinicpress.checks.readability",
     "clinicpress.sources.article",
     "clinicpress.sources.loader",
@@ -217,8 +223,36 @@ def _links_of(text: str) -> tuple[str, ...] | None:
     return tuple(data)
 
 
-def prime_facts(articles: Sequence[Article], cache: FactsCache | None) -> PrimeStats:
-    """Make every article's links and grade known before the checks ask for them.
+def _language_json(problems: Sequence[Problem]) -> str:
+    return json.dumps([p.as_json() for p in problems], ensure_ascii=False)
+
+
+def _prime_language(articles: Sequence[Article], site: SiteConfig, cache: FactsCache) -> int:
+    """The language check's findings of every article known (from disk, or worked out once); the
+    number of rows written."""
+    settings, language = site.checks.language, site.organization.language
+    if not settings.enabled:
+        return 0
+    keys = {language_key(a, settings, language): a for a in articles}
+    kept = cache.get_many("language", list(keys))
+    new: dict[str, str] = {}
+    for key, article in keys.items():
+        try:
+            known = [Problem.model_validate(p) for p in json.loads(kept[key])] if key in kept else None
+        except (ValueError, TypeError):
+            known = None  # a row this code cannot read: worked out again
+        if known is not None:
+            know_language(key, known)
+        else:
+            new[key] = _language_json(article_language_problems(article, settings, language))
+    return cache.put_many("language", new)
+
+
+def prime_facts(
+    articles: Sequence[Article], cache: FactsCache | None, site: SiteConfig | None = None
+) -> PrimeStats:
+    """Make every article's links and grade (and, given the ``site``, its language findings) known
+    before the checks ask for them.
 
     Read from ``cache`` in one query per kind; what it lacks is computed here (one parse and one
     grade per body, kept in this process's memory for the checks) and written in one transaction.
@@ -227,6 +261,7 @@ def prime_facts(articles: Sequence[Article], cache: FactsCache | None) -> PrimeS
     bodies = list(dict.fromkeys((a.body, len(a.sources)) for a in articles))
     if cache is None or not bodies:
         return PrimeStats(len(bodies), 0, 0)
+    language_stored = _prime_language(articles, site, cache) if site is not None else 0
     keys = {pair: body_key(*pair) for pair in bodies}
     links_kept = cache.get_many("links", list(keys.values()))
     grades_kept = cache.get_many("grade", list(keys.values())) if links_kept else {}
@@ -245,5 +280,5 @@ def prime_facts(articles: Sequence[Article], cache: FactsCache | None) -> PrimeS
         else:
             new_grades[key] = _grade_json(grade_body(body, count))
         hits += links is not None and grade is not None
-    stored = max(cache.put_many("links", new_links), cache.put_many("grade", new_grades))
+    stored = max(cache.put_many("links", new_links), cache.put_many("grade", new_grades), language_stored)
     return PrimeStats(len(bodies), hits, stored)

@@ -16,14 +16,16 @@ Not flagged:
 
 A match that lies inside a longer match ("former addict" holds "addict") counts once, as the longer.
 
-The module is a little over 400 lines: it loads the term lists (each key checked, since a site may
-edit them) and applies them; the two stay together because the finder's rules (keys, soft,
-unless_near, window) are the list format's.
+The module is near 500 lines: it loads the term lists (each key checked, since a site may edit
+them), applies them and keeps what it found by content hash (for the facts cache); the three stay
+together because the finder's rules (keys, soft, unless_near, window) are the list format's.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 import tomllib
 from collections.abc import Collection, Iterable, Sequence
@@ -48,6 +50,8 @@ __all__ = [
     "available_languages",
     "check_exceptions",
     "find_terms",
+    "know_language",
+    "language_key",
     "language_problems",
     "load_terms",
 ]
@@ -403,13 +407,66 @@ def language_problems(
     return [Problem(check="language", severity=Severity.WARNING, message=_message(f)) for f in findings]
 
 
+# Findings known without reading the article again (checks/facts_cache.py reads them from disk in a
+# new process: a 1,000-article no-op would otherwise pay ~5 ms an article), by ``language_key``.
+_KNOWN: dict[str, tuple[Problem, ...]] = {}
+KNOWN_LIMIT = 8192
+
+
+@functools.cache
+def _terms_fingerprint(language: str) -> str:
+    """The bytes of the term lists ``language`` reads: an edited list is a new key."""
+    digest = hashlib.sha256(language.encode())
+    for path in sorted(TERMS_DIR.glob("*.toml")):
+        digest.update(path.name.encode() + b"\x00" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def language_key(article: Article, settings: LanguageCheckSettings, language: str) -> str:
+    """The hash of everything the check reads: the words, the cited titles, the language, the
+    site's exceptions and the term lists (not the code: the facts cache's fingerprint has it)."""
+    read = [
+        article.title,
+        article.summary,
+        article.body,
+        len(article.sources),
+        [source.title for source in article.sources],
+        language,
+        sorted(settings.allow),
+        list(settings.names),
+        _terms_fingerprint(language),
+    ]
+    return hashlib.sha256(json.dumps(read, ensure_ascii=False).encode()).hexdigest()
+
+
+def know_language(key: str, problems: Sequence[Problem]) -> None:
+    """Take ``problems`` as the findings of the article with this key without reading it."""
+    if len(_KNOWN) >= KNOWN_LIMIT:
+        _KNOWN.clear()
+    _KNOWN[key] = tuple(problems)
+
+
 def article_language_problems(
     article: Article, settings: LanguageCheckSettings, language: str = "en"
 ) -> list[Problem]:
     """:func:`language_problems` of ``article``, whose edition is in ``language``.
 
-    The prose is the one parse the readability grade reads (cached): no second parse of the body.
+    The prose is the one parse the readability grade reads (cached): no second parse of the body;
+    findings already known (``know_language``) are not worked out again.
     """
+    if not settings.enabled:
+        return []
+    key = language_key(article, settings, language)
+    if (known := _KNOWN.get(key)) is not None:
+        return list(known)
+    problems = _article_language_problems(article, settings, language)
+    know_language(key, problems)
+    return problems
+
+
+def _article_language_problems(
+    article: Article, settings: LanguageCheckSettings, language: str
+) -> list[Problem]:
     return language_problems(
         title=article.title,
         summary=article.summary,

@@ -23,6 +23,7 @@ from clinicpress.checks.integrity.apply import (
 )
 from clinicpress.checks.integrity.cache import IntegrityCache
 from clinicpress.checks.integrity.client import IntegrityReport, lookup, lookup_async, run_quietly
+from clinicpress.checks.language import article_language_problems
 from clinicpress.checks.links import LinkReport, check_urls_async
 from clinicpress.checks.model import (
     ArticleReport,
@@ -33,7 +34,7 @@ from clinicpress.checks.model import (
     Severity,
     verdict_of,
 )
-from clinicpress.checks.readability import readability_problems
+from clinicpress.checks.readability_es import readability_problems_in
 from clinicpress.checks.signoff import ReviewRecord, ReviewSource, approval_of, signoff_problems
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
@@ -87,10 +88,12 @@ def verify_article(
     preview), so ``[review] required`` is not judged here.
     """
     results = [links.results[url] for url in article_urls(article) if url in links.results]
+    language = site.organization.language  # the edition's own language once editions exist (issue 26)
     problems = [
         *check_licenses(site.licenses, on, site.checks.license_warn_days),
         *check_review(article, on),
-        *readability_problems(article, site.checks.readability_max_grade),
+        *readability_problems_in(article, language, site.checks.max_grade_for(language)),
+        *article_language_problems(article, site.checks.language, language),
         *link_problems(article, results, links.summary if links.network_down else None),
     ]
     if reviews is not None:
@@ -186,9 +189,9 @@ def check_articles(
     beside the link cache (``--no-cache`` turns all three off); ``facts`` False: none.
     """
     if isinstance(facts, FactsCache):
-        prime_facts(articles, facts)
+        prime_facts(articles, facts, site)
     elif facts:
-        prime_facts(articles, facts_beside(cache.path if cache else None))
+        prime_facts(articles, facts_beside(cache.path if cache else None), site)
     report, integrity = run_quietly(_check_all(articles, site, cache))
     return [
         verify_article(a, site, report, on=on, strict=strict, integrity=integrity, reviews=reviews)

@@ -82,7 +82,7 @@ def _all_ok(urls: list[str]) -> LinkReport:
 def _reports(paths: list[Path], site: SiteConfig, facts: FactsCache | None) -> tuple[Any, ...]:
     """What a publish works out before rendering: the articles, their URLs and their reports."""
     loaded = load_articles(paths, memo=facts)
-    prime_facts(loaded, facts)
+    prime_facts(loaded, facts, site)
     urls = all_urls(loaded)
     links = _all_ok(urls)
     on = min(a.last_reviewed for a in loaded)
