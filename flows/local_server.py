@@ -59,6 +59,13 @@ START_TIMEOUT = 180.0  # the first start migrates a new database: ~10-30 s on a 
 STOP_TIMEOUT = 30.0
 HEALTH_TIMEOUT = 2.0
 STARTING = "starting a local Prefect server (first run only)…"
+RESTARTING = "starting the local Prefect server again (it was stopped; its run history is kept)…"
+DATABASE_FILE = "prefect.db"  # the server's SQLite database in its home (PREFECT_HOME)
+
+
+def starting_message(home: Path) -> str:
+    """What a start says: the first ever start in this home, or a start after a stop."""
+    return RESTARTING if (home / DATABASE_FILE).exists() else STARTING
 LOOPBACK = "127.0.0.1"
 # Prefect's own settings: what the server requires of every request, and what every client sends.
 SERVER_AUTH_ENV, CLIENT_AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING"
@@ -258,7 +265,7 @@ def server_environment(environ: Mapping[str, str], home: Path, auth: str | None 
         env[SERVER_AUTH_ENV] = auth
     env.update(
         {
-            "PREFECT_HOME": str(home),  # its SQLite database is <home>/prefect.db
+            "PREFECT_HOME": str(home),  # its SQLite database is <home>/prefect.db (DATABASE_FILE)
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # needs the internet, fails noisily without
             # The CLI quiets Prefect for its own output; the server's log file should keep warnings.
             "PREFECT_LOGGING_LEVEL": "WARNING",
@@ -493,7 +500,7 @@ def ensure_server(
             )
             _terminate(state, STOP_TIMEOUT)
         _remove_state(home)  # stale: a dead or reused pid, or a start that never answered
-        say(STARTING)
+        say(starting_message(home))
         for _attempt in range(2):  # a second try if another program took the free port first
             state = _spawn(home, bind, auth, env)
             if _wait_healthy(state, deadline):

@@ -207,6 +207,13 @@ def test_server_start_beyond_loopback_without_an_auth_string_is_refused(server_e
     assert ls.read_state(home) is None
 
 
+def test_a_start_after_a_stop_does_not_say_first_run_only(tmp_path: Path) -> None:
+    assert ls.starting_message(tmp_path) == ls.STARTING  # a new home: the first run
+    (tmp_path / ls.DATABASE_FILE).write_bytes(b"")  # a server ran here, and was stopped
+    assert ls.starting_message(tmp_path) == ls.RESTARTING
+    assert "first run only" not in ls.RESTARTING
+
+
 def test_uptime_text() -> None:
     assert ls.uptime_text(75) == "1m 15s"
     assert ls.uptime_text(2 * 3600 + 300) == "2h 5m"
