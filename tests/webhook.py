@@ -16,7 +16,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["Receiver"]
+__all__ = ["Gate", "Receiver"]
 
 
 class Receiver:
@@ -51,3 +51,33 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Gate:
+    """Makes a Receiver answer 503 until ``open()``; what it refused is in ``refused``: a webhook
+    that is down, then comes back.
+
+    (Through socketserver's public ``RequestHandlerClass``: the shared Receiver always accepts.)
+    """
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+        self.accepting = receiver.server.RequestHandlerClass
+        self.refused: list[dict[str, Any]] = []
+        refused = self.refused
+
+        class Refusing(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                refused.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        receiver.server.RequestHandlerClass = Refusing
+
+    def open(self) -> None:
+        self.receiver.server.RequestHandlerClass = self.accepting

@@ -23,15 +23,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import MINIMAL_FRONT_MATTER, ROOT, TODAY, WriteArticle
 from httpfarm import HTTPFarm, Reply
 from prefect_server import free_port
-from webhook import Receiver
+from webhook import Gate, Receiver
 
 from clinicpress.faults import FAULT_ENV, GO
 from clinicpress.outputs.alerts import deliver, destination_label, outgoing_message
@@ -40,35 +38,6 @@ from clinicpress.outputs.registry import PendingAlert, Registry
 NOW = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 PUSHOVER = "pover://uQiRzpo4DXghDmr9QzzfQu27cmVRsG@azGDORePK8gMaC0QOYAMyEEuzJnyUi"
 TELEGRAM = "tgram://123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/42"
-
-
-class Gate:
-    """Makes a tests/webhook.py Receiver answer 503 until ``open()``; what it refused is in ``refused``.
-
-    (Through socketserver's public ``RequestHandlerClass``: the shared Receiver always accepts.)
-    """
-
-    def __init__(self, receiver: Receiver) -> None:
-        self.receiver = receiver
-        self.accepting = receiver.server.RequestHandlerClass
-        self.refused: list[dict[str, Any]] = []
-        refused = self.refused
-
-        class Refusing(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                refused.append(json.loads(self.rfile.read(length) or b"{}"))
-                self.send_response(503)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        receiver.server.RequestHandlerClass = Refusing
-
-    def open(self) -> None:
-        self.receiver.server.RequestHandlerClass = self.accepting
 
 
 @pytest.fixture

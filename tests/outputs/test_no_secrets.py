@@ -35,8 +35,7 @@ from httpfarm import HTTPFarm, Reply
 from prefect_server import free_port
 from requirements import need
 from smtpserver import SMTPTestServer, self_signed_cert
-from test_alert_delivery import Gate
-from webhook import Receiver
+from webhook import Gate, Receiver
 
 SUBSCRIBERS = ("ann@example.org", "bob@example.org", "cy@example.org")
 SECRETS = {
