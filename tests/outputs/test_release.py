@@ -141,12 +141,16 @@ def test_old_releases_are_pruned(tmp_path: Path) -> None:
 
 def _read_through_stable_paths(out: Path, stop_file: Path, results: Path) -> None:
     """A reader in its own process (true parallelism, no GIL hand-offs to hide a gap): it opens the
-    page through ``out/web/…`` as a web server does, over and over, and writes what it saw."""
+    page through ``out/web/…`` as a web server does, over and over, and writes what it saw. It
+    says it is reading (``<results>.ready``) after its first read: the handshake the test waits for."""
     seen: list[list[str]] = []  # the distinct versions in each read: one, if the read was whole
     errors: list[str] = []
     page = out / "web" / "a" / "index.html"
+    ready = results.with_suffix(".ready")
     stopping = False
     while not stopping:
+        if seen and not ready.exists():
+            ready.touch()
         stopping = stop_file.exists()  # one more read after the last switch
         try:
             for _ in range(50):  # cheap probes between full reads: a gap lasts microseconds
@@ -155,6 +159,15 @@ def _read_through_stable_paths(out: Path, stop_file: Path, results: Path) -> Non
         except OSError as exc:  # a 404 for a reader
             errors.append(repr(exc))
     results.write_text(json.dumps({"seen": seen, "errors": errors[:20], "error_count": len(errors)}))
+
+
+def _reading(reader: multiprocessing.process.BaseProcess, results: Path, timeout: float = 120.0) -> None:
+    """Wait (bounded) until the reader process says it reads: no switch before it looks."""
+    ready, end = results.with_suffix(".ready"), time.monotonic() + timeout
+    while not ready.exists():
+        assert reader.is_alive(), "the reader process ended before its first read"
+        assert time.monotonic() < end, "the reader process never started reading"
+        time.sleep(0.01)
 
 
 def test_a_reader_polling_during_switches_never_sees_a_gap_or_a_mix(
@@ -177,7 +190,7 @@ def test_a_reader_polling_during_switches_never_sees_a_gap_or_a_mix(
     )
     reader.start()
     try:
-        time.sleep(1.0)  # the spawned interpreter's start-up: let it reach its loop
+        _reading(reader, results)  # the spawned interpreter has started and reads
         for version in range(1, 200):
             # keep=2: the release a reader just left is pruned at once, under its feet.
             _publish(out, {"web/a/index.html": page(version), "reports/a.json": page(version)}, keep=2)
@@ -211,7 +224,7 @@ def test_switching_current_leaves_no_gap_a_reader_can_fall_into(tmp_path: Path) 
     )
     reader.start()
     try:
-        time.sleep(1.0)  # the spawned interpreter's start-up
+        _reading(reader, results)
         for _ in range(3_000):
             switch_live(out, first.name)
             switch_live(out, second.name)
