@@ -86,7 +86,7 @@ class Target:
 
 
 _RELEASE_TESTS = [
-    "tests/outputs/test_release_mutants.py",
+    "tests/outputs/test_publish_release.py",
     "tests/outputs/test_release.py",
     # Not the tests there that start a Prefect test server (over a minute on a loaded machine, past the
     # per-test timeout): the rollbacks they drive through the CLI are called directly in the first file.
@@ -176,7 +176,7 @@ TARGETS: dict[str, Target] = {
     "transitions": Target(
         "checks/transitions.py",
         [
-            "tests/checks/test_transitions_mutants.py",
+            "tests/checks/test_transitions.py",
             *(f"tests/outputs/test_monitor.py::{t}" for t in _MONITOR_PURE),
             "tests/checks/test_integrity.py::test_integrity_transitions_alert_once_per_new_notice",
         ],
@@ -189,7 +189,7 @@ TARGETS: dict[str, Target] = {
     "spool": Target(
         "renderers/spool.py",
         [
-            "tests/renderers/test_spool_mutants.py",
+            "tests/renderers/test_spool.py",
             "tests/renderers/test_pool.py",
             "tests/renderers/test_catalog.py",
         ],
@@ -264,11 +264,11 @@ def _lines(path: Path, functions: tuple[str, ...]) -> set[int] | None:
 # The tests written to kill survivors (issue 18); ``--before`` leaves them out to score the suite as it was.
 MUTANT_TESTS = frozenset(
     [
-        "tests/outputs/test_release_mutants.py",
+        "tests/outputs/test_publish_release.py",
         "tests/checks/test_address_rules.py",
         "tests/outputs/test_delivery_mutants.py",
-        "tests/checks/test_transitions_mutants.py",
-        "tests/renderers/test_spool_mutants.py",
+        "tests/checks/test_transitions.py",
+        "tests/renderers/test_spool.py",
     ]
 )
 BEFORE = False  # set by --before
