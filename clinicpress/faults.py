@@ -54,6 +54,7 @@ EXTRA_POINTS = (
     "newsletter.claimed",  # a recipient claimed (committed), before its SMTP transaction
     "rollback.lock",  # a rollback, before the output lock (it decides under it)
     "monitor.record",  # the monitor has read the states, recorded nothing (lines up two runs)
+    "unsubscribe.answered",  # the unsubscribe endpoint answered 200 (its suppression committed before)
 )
 ACTIONS = ("raise", "kill")
 PAUSE = "pause"

@@ -46,8 +46,12 @@ def send_newsletter_task(
     recipients: list[Subscriber],
     test_to: str | None,
     triggered_by: str | None = None,
+    strict: bool = False,
 ) -> SendReport:
-    """Only after the swap committed: an email cannot be recalled (docs/architecture.md)."""
+    """Only after the swap committed: an email cannot be recalled (docs/architecture.md).
+
+    ``strict`` (publish --strict): DNS that does not answer the From domain's check stops the send.
+    """
     assert site.newsletter.smtp is not None
     context = RenderContext(published_at=published_at, version=version)
     return send_newsletter(
@@ -59,6 +63,7 @@ def send_newsletter_task(
         smtp=site.newsletter.smtp,
         test_to=test_to,
         triggered_by=triggered_by,
+        strict=strict,
     )
 
 

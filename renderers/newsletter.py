@@ -44,6 +44,9 @@ DISCLAIMER = disclaimer("newsletter")
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_link_tags=False, keep_at_rules=True)
 
 
+_RECIPIENT_POLICY = email.policy.default.clone(max_line_length=998)
+
+
 def _check_header(field: str, value: str) -> str:
     if "\r" in value or "\n" in value:
         raise RenderError(f"newsletter header {field} contains a line break: {value[:80]!r}")
@@ -210,6 +213,12 @@ def personalise(
     msg.set_content(template.text)
     msg.add_alternative(template.html, subtype="html")
     msg.set_boundary(template.boundary)
+    if to is not None:
+        # A recipient's signed List-Unsubscribe link (~170 characters) would be folded by the default
+        # policy into RFC 2047 encoded words, which no mail client reads as a link: headers are written
+        # with lines up to RFC 5322's 998. Set after the parts: their encoding (76-character lines,
+        # RFC 2045) was chosen under the default policy. The outbox copy (no recipient) is unchanged.
+        msg.policy = _RECIPIENT_POLICY
     size = len(msg.as_bytes())
     if size > MAX_MESSAGE_BYTES:
         raise RenderError(

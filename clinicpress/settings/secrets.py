@@ -41,7 +41,12 @@ PASSWORD_KEY = "newsletter.smtp.password"  # noqa: S105
 MAX_SECRET_BYTES = 4096
 ONE_LINE = "the secret alone, on one line (UTF-8 text)"
 # Where a validation error's input is a secret: the message names the place, never the value.
-_SECRET_LOCATIONS: tuple[tuple[str, ...], ...] = (("alerts", "urls"), ("newsletter", "smtp", "password"))
+_SECRET_LOCATIONS: tuple[tuple[str, ...], ...] = (
+    ("alerts", "urls"),
+    ("newsletter", "smtp", "password"),
+    ("newsletter", "unsubscribe_secret"),
+    ("newsletter", "dkim", "private_key"),
+)
 
 
 def has_password_key(data: Mapping[str, Any]) -> bool:

@@ -50,6 +50,12 @@ smtplib, ssl or socket exception leaves it), ``send`` (the state machine),
 (the manual verdict), ``people`` (the two-person rule, pure), ``approval``
 (recording an approval, then the send), ``errors`` (the delivery's
 exception branch).
+
+The newsletter's loop (issue 28): ``unsubscribe`` (the signed one-click token),
+``unsubscribe_server`` (its endpoint), ``suppression`` (the list every send filters its
+recipients through, and the mail events), ``dkim_sign`` (each message signed), ``domain_check``
+(SPF, DKIM and DMARC before a send), ``bounces`` (DSN and ARF reports from a mailbox), and
+``loop`` (the site's settings read into them, the defaults, a send's numbers).
 """
 
 from clinicpress.outputs.delivery.errors import DeliveryError, DeliveryIncomplete, SmtpError

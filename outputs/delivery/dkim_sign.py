@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
 
-import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
-import dkim.crypto  # type: ignore[import-untyped]
+import dkim  # dkimpy ships no type information (pyproject: ignore_missing_imports)
+import dkim.crypto
 
-from clinicpress.errors import InputError
+from clinicpress.errors import InputError, RenderError
 
 __all__ = ["MIN_KEY_BITS", "SIGNED_HEADERS", "DkimSigner", "signed_header_names"]
 
@@ -92,17 +92,20 @@ class DkimSigner:
     def signature_of(self, data: bytes, headers: Sequence[str]) -> bytes:
         """The ``DKIM-Signature: …`` header line (folded, CRLF-terminated) for the raw message ``data``
         (CRLF line ends), signing ``headers`` (lowercase names, repeated to oversign)."""
-        return bytes(
-            dkim.sign(
-                data,
-                self.selector,
-                self.domain,
-                self.key,
-                canonicalize=CANONICALIZE,
-                signature_algorithm=ALGORITHM,
-                include_headers=[name.encode("ascii") for name in headers],
+        try:
+            return bytes(
+                dkim.sign(
+                    data,
+                    self.selector,
+                    self.domain,
+                    self.key,
+                    canonicalize=CANONICALIZE,
+                    signature_algorithm=ALGORITHM,
+                    include_headers=[name.encode("ascii") for name in headers],
+                )
             )
-        )
+        except dkim.DKIMException as exc:  # this message cannot be signed: it is not sent unsigned
+            raise RenderError(f"DKIM signing failed: {exc}") from exc
 
     def signature(self, msg: EmailMessage) -> str:
         """The ``DKIM-Signature`` header's value for ``msg`` as it is now, on one line."""

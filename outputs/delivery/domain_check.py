@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-import dkim  # type: ignore[import-untyped]  # dkimpy ships no type information
+import dkim  # dkimpy ships no type information (pyproject: ignore_missing_imports)
 import dns.exception
 import dns.nameserver
 import dns.resolver

@@ -19,13 +19,22 @@ from typing import Any
 
 from clinicpress.errors import ClinicpressError, InputError
 from clinicpress.faults import fault_point
+from clinicpress.outputs.delivery.dkim_sign import DkimSigner
 from clinicpress.outputs.delivery.errors import DeliveryError, SmtpError, SmtpGone
 from clinicpress.outputs.delivery.lease import lease_ttl, owner_name
+from clinicpress.outputs.delivery.loop import (
+    LinkMaker,
+    domain_check_wanted,
+    domain_report,
+    missing_secret,
+    signer_for,
+)
 from clinicpress.outputs.delivery.people import trigger_name
 from clinicpress.outputs.delivery.report import RecipientIssue, SendReport
 from clinicpress.outputs.delivery.schema import Approval, State
 from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, deliver
 from clinicpress.outputs.delivery.store import DeliveryStore, Queued, now
+from clinicpress.outputs.delivery.suppression import SuppressionStore
 from clinicpress.outputs.registry import registry_url
 from clinicpress.outputs.subscribers import Subscriber, address_problem
 from clinicpress.postal import check_postal_address
@@ -69,6 +78,7 @@ def send_newsletter(
     reconnect_delay: float = 0.5,
     db_url: str | None = None,
     triggered_by: str | None = None,
+    strict: bool = False,
 ) -> SendReport:
     """Send this article version's newsletter to every recipient not yet sent to.
 
@@ -81,15 +91,29 @@ def send_newsletter(
     ``triggered_by`` (who published it) is recorded with the send. With ``[newsletter]
     approval_required`` a new send waits, sending to nobody, until someone else approves it
     (``approval.py``); the report says so (``report.awaiting``).
+
+    The newsletter's loop (issue 28; defaults in ``loop.py``): a suppressed address (unsubscribed,
+    bounced, complained) is never sent to, whatever the CSV lists; each message carries its
+    recipient's signed one-click link and, with ``[newsletter.dkim]``, a DKIM signature; a send to
+    subscribers waits (recorded, pending) while the unsubscribe secret is missing or the From
+    domain's SPF, DKIM or DMARC record is missing or wrong (DNS that does not answer only with
+    ``strict``).
     """
     if Channel.NEWSLETTER not in article.channels:
         raise DeliveryError(f"{article.key}: the article has no newsletter channel; nothing to send")
     url = db_url or registry_url(site, Path(out_dir))
+    signer = signer_for(site.newsletter)  # once per send: the key is parsed here
     session = SmtpSession(smtp, ssl_context, reconnects=reconnects, reconnect_delay=reconnect_delay)
     with DeliveryStore(url) as store:
         if test_to is not None:
-            return _test_send(store, session, article, site, context, test_to)
-        return _Run(store, session, article, site, context, recipients, triggered_by).run()
+            return _test_send(store, session, article, site, context, test_to, signer)
+        with SuppressionStore(url) as suppression:
+            # Before the send is enqueued or synced: a suppressed address is no candidate of a new
+            # version, and leaves (excluded) a version's list it was on.
+            recipients, _suppressed = suppression.without_suppressed(recipients)
+        run = _Run(store, session, article, site, context, recipients, triggered_by)
+        run.signer, run.strict = signer, strict
+        return run.run()
 
 
 class _Run:
@@ -119,6 +143,9 @@ class _Run:
         self.triggered_by = trigger_name(triggered_by)
         required = site.newsletter.approval_required
         self.approval = Approval.AWAITING if required else Approval.NOT_REQUIRED
+        self.signer: DkimSigner | None = None
+        self.strict = False
+        self.links = LinkMaker.of(site.newsletter.unsubscribe_url, site.newsletter, article.key)
 
     def run(self) -> SendReport:
         fault_point("newsletter.enqueue")
@@ -143,6 +170,9 @@ class _Run:
             return self.store.report(
                 send_id, self.max_attempts, sent=0, stopped=f"not sent: {postal.reason()}"
             )
+        # RFC 8058: the one-click POST must say who; the same shape as the postal gate.
+        if no_secret := missing_secret(self.site.newsletter, [s.unsubscribe_url for s in self.recipients]):
+            return self.store.report(send_id, self.max_attempts, sent=0, stopped=f"not sent: {no_secret}")
         busy = self.store.acquire(send_id, self.owner, self.ttl)
         if busy is not None:
             return self.store.report(send_id, self.max_attempts, sent=0, busy=busy)
@@ -152,7 +182,9 @@ class _Run:
             self.store.recover(send_id)
             self.store.sync_list(send_id, {s.key for s in self.recipients})
             queue = self.store.eligible(send_id, self.max_attempts)
-            if queue:
+            if queue and (blocked := self._domain_blocks()):
+                stopped = f"not sent: {blocked}"
+            elif queue:
                 # Every recipient's message carries the Date of the first enqueue, whichever run sends it.
                 context = RenderContext(published_at=published_at, version=self.context.version)
                 template = render_message_template(self.article, self.site, context)
@@ -170,11 +202,22 @@ class _Run:
                 self.store.release(send_id, self.owner)
         return report
 
+    def _domain_blocks(self) -> str | None:
+        """Why the From domain stops the send (SPF, DKIM or DMARC named), or None. Asked only when
+        something is left to send: a finished send's resume costs no DNS lookup."""
+        news = self.site.newsletter
+        if not domain_check_wanted(news):
+            return None
+        report = domain_report(news.from_address, news, self.signer)
+        return report.reason() if report.blocks(strict=self.strict) else None
+
     def _send_all(self, send_id: int, template: MessageTemplate, queue: list[Queued]) -> str | None:
         """Send to the queue in order; the reason the run stopped early, or None."""
         for recipient in queue:
             try:
-                msg = personalise(template, to=recipient.address, unsubscribe_url=recipient.unsubscribe_url)
+                msg = _message(
+                    template, recipient.address, self.links, self.signer, recipient.unsubscribe_url
+                )
             except ClinicpressError as exc:  # e.g. this recipient's message is too large
                 self._fail_unsendable(send_id, recipient, str(exc))
                 continue
@@ -220,6 +263,20 @@ class _Run:
             self.store.mark(recipient.id, self.run_id, state=State.FAILED, last_error=why, finished_at=now())
 
 
+def _message(
+    template: MessageTemplate,
+    to: str,
+    links: LinkMaker,
+    signer: DkimSigner | None,
+    own_link: str | None = None,
+    subject_prefix: str = "",
+) -> EmailMessage:
+    """One recipient's message: their one-click link, then the DKIM signature over it all."""
+    link = links.link(to, own_link)
+    msg = personalise(template, to=to, unsubscribe_url=link, subject_prefix=subject_prefix)
+    return signer.sign(msg) if signer is not None else msg
+
+
 def _test_send(
     store: DeliveryStore,
     session: SmtpSession,
@@ -227,13 +284,16 @@ def _test_send(
     site: SiteConfig,
     context: RenderContext,
     test_to: str,
+    signer: DkimSigner | None = None,
 ) -> SendReport:
     """One "[TEST] " message to one address, recorded apart from the subscribers."""
     problem = address_problem(test_to)
     if problem:
         raise InputError(None, "--test-to", f"{test_to[:80]!r} {problem}", "an address like name@example.org")
     template = render_message_template(article, site, context)
-    msg = personalise(template, to=test_to, subject_prefix=TEST_SUBJECT_PREFIX)
+    # Signed and linked as a subscriber's would be (without a secret: the site's bare link).
+    links = LinkMaker.of(site.newsletter.unsubscribe_url, site.newsletter, article.key)
+    msg = _message(template, test_to, links, signer, subject_prefix=TEST_SUBJECT_PREFIX)
     message_id = str(msg["Message-ID"])
     test_id = store.start_test_send(article.key, context.version, test_to, message_id)
     result: Delivery | None = None

@@ -404,6 +404,17 @@ class DeliveryStore:
         with self.tx() as conn:
             return conn.execute(select(sends.c.id).where(sends.c.slug == slug).limit(1)).first() is not None
 
+    def latest_send(self, slug: str, version_prefix: str = "") -> tuple[int, str] | None:
+        """(id, version) of the newest send of ``slug`` (whose version starts so), or None."""
+        with self.tx() as conn:
+            row = conn.execute(
+                select(sends.c.id, sends.c.version)
+                .where(sends.c.slug == slug, sends.c.version.startswith(version_prefix, autoescape=True))
+                .order_by(sends.c.id.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (int(row.id), str(row.version))
+
     def resolve(self, rid: int, state: State, **values: Any) -> bool:
         """uncertain → ``state`` by a person's verdict; False when it was no longer uncertain."""
         at = now()

@@ -50,6 +50,7 @@ __all__ = [
     "UnsubscribeServer",
     "answer",
     "bind",
+    "serve_in_thread",
     "serve_unsubscribes",
 ]
 
@@ -324,3 +325,14 @@ def serve_unsubscribes(port: int, endpoint: Endpoint, say: Callable[[str], None]
     finally:
         server.server_close()
     say("unsubscribe-server: stopped")
+
+
+def serve_in_thread(port: int, endpoint: Endpoint, say: Callable[[str], None]) -> UnsubscribeServer:
+    """The endpoint in a daemon thread beside another service (``clinicpress serve``); bound before
+    it returns (a port in use is exit 2 before the service starts). ``shutdown()`` stops it."""
+    server = bind(port, endpoint)
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.25}, name="unsubscribe", daemon=True
+    ).start()
+    say(f"unsubscribe endpoint: answering {endpoint.path} at http://{HOST}:{server.port}")
+    return server

@@ -185,12 +185,6 @@ def test_a_relay_that_refolds_headers_or_trims_spaces_does_not_break_it(
     assert dkim.verify(changed, dnsfunc=dnsfunc)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="renderers/newsletter.py personalise(): email's default policy folds a List-Unsubscribe "
-    "longer than 78 characters into RFC 2047 encoded words, which no mail client reads as a link; "
-    "the lead's wiring builds the message with max_line_length=998 (then remove this mark)",
-)
 def test_the_per_recipient_link_stays_a_plain_header(template: MessageTemplate, site: SiteConfig) -> None:
     data = _wire(_message(template, site))
     head = data.partition(b"\r\n\r\n")[0].decode("ascii")

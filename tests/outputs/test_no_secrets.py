@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import MINIMAL_FRONT_MATTER, ROOT, WriteArticle
+from conftest import MINIMAL_FRONT_MATTER, ROOT, TEST_UNSUBSCRIBE_SECRET, WriteArticle
 from httpfarm import HTTPFarm, Reply
 from prefect_server import free_port
 from requirements import need
@@ -46,6 +46,7 @@ SECRETS = {
     "mail password": "mailPa55word-x7Kq2",
     "webhook password": "hookPa55word-m3Zt8",
     "smtp password": "smtpPa55word-q9Lw4",
+    "unsubscribe secret": TEST_UNSUBSCRIBE_SECRET,  # set for every test by conftest
 }
 
 # A logging config (PREFECT_LOGGING_SETTINGS_PATH) that sends apprise's DEBUG records to stderr
