@@ -123,6 +123,12 @@ class ArticleReport(BaseModel):
     problems: list[Problem] = Field(default_factory=list)
     links: list[LinkResult] = Field(default_factory=list)
     review_line: ReviewLine | None = None  # None: not judged (the preview reads no review records)
+    # At the authorities (checks/authority): one entry per DHCS license ([] when the lookup is
+    # off), the reviewer's NPI and status (None: no NPI, or the lookup is off), and what the state
+    # lists for each license found ok (the text report prints it).
+    license_registry: list[dict[str, Any]] = Field(default_factory=list)
+    reviewer_registry: dict[str, Any] | None = None
+    authority_notes: list[str] = Field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -132,4 +138,6 @@ class ArticleReport(BaseModel):
             "problems": [p.as_json() for p in self.problems],
             "links": [link.as_json() for link in self.links],
             "review_line": self.review_line.as_json() if self.review_line is not None else None,
+            "license_registry": self.license_registry,
+            "reviewer_registry": self.reviewer_registry,
         }

@@ -106,6 +106,8 @@ def report_lines(report: ArticleReport, *, action: str | None = None, list_ok: b
     lines.extend(
         f"  {p.severity.value:<8} {p.check}: {p.message}" for p in report.problems if p.check != "links"
     )
+    # A license found ok at DHCS: the state's record and the day it was read.
+    lines.extend(f"  {'ok':<8} license_registry: {note}" for note in report.authority_notes)
     offline = _network_down(report)
     groups: dict[LinkStatus, list[LinkResult]] = {}
     for link in report.links:

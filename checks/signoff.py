@@ -137,6 +137,10 @@ def signoff_problems(article: Article, records: Sequence[ReviewRecord], *, requi
     return [Problem(check=CHECK, severity=Severity.BLOCKED, message=message)]
 
 
+def _same_name(a: Reviewer, b: Reviewer) -> bool:
+    return " ".join(a.name.split()).casefold() == " ".join(b.name.split()).casefold()
+
+
 def with_signoff(article: Article, records: Sequence[ReviewRecord]) -> tuple[Article, ReviewSource]:
     """The article as it is printed: reviewer and date from its approving record, if any.
 
@@ -146,7 +150,12 @@ def with_signoff(article: Article, records: Sequence[ReviewRecord]) -> tuple[Art
     record = approval_of(article, records)
     if record is None:
         return article, ReviewSource.FRONT_MATTER
-    update: dict[str, object] = {"reviewed_by": record.reviewer, "last_reviewed": record.reviewed_on}
+    reviewer = record.reviewer
+    typed = article.reviewed_by
+    if reviewer.npi is None and typed is not None and typed.npi is not None and _same_name(typed, reviewer):
+        # The record keeps no NPI: the front matter's, for the same person, is still the reviewer's.
+        reviewer = reviewer.model_copy(update={"npi": typed.npi})
+    update: dict[str, object] = {"reviewed_by": reviewer, "last_reviewed": record.reviewed_on}
     if article.next_review == add_months(article.last_reviewed, DEFAULT_REVIEW_MONTHS):
         update["next_review"] = add_months(record.reviewed_on, DEFAULT_REVIEW_MONTHS)
     return article.model_copy(update=update), ReviewSource.RECORD

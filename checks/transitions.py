@@ -31,6 +31,10 @@ class Kind(enum.StrEnum):
     LICENSE_EXPIRED = "license.expired"
     LICENSE_RENEWED = "license.renewed"
     REVIEW_DUE = "review.due"
+    # At the authorities (checks/authority/transitions.py): DHCS's record, the NPI registry's.
+    LICENSE_CHANGED = "license.changed"
+    LICENSE_DELISTED = "license.delisted"
+    REVIEWER_INACTIVE = "reviewer.inactive"
 
 
 # Transitions that say a problem is over: news only to someone who was told of the problem

@@ -10,6 +10,12 @@ import asyncio
 from collections.abc import Sequence
 from datetime import date
 
+from clinicpress.checks.authority.run import (
+    AuthorityReport,
+    article_npi,
+    authority_verdict,
+    lookup_authorities,
+)
 from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.collect import article_urls
 from clinicpress.checks.dates import check_licenses, check_review
@@ -80,10 +86,12 @@ def verify_article(
     strict: bool = False,
     integrity: IntegrityReport | None = None,
     reviews: Sequence[ReviewRecord] | None = None,
+    authority: AuthorityReport | None = None,
 ) -> ArticleReport:
     """The verdict of one article on day ``on``, from already-checked links and integrity records.
 
     ``integrity`` None: not looked up (``[checks.integrity] enabled = false``), the fields stay null.
+    ``authority``: what DHCS and the NPI registry answered (None: not asked, the preview).
     ``reviews``: the review records the caller read from the registry; None: not read (the
     preview), so ``[review] required`` is not judged here.
     """
@@ -103,6 +111,9 @@ def verify_article(
             article, results, integrity, site.checks.links, network_line=links.network_down
         )
         problems += found
+    at_authority = authority_verdict(article, site, authority) if authority is not None else None
+    if at_authority is not None:
+        problems += at_authority.problems
     return ArticleReport(
         path=str(article.path),
         slug=article.key,
@@ -110,6 +121,9 @@ def verify_article(
         problems=problems,
         links=results,
         review_line=None if reviews is None else review_line(article, reviews),
+        license_registry=at_authority.license_registry if at_authority else [],
+        reviewer_registry=at_authority.reviewer_registry if at_authority else None,
+        authority_notes=at_authority.notes if at_authority else [],
     )
 
 
@@ -152,14 +166,33 @@ def check_integrity(
     )
 
 
+def site_npis(articles: Sequence[Article], site: SiteConfig) -> list[str]:
+    """Every reviewer's NPI the articles print, once."""
+    return list(dict.fromkeys(npi for a in articles if (npi := article_npi(a, site)) is not None))
+
+
+def check_authorities(
+    articles: Sequence[Article], site: SiteConfig, cache: LinkCache | None
+) -> AuthorityReport:
+    """The licenses at DHCS and the reviewers at the NPI registry: what check and publish both run."""
+    return run_quietly(
+        lookup_authorities(site, site_npis(articles, site), link_cache_path=cache.path if cache else None)
+    )
+
+
 async def _check_all(
     articles: Sequence[Article], site: SiteConfig, cache: LinkCache | None
-) -> tuple[LinkReport, IntegrityReport | None]:
-    """The link check and the integrity lookups at once: the lookups add little wall time."""
+) -> tuple[LinkReport, IntegrityReport | None, AuthorityReport]:
+    """The link check, the integrity and the authority lookups at once: the lookups add little
+    wall time."""
     urls = all_urls(articles)
     links = check_urls_async(urls, site.checks.links, cache=cache)
+    authority = lookup_authorities(
+        site, site_npis(articles, site), link_cache_path=cache.path if cache else None
+    )
     if not site.checks.integrity.enabled:
-        return await links, None
+        checked, found = await asyncio.gather(links, authority)
+        return checked, None, found
     quotes, fetch_at = quote_requests(articles, site.checks.links)
     records = lookup_async(
         identifiers(urls, site.checks.links),
@@ -170,7 +203,7 @@ async def _check_all(
         quotes=quotes,
         fetch_at=fetch_at,
     )
-    return await asyncio.gather(links, records)
+    return await asyncio.gather(links, records, authority)
 
 
 def check_articles(
@@ -192,8 +225,10 @@ def check_articles(
         prime_facts(articles, facts, site)
     elif facts:
         prime_facts(articles, facts_beside(cache.path if cache else None), site)
-    report, integrity = run_quietly(_check_all(articles, site, cache))
+    report, integrity, authority = run_quietly(_check_all(articles, site, cache))
     return [
-        verify_article(a, site, report, on=on, strict=strict, integrity=integrity, reviews=reviews)
+        verify_article(
+            a, site, report, on=on, strict=strict, integrity=integrity, reviews=reviews, authority=authority
+        )
         for a in articles
     ]

@@ -35,6 +35,13 @@ from clinicpress.errors import SiteConfigError
 from clinicpress.settings.integrity import IntegritySettings
 from clinicpress.settings.language import LanguageCheckSettings
 from clinicpress.settings.links import LinkCheckSettings
+from clinicpress.settings.newsletter_loop import (
+    UNSUBSCRIBE_SECRET_ENV,
+    NewsletterLoop,
+    secret_keys_in,
+    with_loop_secrets,
+)
+from clinicpress.settings.registries import LicenseRegistrySettings, Npi, ReviewerRegistrySettings
 from clinicpress.settings.secrets import (
     PASSWORD_ENV,
     PASSWORD_KEY,
@@ -99,13 +106,25 @@ class License(_Strict):
 
     _one_line = field_validator("issuer", "program_id")(single_line)
 
-    def line(self) -> str:
-        """The sentence every channel prints, e.g. for the footer."""
+    def issued_by_dhcs(self) -> bool:
+        """Whether California's Department of Health Care Services issued it."""
+        issuer = " ".join(self.issuer.casefold().replace(".", " ").split())
+        return "department of health care services" in issuer or "dhcs" in issuer.split()
+
+    def statement(self) -> str:
+        """Who licensed the program, in the statute's words for DHCS (HSC §11831.12):
+        "Licensed by the State Department of Health Care Services." (or "Certified by …")."""
         verb = "Licensed" if self.kind == "licensed" else "Certified"
-        return (
-            f"{verb} by the {self.issuer} · Program ID {self.program_id} · "
-            f"valid through {format_date(self.expires)}"
-        )
+        issuer = "State Department of Health Care Services" if self.issued_by_dhcs() else self.issuer
+        return f"{verb} by the {issuer.rstrip('.')}."
+
+    def particulars(self) -> str:
+        """The number and the expiry, printed after :meth:`statement`."""
+        return f"Program ID {self.program_id} · valid through {format_date(self.expires)}"
+
+    def line(self) -> str:
+        """The sentence every channel prints, e.g. for the footer (the web links its statement)."""
+        return f"{self.statement()} {self.particulars()}"
 
 
 class Smtp(_Strict):
@@ -143,7 +162,10 @@ class Smtp(_Strict):
         return self
 
 
-class Newsletter(_Strict):
+class Newsletter(_Strict, NewsletterLoop):
+    """``[newsletter]``; the loop's fields (unsubscribe secret, DKIM, domain check) are
+    ``NewsletterLoop``'s (clinicpress/settings/newsletter_loop.py)."""
+
     from_name: str = Field(min_length=1, description="The sender's name in the From header")
     from_address: str = Field(description="The sending address (From)")
     reply_to: str | None = Field(default=None, description="Where replies go (Reply-To)")
@@ -208,6 +230,14 @@ class Checks(_Strict):
     integrity: IntegritySettings = Field(default_factory=IntegritySettings)
     language: LanguageCheckSettings = Field(
         default_factory=LanguageCheckSettings, description="The stigma-free language check"
+    )
+    license_registry: LicenseRegistrySettings = Field(
+        default_factory=LicenseRegistrySettings,
+        description="Each DHCS license against the state's list of licensed and certified facilities",
+    )
+    reviewer_registry: ReviewerRegistrySettings = Field(
+        default_factory=ReviewerRegistrySettings,
+        description="Each reviewer's NPI against the NPPES NPI Registry",
     )
 
     def max_grade_for(self, language: str) -> float:
@@ -274,6 +304,16 @@ class Monitor(_Strict):
     schedule: str = Field(default="0 7 * * *", description="Cron schedule of the served monitor deployment")
 
 
+class ReviewerEntry(_Strict):
+    """One of the clinic's reviewers (``[[review.reviewers]]``), with their NPI."""
+
+    name: str = Field(min_length=1, description="As printed in the review line, e.g. Jane Doe")
+    credentials: str | None = Field(default=None, description="e.g. MD")
+    npi: Npi = Field(description="Their 10-digit NPI (the check digit is verified at load)")
+
+    _one_line = field_validator("name")(single_line)
+
+
 class Review(_Strict):
     """Clinical sign-off bound to the exact text (README, "Reviewing and publishing")."""
 
@@ -286,6 +326,19 @@ class Review(_Strict):
         default=False,
         description="The review/review deployment (clinicpress serve) publishes what its form approved",
     )
+    reviewers: list[ReviewerEntry] = Field(
+        default_factory=list,
+        description="The clinic's reviewers with their NPI: a review naming one is looked up in the NPI "
+        "registry ([checks.reviewer_registry])",
+    )
+
+    def npi_of(self, name: str) -> str | None:
+        """The NPI listed for the reviewer named ``name`` (case and spacing aside), if any."""
+        wanted = " ".join(name.casefold().split())
+        for entry in self.reviewers:
+            if " ".join(entry.name.casefold().split()) == wanted:
+                return entry.npi
+        return None
 
 
 class SiteConfig(BaseSettings):
@@ -355,6 +408,15 @@ def load_site(path: Path | str = DEFAULT_SITE_PATH) -> SiteConfig:
             f"{PASSWORD_ENV} in the environment, or password_file naming a file only its owner can read; "
             "remove the key, and change the password if the file was shared",
         )
+    for key in secret_keys_in(data):
+        raise SiteConfigError(
+            site_path,
+            key,
+            "a secret does not belong in site.toml (it is copied and shared with the content)",
+            f"{UNSUBSCRIBE_SECRET_ENV} in the environment, or unsubscribe_secret_file / [newsletter.dkim] "
+            "key_file naming a file only its owner can read (chmod 600); remove the key, and make a new "
+            "secret if the file was shared",
+        )
     try:
         config = SiteConfig(**data)
     except ValidationError as exc:
@@ -364,7 +426,9 @@ def load_site(path: Path | str = DEFAULT_SITE_PATH) -> SiteConfig:
         ) from exc
     except SettingsError as exc:  # a CLINICPRESS_… variable that is not valid JSON where a list is expected
         raise SiteConfigError(None, "environment", str(exc), "a JSON value for a list or table") from exc
-    return _with_smtp_password(config, site_path)
+    config = _with_smtp_password(config, site_path)
+    # The unsubscribe secret and the DKIM key, read once from their owner-only files.
+    return config.model_copy(update={"newsletter": with_loop_secrets(config.newsletter, site_path)})
 
 
 def _with_smtp_password(config: SiteConfig, site_path: Path) -> SiteConfig:

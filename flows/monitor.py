@@ -39,12 +39,20 @@ from clinicpress.flows.tasks import (
     LINK_BATCH_RUNNER,
     MonitorIntegrity,
     check_sources,
+    monitor_authority_task,
     monitor_integrity_task,
     quoted,
 )
 from clinicpress.outputs.alerts import Alert, Delivery, deliver
 from clinicpress.outputs.delivery.lease import owner_name
-from clinicpress.outputs.monitoring import Evaluation, Outbox, cited_by, evaluate, plan_outbox
+from clinicpress.outputs.monitoring import (
+    AuthorityFindings,
+    Evaluation,
+    Outbox,
+    cited_by,
+    evaluate,
+    plan_outbox,
+)
 from clinicpress.outputs.registry import PendingAlert, PublishedArticle, Registry
 from clinicpress.outputs.release import live_versions
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, format_date, load_site
@@ -146,6 +154,7 @@ def evaluate_catalog(
     today: date,
     now: datetime,
     integrity: MonitorIntegrity | None = None,
+    authority: AuthorityFindings | None = None,
 ) -> tuple[Evaluation, Outbox]:
     with Registry.for_site(site, Path(out_dir)) as registry:
         previous = registry.states()
@@ -153,7 +162,16 @@ def evaluate_catalog(
         archives = registry.archives(cited_by(catalog))
     verdicts, quotes = (integrity.verdicts, integrity.quotes) if integrity is not None else (None, None)
     evaluation = evaluate(
-        catalog, results, previous, archives, site, today=today, now=now, integrity=verdicts, quotes=quotes
+        catalog,
+        results,
+        previous,
+        archives,
+        site,
+        today=today,
+        now=now,
+        integrity=verdicts,
+        quotes=quotes,
+        authority=authority,
     )
     return evaluation, plan_outbox(evaluation.alerts, evaluation.states, pending)
 
@@ -178,6 +196,7 @@ def record_monitor(
             states=evaluation.states,
             superseded=outbox.superseded,
             raised=outbox.raised,
+            snapshots=evaluation.snapshots,
         )
 
 
@@ -248,11 +267,14 @@ def _monitor(site: SiteConfig, out_dir: str, lock: Lock, today: date | None) -> 
     urls = list(cited_by(catalog))
     slugs = [article.slug for article in catalog]
     integrity = monitor_integrity_task.submit(urls, slugs, site, out_dir, now)  # while the links are checked
+    # DHCS and the NPI registry, read again (no cache): the lookup check and publish make.
+    authority = monitor_authority_task.submit(site, out_dir, slugs) if slugs else None
     links = check_sources(urls, site.checks.links)  # no cache: the monitor re-checks everything
     # quoted(): Prefect would otherwise walk these large structures looking for futures.
     verdicts = quoted(integrity.result())
+    found = quoted(authority.result()) if authority is not None else None
     evaluation, outbox = evaluate_catalog(
-        site, out_dir, quoted(catalog), quoted(links.results), day, now, verdicts
+        site, out_dir, quoted(catalog), quoted(links.results), day, now, verdicts, found
     )
     results = list(links.results.values())
     # Where a test lines up two runs: both have read the states; only the lock keeps a second one out.

@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from clinicpress import clock, progress
+from clinicpress.checks.authority.run import AuthorityReport
 from clinicpress.checks.cache import open_cache
 from clinicpress.checks.facts_cache import FactsCache, open_facts, prime_facts
 from clinicpress.checks.integrity.client import IntegrityReport
@@ -33,6 +34,7 @@ from clinicpress.flows.json_flow import caller_unquotes, flow
 from clinicpress.flows.settle import Fate, Settled, after_release, plan, settle
 from clinicpress.flows.tasks import (
     LINK_BATCH_RUNNER,
+    check_authority_task,
     check_integrity_task,
     check_sources,
     quoted,
@@ -128,9 +130,19 @@ def verify(
     strict: bool,
     integrity: IntegrityReport | None = None,
     reviews: list[ReviewRecord] | None = None,
+    authority: AuthorityReport | None = None,
 ) -> list[ArticleReport]:
     reports = [
-        verify_article(a, site, links, on=on, strict=strict, integrity=integrity, reviews=reviews or [])
+        verify_article(
+            a,
+            site,
+            links,
+            on=on,
+            strict=strict,
+            integrity=integrity,
+            reviews=reviews or [],
+            authority=authority,
+        )
         for a in articles
     ]
     fault_point("check.verify")
@@ -183,6 +195,7 @@ def _newsletters(
     test_to: str | None,
     triggered_by: str | None = None,
     approval_wait: int = 0,
+    strict: bool = False,
 ) -> list[SendReport]:
     """Send (or resume) each live version's newsletter, when an SMTP server is configured.
 
@@ -201,7 +214,7 @@ def _newsletters(
 
     def send(article: Article, version: str) -> SendReport:
         return send_newsletter_task(
-            article, version, site, out_dir, now, quoted(recipients), test_to, triggered_by
+            article, version, site, out_dir, now, quoted(recipients), test_to, triggered_by, strict
         )
 
     reports = [send(article, version) for (_, version), article in articles.items()]
@@ -275,10 +288,19 @@ def publish_flow(
             )  # links, grade, language findings: from disk or worked out once
             # Crossref/PubMed lookups run while the links are checked (a task of their own).
             integrity = check_integrity_task.submit(quoted(articles), site, cache)
+            # The licenses at DHCS and the reviewers at the NPI registry: the lookup check makes.
+            authority = check_authority_task.submit(quoted(articles), site, cache)
             links = check_sources(all_urls(articles), site.checks.links, cache)
             records = quoted(integrity.result())
             reports = verify(
-                quoted(articles), site, quoted(links), now.date(), strict, records, quoted(reviews)
+                quoted(articles),
+                site,
+                quoted(links),
+                now.date(),
+                strict,
+                records,
+                quoted(reviews),
+                quoted(authority.result()),
             )
             for run, report in zip(runs, reports, strict=True):
                 run.report = report
@@ -310,6 +332,7 @@ def publish_flow(
         test_to,
         triggered_by,
         approval_wait_seconds,
+        strict,
     )
     result = _result(out_dir, release, settled, {s.run.article.key for s in unchanged}, sends, review_sources)
     result.skipped = loaded.skipped

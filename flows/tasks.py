@@ -14,6 +14,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from clinicpress.checks.archive import lookup_archives
+from clinicpress.checks.authority.run import AuthorityReport, lookup_authorities
 from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.integrity.apply import (
     identifiers,
@@ -21,13 +22,14 @@ from clinicpress.checks.integrity.apply import (
     integrity_cache_beside,
     verdicts_by_url,
 )
-from clinicpress.checks.integrity.client import IntegrityReport, lookup
+from clinicpress.checks.integrity.client import IntegrityReport, lookup, run_quietly
 from clinicpress.checks.integrity.quotes import QuoteResult, quote_key
 from clinicpress.checks.integrity.verdict import IntegrityVerdict
 from clinicpress.checks.links import LinkBatch, LinkReport, check_batch, merge_batches, plan_batches
 from clinicpress.checks.transitions import State, integrity_state
-from clinicpress.checks.verify import all_urls, check_integrity, site_contact
+from clinicpress.checks.verify import all_urls, check_authorities, check_integrity, site_contact
 from clinicpress.faults import fault_point
+from clinicpress.outputs.monitoring import AuthorityFindings, PrintedReviewer
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
 from clinicpress.outputs.registry import PublishRecord, Registry
 from clinicpress.outputs.release import live_release, live_report
@@ -83,6 +85,47 @@ def check_integrity_task(
     """
     path = cache.path if cache is not None else None
     return check_integrity(articles, site, integrity_cache_beside(path, site.checks.integrity))
+
+
+@task(name="check-authorities", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
+def check_authority_task(
+    articles: list[Article], site: SiteConfig, cache: LinkCache | None
+) -> AuthorityReport:
+    """The licenses at DHCS and the reviewers' NPIs at the NPI registry (checks/authority/run.py),
+    the same lookup ``clinicpress check`` makes; submitted beside the link check."""
+    return check_authorities(articles, site, cache)
+
+
+def printed_reviewers(out_dir: Path, slugs: Iterable[str]) -> dict[str, PrintedReviewer]:
+    """Each reviewer's NPI the live articles print, from their published reports (the JSON of
+    ``check``: ``reviewer_registry`` and ``review_line``), with the slugs that print it."""
+    found: dict[str, tuple[str, str | None, list[str]]] = {}
+    for slug in slugs:
+        report = live_report(out_dir, slug) or {}
+        at_registry, line = report.get("reviewer_registry"), report.get("review_line")
+        if not isinstance(at_registry, dict) or not isinstance(line, dict):
+            continue
+        npi, shown = at_registry.get("npi"), line.get("reviewed_by")
+        if not isinstance(npi, str) or not isinstance(shown, str):
+            continue
+        name, _, credentials = shown.partition(", ")  # Reviewer.display(): "Name, Credentials"
+        found.setdefault(npi, (name, credentials or None, []))[2].append(slug)
+    return {npi: PrintedReviewer(name, cred, tuple(s)) for npi, (name, cred, s) in found.items()}
+
+
+@task(name="monitor-authorities", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
+def monitor_authority_task(site: SiteConfig, out_dir: str, slugs: list[str]) -> AuthorityFindings:
+    """DHCS and the NPI registry read again (no cache), through the lookup check and publish make,
+    with the answers the registry kept from earlier runs."""
+    reviewers = printed_reviewers(Path(out_dir), slugs)
+    report = run_quietly(lookup_authorities(site, list(reviewers), link_cache_path=None))
+    with Registry.for_site(site, Path(out_dir)) as registry:
+        previous = {
+            (name, key): snap
+            for name in ("dhcs", "npi")
+            for key, snap in registry.latest_snapshots(name).items()
+        }
+    return AuthorityFindings(report.licenses, report.npis, reviewers, previous)
 
 
 @dataclass(frozen=True)

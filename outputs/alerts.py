@@ -275,6 +275,34 @@ def review_alert(article: PublishedArticle) -> Alert:
     )
 
 
+def authority_alert(
+    kind: Kind, key: str, subject: str, message: str, articles: Sequence[PublishedArticle]
+) -> Alert:
+    """DHCS's record of a license changed or dropped it, or a reviewer's NPI is no longer active."""
+    if kind is Kind.REVIEWER_INACTIVE:
+        headline = f"Reviewer NPI {subject} is no longer active"
+        action = "Have another clinician review the articles that print this reviewer, and publish again."
+    elif kind is Kind.LICENSE_DELISTED:
+        headline = f"License {subject} is no longer listed by DHCS"
+        action = "Nothing can be published until the state lists the program again; ask DHCS why."
+    else:
+        headline = f"DHCS changed its record of license {subject}"
+        action = "Make site.toml say what the state lists, and publish again."
+    lines = [message + ".", action, "Published articles:", *_articles_lines(articles)]
+    reprint = _reprint(articles)
+    if reprint:
+        lines.append("Reprint needed: printed handouts carry the license and review lines.")
+    return Alert(
+        kind=kind,
+        key=key,
+        title=f"[clinicpress] {headline}",
+        body="\n".join(lines),
+        articles=tuple(a.slug for a in articles),
+        reprint_needed=reprint,
+        payload={"subject": subject, "message": message},
+    )
+
+
 # How alarming each transition is, in the receiving tool's own terms (colours, icons).
 _NOTIFY_TYPE = {
     Kind.SOURCE_BROKEN: apprise.NotifyType.FAILURE,
@@ -288,6 +316,9 @@ _NOTIFY_TYPE = {
     Kind.REVIEW_DUE: apprise.NotifyType.WARNING,
     Kind.SOURCE_RECOVERED: apprise.NotifyType.SUCCESS,
     Kind.LICENSE_RENEWED: apprise.NotifyType.SUCCESS,
+    Kind.LICENSE_CHANGED: apprise.NotifyType.WARNING,
+    Kind.LICENSE_DELISTED: apprise.NotifyType.FAILURE,
+    Kind.REVIEWER_INACTIVE: apprise.NotifyType.FAILURE,
 }
 
 

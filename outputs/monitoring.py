@@ -12,16 +12,24 @@ of is not sent at all. So at most one alert per key is ever pending.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import get_args
 
+from clinicpress.checks.authority.license import LicenseAnswer
+from clinicpress.checks.authority.npi import NpiAnswer, ReviewerStatus, judge_reviewer
+from clinicpress.checks.authority.run import clinic_state
+from clinicpress.checks.authority.transitions import license_transition as registry_transition
+from clinicpress.checks.authority.transitions import reviewer_transition
 from clinicpress.checks.integrity.quotes import QuoteResult
 from clinicpress.checks.integrity.verdict import IntegrityVerdict
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import (
     ALL_CLEAR,
+    Kind,
     State,
     integrity_transition,
     license_transition,
@@ -31,14 +39,15 @@ from clinicpress.checks.transitions import (
 )
 from clinicpress.outputs.alerts import (
     Alert,
+    authority_alert,
     integrity_alert,
     license_alert,
     quote_alert,
     review_alert,
     source_alert,
 )
-from clinicpress.outputs.registry import AlertRecord, PendingAlert, PublishedArticle
-from clinicpress.site import SiteConfig, format_date
+from clinicpress.outputs.registry import AlertRecord, PendingAlert, PublishedArticle, Snapshot
+from clinicpress.site import License, SiteConfig, format_date
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,26 @@ class Evaluation:
     states: dict[str, State]  # every key evaluated, with its new state
     alerts: list[Alert]
     not_ok: list[tuple[LinkResult, tuple[str, ...]]]  # sources not ok, with the slugs citing them
+    snapshots: list[Snapshot] = field(default_factory=list)  # authority answers that changed: kept
+
+
+@dataclass(frozen=True)
+class PrintedReviewer:
+    """A reviewer a live article prints with an NPI (from its published report)."""
+
+    name: str
+    credentials: str | None
+    slugs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AuthorityFindings:
+    """What the monitor read again at DHCS and the NPI registry (no cache), and what it kept before."""
+
+    licenses: list[tuple[License, LicenseAnswer]] | None  # None: the lookup is off
+    npis: dict[str, NpiAnswer] | None
+    reviewers: dict[str, PrintedReviewer]  # by NPI
+    previous: dict[tuple[str, str], Snapshot]  # (registry, key) → the latest kept answer
 
 
 def cited_by(catalog: Sequence[PublishedArticle]) -> dict[str, list[PublishedArticle]]:
@@ -68,9 +97,11 @@ def evaluate(
     now: datetime,
     integrity: Mapping[str, IntegrityVerdict] | None = None,
     quotes: Mapping[str, QuoteResult] | None = None,
+    authority: AuthorityFindings | None = None,
 ) -> Evaluation:
     """``integrity``: the verdict per source URL of every DOI/PMID source (None: not looked up);
-    ``quotes``: each recorded quote read again, by ``quote_key`` (None: not read)."""
+    ``quotes``: each recorded quote read again, by ``quote_key`` (None: not read);
+    ``authority``: DHCS's and the NPI registry's answers, read again (None: not asked)."""
     states: dict[str, State] = {}
     alerts: list[Alert] = []
     not_ok: list[tuple[LinkResult, tuple[str, ...]]] = []
@@ -133,7 +164,77 @@ def evaluate(
         if kind is not None:
             alerts.append(review_alert(article))
 
-    return Evaluation(states=states, alerts=alerts, not_ok=not_ok)
+    snapshots: list[Snapshot] = []
+    if authority is not None:
+        snapshots = _authority(catalog, authority, previous, site, now, states, alerts)
+    return Evaluation(states=states, alerts=alerts, not_ok=not_ok, snapshots=snapshots)
+
+
+def _same_answer(before: Snapshot | None, answer: LicenseAnswer | NpiAnswer) -> bool:
+    """Whether ``answer`` says what the kept snapshot said (when it was read aside)."""
+    if before is None:
+        return False
+    kept = type(answer).model_validate_json(before.answer)
+    return kept.model_copy(update={"read_at": None}) == answer.model_copy(update={"read_at": None})
+
+
+def _status(before: Snapshot | None) -> ReviewerStatus | None:
+    """The reviewer status a kept snapshot recorded (None: never seen, or a word we do not know)."""
+    statuses: tuple[ReviewerStatus, ...] = get_args(ReviewerStatus)
+    return next((status for status in statuses if before is not None and before.status == status), None)
+
+
+def _kept_state(previous: Mapping[str, State], key: str, state: str, now: datetime) -> State:
+    prev = previous.get(key)
+    return prev if prev is not None and prev.state == state else State(state, now)
+
+
+def _authority(
+    catalog: Sequence[PublishedArticle],
+    found: AuthorityFindings,
+    previous: Mapping[str, State],
+    site: SiteConfig,
+    now: datetime,
+    states: dict[str, State],
+    alerts: list[Alert],
+) -> list[Snapshot]:
+    """license.changed / license.delisted / reviewer.inactive, once each (checks/authority/
+    transitions.py against the last kept snapshot); the answers that changed, to keep. An answer
+    that did not come (unverified) changes nothing: no state, no snapshot, no alert."""
+    snapshots: list[Snapshot] = []
+    for lic, answer in found.licenses or []:
+        if not answer.answered or answer.read_at is None:
+            continue
+        pid = lic.program_id
+        before = found.previous.get(("dhcs", pid))
+        kept = LicenseAnswer.model_validate_json(before.answer) if before is not None else None
+        transition = registry_transition(kept, answer)
+        key = f"license-registry:{pid}"
+        listed = "listed" if answer.listed else "not-listed"
+        mark = hashlib.sha256(answer.model_dump_json(include={"listed"}).encode()).hexdigest()[:8]
+        states[key] = _kept_state(previous, key, f"{listed}:{mark}" if answer.listed else listed, now)
+        if transition is not None:
+            alerts.append(authority_alert(Kind(transition.kind), key, pid, transition.message, catalog))
+        if not _same_answer(before, answer):
+            snapshots.append(Snapshot("dhcs", pid, answer.read_at, listed, answer.model_dump_json()))
+    state = clinic_state(site)
+    for npi, npi_answer in (found.npis or {}).items():
+        printed = found.reviewers.get(npi)
+        if printed is None or not npi_answer.answered or npi_answer.read_at is None:
+            continue
+        check = judge_reviewer(printed.name, printed.credentials, npi, npi_answer, state=state)
+        before = found.previous.get(("npi", npi))
+        transition = reviewer_transition(_status(before), check, printed.slugs)
+        key = f"reviewer-registry:{npi}"
+        states[key] = _kept_state(previous, key, check.status, now)
+        if transition is not None:
+            articles = [a for a in catalog if a.slug in printed.slugs]
+            alerts.append(authority_alert(Kind(transition.kind), key, npi, transition.message, articles))
+        if not _same_answer(before, npi_answer) or (before is not None and before.status != check.status):
+            snapshots.append(
+                Snapshot("npi", npi, npi_answer.read_at, check.status, npi_answer.model_dump_json())
+            )
+    return snapshots
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from clinicpress.outputs.registry_schema import (
     UTCDateTime,
     alert_state,
     alerts,
+    authority_snapshots,
     leases,
     metadata,
     migrate,
@@ -82,6 +83,17 @@ class PublishedArticle:
 
 # Values per IN (...) query: well under SQLite's and PostgreSQL's bound-parameter limits.
 _IN_CHUNK = 400
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One answer of an authority as the monitor kept it (DHCS's layer keeps no history)."""
+
+    registry: str  # "dhcs" | "npi"
+    key: str  # the program id, or the NPI
+    read_at: datetime
+    status: str
+    answer: str  # the answer's model_dump_json()
 
 
 class LockLost(RegistryError):
@@ -510,6 +522,7 @@ class Registry:
         states: Mapping[str, State],
         superseded: Sequence[int],
         raised: Sequence[AlertRecord],
+        snapshots: Sequence[Snapshot] = (),
     ) -> list[PendingAlert]:
         """What one monitor run found, in one transaction: its check results, the new states, the
         pending alerts whose news is over (``superseded``) and the alerts it ``raised`` (pending
@@ -518,13 +531,15 @@ class Registry:
         Only while the run holds ``lock`` (name, owner, seconds to renew it for from
         ``renewed_at``): the transaction renews it first, and a run whose lease was taken over
         raises LockLost having recorded nothing, so two runs never both turn one transition
-        into an alert.
+        into an alert. ``snapshots``: the authorities' answers that differ from the last kept
+        ones, kept with the states they led to.
         """
         name, owner, ttl = lock
         with self._tx() as conn:
             self._renew(conn, name, owner, ttl, renewed_at)
             self._record_checks(conn, results, checked_at)
             _save_states(conn, states)
+            _save_snapshots(conn, snapshots)
             ids = list(superseded)
             for start in range(0, len(ids), _IN_CHUNK):
                 conn.execute(
@@ -640,6 +655,29 @@ class Registry:
         with self._tx() as conn:
             return [dict(row) for row in conn.execute(query).mappings()]
 
+    def latest_snapshots(self, registry: str) -> dict[str, Snapshot]:
+        """The latest kept answer per key of ``registry`` ("dhcs" or "npi")."""
+        t = authority_snapshots.c
+        latest = (
+            select(t.key, func.max(t.read_at).label("read_at")).where(t.registry == registry).group_by(t.key)
+        ).subquery()
+        query = (
+            select(authority_snapshots)
+            .join(latest, (t.key == latest.c.key) & (t.read_at == latest.c.read_at))
+            .where(t.registry == registry)
+        )
+        with self._tx() as conn:
+            return {
+                row["key"]: Snapshot(
+                    row["registry"], row["key"], row["read_at"], row["status"], row["answer"]
+                )
+                for row in conn.execute(query).mappings()
+            }
+
+    def save_snapshots(self, snapshots: Sequence[Snapshot]) -> None:
+        with self._tx() as conn:
+            _save_snapshots(conn, snapshots)
+
     def alert_log(self) -> list[dict[str, Any]]:
         with self._tx() as conn:
             return [dict(row) for row in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]
@@ -650,6 +688,19 @@ def _save_states(conn: Connection, changed: Mapping[str, State]) -> None:
         conn.execute(alert_state.delete().where(alert_state.c.key == key))
         conn.execute(
             alert_state.insert().values(key=key, state=row.state, since=row.since, failures=row.failures)
+        )
+
+
+def _save_snapshots(conn: Connection, snapshots: Sequence[Snapshot]) -> None:
+    for snap in snapshots:
+        conn.execute(
+            authority_snapshots.insert().values(
+                registry=snap.registry,
+                key=snap.key,
+                read_at=snap.read_at,
+                status=snap.status,
+                answer=snap.answer,
+            )
         )
 
 
@@ -683,9 +734,11 @@ __all__ = [
     "PublishedArticle",
     "PublishedSource",
     "Registry",
+    "Snapshot",
     "UTCDateTime",
     "alert_state",
     "alerts",
+    "authority_snapshots",
     "leases",
     "metadata",
     "migrate",

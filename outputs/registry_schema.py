@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    CheckConstraint,
     Column,
     Connection,
     Date,
@@ -41,8 +42,9 @@ from clinicpress.errors import ClinicpressError
 from clinicpress.private import private_sqlite
 
 # 2: release_events; 3: the newsletter_* tables counted in; 4: source_quotes; 5: reviews; 6: a
-# newsletter send's trigger and approval; 7: pending alerts and the monitor's lease (see migrate()).
-SCHEMA_VERSION = 7
+# newsletter send's trigger and approval; 7: pending alerts and the monitor's lease; 8: the
+# authority snapshots and the newsletter's suppression tables (see migrate()).
+SCHEMA_VERSION = 8
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -203,6 +205,22 @@ reviews = Table(
 )
 
 
+# What the state's license list and the NPI registry answered (issue 25): the DHCS layer is
+# overwritten in place and keeps no history, so the monitor keeps its own. A row is added only when
+# an answer differs from the latest one for its key; the latest is the "previous" state of the
+# next run. Written and read by outputs/registry.py (Registry.authority_snapshot/save_authority).
+authority_snapshots = Table(
+    "authority_snapshots",
+    metadata,
+    Column("registry", String(8), primary_key=True),  # "dhcs" | "npi"
+    Column("key", String(200), primary_key=True),  # the program id, or the NPI
+    Column("read_at", UTCDateTime, primary_key=True),
+    Column("status", String(20), nullable=False),  # listed | not-listed | ok | inactive | not-found …
+    Column("answer", Text, nullable=False),  # the answer's model_dump_json()
+    CheckConstraint("registry IN ('dhcs', 'npi')", name="authority_snapshots_registry"),
+)
+
+
 def new_id(primary_key: Any) -> int:
     """The id of a row just inserted (SQLAlchemy types the key as optional)."""
     assert primary_key is not None
@@ -238,8 +256,9 @@ def transaction(engine: Engine, what: str, error: type[ClinicpressError]) -> Ite
 def _schema_parts() -> tuple[MetaData, ...]:
     # Imported here, not at the top: the delivery package imports this module.
     from clinicpress.outputs.delivery.schema import metadata as delivery
+    from clinicpress.outputs.delivery.suppression import metadata as suppression
 
-    return (metadata, delivery)
+    return (metadata, delivery, suppression)
 
 
 def _added_columns() -> list[tuple[Table, str]]:
@@ -301,6 +320,7 @@ def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
             # from before may have them, unversioned, in the same layout); 3 → 4 added
             # source_quotes; 4 → 5 added reviews: create_all() above made whatever was missing;
             # 5 → 6 added columns to newsletter_sends, 6 → 7 to alerts (_add_missing_columns
-            # above; older alerts keep status NULL: not pending) and the leases table. Only the
+            # above; older alerts keep status NULL: not pending) and the leases table; 7 → 8
+            # added authority_snapshots and the suppression tables (create_all). Only the
             # number is left to change.
             conn.execute(schema_info.update().values(version=SCHEMA_VERSION))

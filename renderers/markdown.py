@@ -153,6 +153,11 @@ def page_context(article: Article, site: SiteConfig) -> dict[str, Any]:
         "body_html": render_body_html(article),
         "sources": source_entries(article),
         "license_lines": [lic.line() for lic in site.licenses],
+        # The web footer links each statement to where a reader verifies it (HSC §11831.12).
+        "licenses": [
+            {"statement": lic.statement(), "particulars": lic.particulars(), "url": lic.lookup_url}
+            for lic in site.licenses
+        ],
         "org_line": org_line(site),
         "crisis_line": CRISIS_LINE,
     }

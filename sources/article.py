@@ -16,6 +16,7 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from clinicpress.settings.registries import Npi
 from clinicpress.validation import single_line
 
 # ``[^3]`` in the body cites the third entry of ``sources``.
@@ -86,6 +87,7 @@ class _Strict(BaseModel):
 class Reviewer(_Strict):
     name: str = Field(min_length=1, max_length=120)
     credentials: str | None = Field(default=None, max_length=60)
+    npi: Npi | None = Field(default=None, description="Their NPI: looked up in the NPI registry")
 
     _one_line = field_validator("name", "credentials")(lambda v: single_line(v) if v else v)
 

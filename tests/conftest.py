@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from clinicpress import clock
+from clinicpress.settings.newsletter_loop import UNSUBSCRIBE_SECRET_ENV
 from clinicpress.site import SiteConfig, load_site
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import load_article
@@ -55,6 +56,19 @@ last_reviewed: {LAST_REVIEWED}
 WriteArticle = Callable[..., Path]
 
 
+# A send to subscribers signs each one-click link with the unsubscribe secret, and waits without one
+# (outputs/delivery/loop.py). Never in a site.toml: in the environment of the suite and of every CLI
+# process a test starts, as an operator sets it. A test of the missing secret removes it.
+TEST_UNSUBSCRIBE_SECRET = "test-unsubscribe-secret-" + "0123456789abcdef" * 2
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unsubscribe_secret() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(UNSUBSCRIBE_SECRET_ENV, TEST_UNSUBSCRIBE_SECRET)
+        yield
+
+
 # The reference article and site, shared read-only (frozen models) by the tests that need them.
 @pytest.fixture(scope="session")
 def site() -> SiteConfig:
@@ -82,19 +96,30 @@ def write_article(tmp_path: Path) -> WriteArticle:
     return write
 
 
-def site_text(**replacements: str) -> str:
+# The authority lookups (issue 25) are on by default and would ask DHCS and NPPES, which the test
+# process refuses (the guard below): test sites turn them off unless a test points them at
+# tests/authority_standin.py.
+AUTHORITY_OFF = (
+    "\n[checks.license_registry]\nenabled = false\n\n[checks.reviewer_registry]\nenabled = false\n"
+)
+
+
+def site_text(*, authority: str = AUTHORITY_OFF, **replacements: str) -> str:
     """The reference site.toml with ``key = value`` lines replaced (first match).
 
     The license expires ``LICENSE_EXPIRES`` (relative to the product's today) unless ``expires``
     is given: the sample's real date would put every publish test in its warning window, then
     block it. The postal address is ``TEST_POSTAL_ADDRESS`` unless ``postal_address`` is given.
+    ``authority``: the ``[checks.license_registry]`` and ``[checks.reviewer_registry]`` tables,
+    appended at the end (default: both off; ``AuthorityStandin().site_toml_lines()`` points them
+    at the stand-in).
     """
     text = REFERENCE_SITE.read_text(encoding="utf-8")
     defaults = {"expires": LICENSE_EXPIRES.isoformat(), "postal_address": f'"{TEST_POSTAL_ADDRESS}"'}
     for key, value in {**defaults, **replacements}.items():
         text, count = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text, count=1)
         assert count == 1, f"no {key} line in site.toml"
-    return text
+    return text.rstrip("\n") + "\n" + authority
 
 
 @pytest.fixture

@@ -142,8 +142,7 @@ def query_params(program_id: str) -> dict[str, str]:
 
 def issued_by_dhcs(lic: License) -> bool:
     """Whether DHCS issued ``lic`` (only those are in DHCS's list)."""
-    issuer = " ".join(lic.issuer.casefold().replace(".", " ").split())
-    return "department of health care services" in issuer or "dhcs" in issuer.split()
+    return lic.issued_by_dhcs()
 
 
 # -- the answer ---------------------------------------------------------------------------------

@@ -35,10 +35,34 @@ from clinicpress.sources.loader import discover_articles, load_article
 
 
 @app.command()
-def serve(site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False) -> None:
+def serve(
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    unsubscribe_port: Annotated[
+        int | None,
+        typer.Option(
+            "--unsubscribe-port",
+            metavar="N",
+            min=0,
+            max=65535,
+            help="Also answer the one-click unsubscribe links on 127.0.0.1:N (as unsubscribe-server)",
+            show_default=False,
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
     """Serve the Prefect deployments: `publish` (manual), `monitor` (the site's schedule), `review`."""
     configure_runtime(verbose=True)  # a long-running service: keep Prefect's logs
     with errors(verbose):
+        if unsubscribe_port is not None:  # bound first: a missing secret or a busy port is exit 2 now
+            from clinicpress.outputs.delivery.loop import endpoint_for
+            from clinicpress.outputs.delivery.suppression import SuppressionStore
+            from clinicpress.outputs.delivery.unsubscribe_server import serve_in_thread
+            from clinicpress.outputs.registry import registry_url
+
+            site_config = load_site(site)
+            store = SuppressionStore(registry_url(site_config, out))
+            serve_in_thread(unsubscribe_port, endpoint_for(site_config, store.unsubscribe), _say)
         use_local_server()
         from clinicpress.flows.deployments import serve_deployments  # Prefect is slow to import
 
@@ -161,6 +185,10 @@ def review(
     comment: Annotated[
         str, typer.Option("--comment", metavar="TEXT", help="A note kept with the review")
     ] = "",
+    npi: Annotated[
+        str | None,
+        typer.Option("--npi", metavar="N", help="The reviewer's 10-digit NPI (its check digit is verified)"),
+    ] = None,
     site: SiteOpt = DEFAULT_SITE_PATH,
     out: OutOpt = DEFAULT_OUT,
     verbose: VerboseOpt = False,
@@ -174,11 +202,15 @@ def review(
         from clinicpress.checks.signoff import Decision, new_review
         from clinicpress.outputs.delivery.people import name_problem
         from clinicpress.outputs.reviews import record_review  # SQLAlchemy: slower to import
+        from clinicpress.settings.registries import npi_problem
         from clinicpress.sources.article import Reviewer
 
         # One clinician: the reviewer becomes who published, for the two-person rule of the send.
         if problem := name_problem(by):
             raise InputError(None, "--by", problem, "one clinician's name (credentials go in --credentials)")
+        # A typo in the NPI is caught here, before anything is recorded or asked (issue 25).
+        if npi is not None and (problem := npi_problem(npi.strip())):
+            raise InputError(None, "--npi", f"{npi[:20]!r} {problem}", "a 10-digit NPI like 1234567893")
         site_config = load_site(site)
         article = _content_articles(site).get(slug)
         if article is None:
@@ -186,10 +218,10 @@ def review(
                 None, "SLUG", f"no article {slug!r} in {site.parent}", "the slug of a content article"
             )
         try:
-            reviewer = Reviewer(name=by, credentials=credentials)
+            reviewer = Reviewer(name=by, credentials=credentials, npi=npi.strip() if npi else None)
         except ValidationError as exc:
             problem = exc.errors()[0]["msg"]
-            raise InputError(None, "--by/--credentials", problem, "one line of text") from None
+            raise InputError(None, "--by/--credentials/--npi", problem, "one line of text") from None
         done = record_review(
             site_config,
             out,
@@ -313,6 +345,161 @@ def approve_send(
             f"warning  newsletter: not every recipient was reached; run {command('publish')} again to resume",
             markup=False,
         )
+
+
+# -- the newsletter's loop (issue 28): unsubscribes, the domain check, bounces, numbers -----------
+
+PortOpt = Annotated[
+    int,
+    typer.Option(
+        "--port", metavar="N", min=0, max=65535, help="The port on 127.0.0.1 (0: a free one, printed)"
+    ),
+]
+
+
+def _say(line: str) -> None:
+    out_console.print(line, markup=False)
+
+
+@app.command(name="unsubscribe-server")
+def unsubscribe_server(
+    port: PortOpt,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Answer the one-click unsubscribe links (RFC 8058) on 127.0.0.1, behind the clinic's web server."""
+    with errors(verbose):
+        from clinicpress.outputs.delivery.loop import endpoint_for  # SQLAlchemy: slower to import
+        from clinicpress.outputs.delivery.suppression import SuppressionStore
+        from clinicpress.outputs.delivery.unsubscribe_server import serve_unsubscribes
+        from clinicpress.outputs.registry import registry_url
+
+        site_config = load_site(site)
+        with SuppressionStore(registry_url(site_config, out)) as store:
+            serve_unsubscribes(port, endpoint_for(site_config, store.unsubscribe), _say)
+
+
+subscribers_app = typer.Typer(
+    name="subscribers", help="The subscribers' suppression list.", no_args_is_help=True
+)
+app.add_typer(subscribers_app)
+
+
+@subscribers_app.command("suppressed")
+def subscribers_suppressed(
+    site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False
+) -> None:
+    """Print the suppression list as CSV (address,at,how,detail): every address no send mails again."""
+    with errors(verbose):
+        from clinicpress.outputs.delivery.suppression import Suppression, SuppressionStore, export_csv
+        from clinicpress.outputs.registry_location import registry_exists, registry_url
+
+        url = registry_url(load_site(site), out)
+        rows: list[Suppression] = []
+        if registry_exists(url):  # reading never creates a database
+            with SuppressionStore(url) as store:
+                rows = store.export()
+    sys.stdout.write(export_csv(rows))
+
+
+@newsletter_app.command("check-domain")
+def newsletter_check_domain(
+    strict: Annotated[
+        bool, typer.Option("--strict", help="DNS that does not answer blocks too (exit 1)")
+    ] = False,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check the From domain's SPF, DKIM and DMARC records, as a send to subscribers does: exit 1 when
+    one blocks the send."""
+    with errors(verbose):
+        from clinicpress.outputs.delivery.loop import domain_report, signer_for
+
+        news = load_site(site).newsletter
+        report = domain_report(news.from_address, news, signer_for(news))
+    for check in report.checks:
+        out_console.print(check.line(), markup=False)
+    if report.blocks(strict=strict):
+        out_console.print(f"blocks the send to subscribers: {report.reason()}", markup=False)
+        raise typer.Exit(EXIT_BLOCKED)
+    out_console.print(f"the From domain {report.domain}: no record blocks a send", markup=False)
+
+
+@newsletter_app.command("bounces")
+def newsletter_bounces(
+    maildir: Annotated[
+        Path | None, typer.Option("--maildir", metavar="DIR", help="A Maildir folder to read")
+    ] = None,
+    imap: Annotated[
+        str | None,
+        typer.Option(
+            "--imap",
+            metavar="URL",
+            help="imaps://USER@HOST[:PORT]/MAILBOX; the password in CLINICPRESS_BOUNCES__IMAP_PASSWORD",
+        ),
+    ] = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Read bounces (RFC 3464) and complaints (RFC 5965) from a mailbox, read-only, and suppress their
+    addresses (hard bounces, complaints, three soft bounces in a row)."""
+    if (maildir is None) == (imap is None):
+        raise fail("newsletter bounces: give exactly one of --maildir DIR or --imap URL", EXIT_USAGE)
+    with errors(verbose):
+        from clinicpress.outputs.delivery.bounces import (
+            IMAP_PASSWORD_ENV,
+            parse_imap_url,
+            read_imap,
+            read_maildir,
+            record_findings,
+        )
+        from clinicpress.outputs.delivery.suppression import SuppressionStore
+        from clinicpress.outputs.registry import registry_url
+
+        site_config = load_site(site)
+        if imap is not None:
+            source = parse_imap_url(imap)
+            password = os.environ.get(IMAP_PASSWORD_ENV, "")
+            if not password:
+                raise InputError(None, IMAP_PASSWORD_ENV, "is not set", "the mailbox's password")
+            messages = read_imap(source, password)
+        else:
+            assert maildir is not None
+            messages = read_maildir(maildir)
+        with SuppressionStore(registry_url(site_config, out)) as store:
+            summary = record_findings(messages, store)
+    for line in summary.lines():
+        out_console.print(line, markup=False)
+
+
+@newsletter_app.command("stats")
+def newsletter_stats(
+    slug: Annotated[str, typer.Argument(metavar="SLUG", help="The article whose newsletter it was")],
+    version: Annotated[
+        str | None,
+        typer.Option("--version", metavar="PREFIX", help="The article version (a prefix); default: newest"),
+    ] = None,
+    site: SiteOpt = DEFAULT_SITE_PATH,
+    out: OutOpt = DEFAULT_OUT,
+    verbose: VerboseOpt = False,
+) -> None:
+    """A newsletter send's numbers: accepted, failed, uncertain; bounced, complained, unsubscribed."""
+    with errors(verbose):
+        from clinicpress.outputs.registry_location import registry_exists, registry_url
+
+        site_config = load_site(site)
+        url = registry_url(site_config, out)
+        if not registry_exists(url):  # reading never creates a database
+            raise InputError(
+                None, "SLUG", f"no newsletter of {slug!r} was sent", "the slug of a sent article"
+            )
+        from clinicpress.outputs.delivery.loop import send_stats
+
+        stats = send_stats(url, slug, site_config.newsletter.max_send_attempts, version or "")
+    for line in stats.lines():
+        out_console.print(line, markup=False)
 
 
 # -- clinicpress server …: the local Prefect server runs start when none is configured ------------

@@ -146,6 +146,21 @@ def test_the_review_line_comes_from_the_record_else_the_front_matter(
     assert fallback.last_reviewed == LAST_REVIEWED
 
 
+def test_a_sign_off_keeps_the_npi_the_front_matter_gives_the_same_reviewer(
+    versions: tuple[Article, Article],
+) -> None:
+    reviewed, _ = versions
+    typed = reviewed.model_copy(update={"reviewed_by": Reviewer(name="ana  ruiz", npi="1234567893")})
+    signed, _ = with_signoff(typed, [_record(typed, Decision.APPROVED)])
+    assert signed.reviewed_by is not None
+    assert (signed.reviewed_by.name, signed.reviewed_by.npi) == ("Ana Ruiz", "1234567893")
+    # Another person's NPI is not lent to the record's reviewer.
+    other = reviewed.model_copy(update={"reviewed_by": Reviewer(name="Bo Lee", npi="1234567893")})
+    signed, _ = with_signoff(other, [_record(other, Decision.APPROVED)])
+    assert signed.reviewed_by is not None
+    assert signed.reviewed_by.npi is None
+
+
 def test_content_hash_covers_text_and_sources_not_dates_or_reviewer(write_article: WriteArticle) -> None:
     base = MINIMAL_FRONT_MATTER + "sources:\n  - {title: A study, url: 'https://example.org/a'}\n"
     one = load_article(write_article(front_matter=base, name="h1.md"))

@@ -22,7 +22,7 @@ def test_reference_site_loads() -> None:
     [lic] = site.licenses
     assert (lic.program_id, lic.expires) == ("190655AP", date(2027, 4, 30))
     assert lic.line() == (
-        "Licensed by the California Department of Health Care Services · Program ID 190655AP · "
+        "Licensed by the State Department of Health Care Services. Program ID 190655AP · "
         "valid through April 30, 2027"
     )
     assert site.monitor.failures_before_alert == 2

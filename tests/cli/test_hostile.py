@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LAST_REVIEWED, LICENSE_EXPIRES, PUBLISHED, REFERENCE_SITE
+from conftest import AUTHORITY_OFF, LAST_REVIEWED, LICENSE_EXPIRES, PUBLISHED, REFERENCE_SITE
 from hostile.inert import inert_problems, visible_text
 from httpfarm import HTTPFarm, Reply
 from typer.testing import CliRunner
@@ -173,7 +173,7 @@ def _site(case: dict[str, Any], farm_site: bool) -> str:
         replacements |= {"allow_private_hosts": '["127.0.0.1"]', "timeout": "2.0", "retries": "0"}
     if "site_key" in case:
         replacements[case["site_key"]] = case["site_value"]
-    return _patch_site(REFERENCE_SITE.read_text(encoding="utf-8"), replacements)
+    return _patch_site(REFERENCE_SITE.read_text(encoding="utf-8"), replacements) + AUTHORITY_OFF
 
 
 def _workspace(case: dict[str, Any], tmp_path: Path, farm: HTTPFarm, sink: Sink) -> Workspace:

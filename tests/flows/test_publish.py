@@ -110,8 +110,12 @@ def test_check_json_reports_ok_and_broken(
     ]
     assert by_slug["bad"]["verdict"] == "blocked"
     assert by_slug["bad"]["links"][0]["status"] == "broken"
-    # DESIGN.md's keys, plus the review line and its source (issue 15: "the report says which was used").
-    assert set(by_slug["bad"]) == {"path", "slug", "verdict", "problems", "links", "review_line"}
+    # DESIGN.md's keys, plus the review line and its source (issue 15: "the report says which was used")
+    # and what the authorities say (issue 25; off in test sites: [] and null).
+    assert set(by_slug["bad"]) == {
+        "path", "slug", "verdict", "problems", "links", "review_line", "license_registry", "reviewer_registry"
+    }  # fmt: skip
+    assert (by_slug["bad"]["license_registry"], by_slug["bad"]["reviewer_registry"]) == ([], None)
     assert by_slug["bad"]["review_line"]["source"] == "front matter"
 
 

@@ -323,7 +323,7 @@ def test_a_version_6_registry_gains_pending_alerts_and_leases(registry: Registry
         assert set(added) <= columns
         assert "leases" in inspect(upgraded.engine).get_table_names()
         with upgraded.engine.connect() as conn:
-            assert conn.execute(text("SELECT version FROM schema_info")).scalar() == SCHEMA_VERSION == 7
+            assert conn.execute(text("SELECT version FROM schema_info")).scalar() == SCHEMA_VERSION >= 7
         assert upgraded.pending_alerts() == []  # an alert from before was recorded as seen: not resent
         assert upgraded.take_lease(*LOCK[:2], LOCK[2], NOW) is None
 
