@@ -66,6 +66,8 @@ DATABASE_FILE = "prefect.db"  # the server's SQLite database in its home (PREFEC
 def starting_message(home: Path) -> str:
     """What a start says: the first ever start in this home, or a start after a stop."""
     return RESTARTING if (home / DATABASE_FILE).exists() else STARTING
+
+
 LOOPBACK = "127.0.0.1"
 # Prefect's own settings: what the server requires of every request, and what every client sends.
 SERVER_AUTH_ENV, CLIENT_AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING", "PREFECT_API_AUTH_STRING"
