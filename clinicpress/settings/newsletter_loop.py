@@ -25,8 +25,6 @@ site's ``Newsletter`` model inherits them. ``with_loop_secrets`` reads the files
 from __future__ import annotations
 
 import ipaddress
-import os
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +32,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from clinicpress.errors import SiteConfigError
-from clinicpress.settings.secrets import read_secret_file
+from clinicpress.settings.secrets import read_owner_only, read_secret_file
 
 __all__ = [
     "DEFAULT_MAX_AGE_DAYS",
@@ -198,38 +196,12 @@ def secret_keys_in(data: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def _who_else(mode: int) -> str:
-    group, others = bool(mode & stat.S_IRWXG), bool(mode & stat.S_IRWXO)
-    return "its group and everyone" if group and others else "its group" if group else "everyone"
-
-
 def read_private_key_file(path: Path, *, config: Path, field: str) -> str:
-    """The PEM private key in ``path`` (relative to the config's folder), refused unless owner-only.
-
-    The mode is read from the file as opened (no gap between the check and the read), as
-    ``read_secret_file`` does for one-line secrets; the key never appears in a message.
-    """
-    where = path if path.is_absolute() else config.parent / path
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    expected = f"a PEM private key file only its owner can read (chmod 600 {where})"
-    try:
-        fd = os.open(where, flags)
-    except FileNotFoundError as exc:
-        raise SiteConfigError(config, field, f"{where}: no such file", expected) from exc
-    except OSError as exc:
-        raise SiteConfigError(config, field, f"cannot read {where} ({exc.strerror})", expected) from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SiteConfigError(config, field, f"{where} is not a regular file", expected)
-        mode = stat.S_IMODE(info.st_mode)
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise SiteConfigError(
-                config, field, f"{where} is open to {_who_else(mode)} (mode {mode:04o})", expected
-            )
-        raw = os.read(fd, MAX_KEY_BYTES + 1)
-    finally:
-        os.close(fd)
+    """The PEM private key in ``path`` (relative to the config's folder), refused unless owner-only
+    (``read_owner_only``, as for one-line secrets); the key never appears in a message."""
+    what = "a PEM private key file"
+    where, raw = read_owner_only(path, config=config, field=field, what=what, limit=MAX_KEY_BYTES)
+    expected = f"{what} only its owner can read (chmod 600 {where})"
     if len(raw) > MAX_KEY_BYTES:
         raise SiteConfigError(config, field, f"{where} is larger than {MAX_KEY_BYTES} bytes", expected)
     text = raw.decode("ascii", "replace")

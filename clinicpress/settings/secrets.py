@@ -61,16 +61,16 @@ def _who_else(mode: int) -> str:
     return "its group and everyone" if group and others else "its group" if group else "everyone"
 
 
-def read_secret_file(path: Path, *, config: Path, field: str) -> str:
-    """The secret in ``path`` (relative to the config's folder): one line, the line end dropped.
+def read_owner_only(path: Path, *, config: Path, field: str, what: str, limit: int) -> tuple[Path, bytes]:
+    """The file at ``path`` (relative to the config's folder) and at most ``limit`` + 1 of its bytes,
+    refused, naming the file and its mode, when anyone but its owner may read or write it.
 
-    Refused, naming the file and its mode, when anyone but its owner may read or write it. The
-    mode is read from the file as opened (no gap between the check and the read); opened without
-    blocking, so a FIFO in its place cannot hang the load. The secret never appears in a message.
+    The mode is read from the file as opened (no gap between the check and the read); opened without
+    blocking, so a FIFO in its place cannot hang the load. ``what`` says what the file should be.
     """
     where = path if path.is_absolute() else config.parent / path
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    expected = f"a file only its owner can read (chmod 600 {where})"
+    expected = f"{what} only its owner can read (chmod 600 {where})"
     try:
         fd = os.open(where, flags)
     except FileNotFoundError as exc:
@@ -86,9 +86,15 @@ def read_secret_file(path: Path, *, config: Path, field: str) -> str:
             raise SiteConfigError(
                 config, field, f"{where} is open to {_who_else(mode)} (mode {mode:04o})", expected
             )
-        raw = _read_at_most(fd, MAX_SECRET_BYTES + 1)
+        return where, _read_at_most(fd, limit + 1)
     finally:
         os.close(fd)
+
+
+def read_secret_file(path: Path, *, config: Path, field: str) -> str:
+    """The secret in ``path`` (relative to the config's folder): one line, the line end dropped;
+    owner-only (:func:`read_owner_only`). The secret never appears in a message."""
+    where, raw = read_owner_only(path, config=config, field=field, what="a file", limit=MAX_SECRET_BYTES)
     if len(raw) > MAX_SECRET_BYTES:
         raise SiteConfigError(config, field, f"{where} is larger than {MAX_SECRET_BYTES} bytes", ONE_LINE)
     try:
