@@ -315,7 +315,7 @@ class ReviewerEntry(_Strict):
 
 
 class Review(_Strict):
-    """Clinical sign-off bound to the exact text (README, "Reviewing and publishing")."""
+    """Clinical sign-off bound to the exact text (docs/reviewing/sign-off.md)."""
 
     required: bool = Field(
         default=False,

@@ -1,4 +1,4 @@
-"""A local Prefect server that outlives one clinicpress run (README, "The local Prefect server").
+"""A local Prefect server that outlives one clinicpress run (docs/operating/servers.md).
 
 With no Prefect server configured, Prefect would start an embedded API inside every
 ``clinicpress publish``: seconds each time, and the run history and artifacts are gone

@@ -1,4 +1,4 @@
-"""Verified at the authority (issue 25; README, "What verified means"): each DHCS license
+"""Verified at the authority (issue 25; docs/writing/verified.md): each DHCS license
 against the state's list of licensed and certified facilities, each reviewer's NPI against the
 NPPES NPI Registry.
 

@@ -1,5 +1,5 @@
 """A DHCS license against the state's record: DHCS's ArcGIS layer of licensed and certified
-SUD recovery and treatment facilities (issue 25; README, "What verified means").
+SUD recovery and treatment facilities (issue 25; docs/writing/verified.md).
 
 The layer has no status column and no history: a program is current when it is listed, and
 what it lists is the record. Pure: :func:`query_params` builds the request, :func:`parse_layer`

@@ -14,7 +14,7 @@ are HTTP 200 with ``{"Errors": [{"description", "field", "number"}]}``; among th
 deactivated NPI (``"CMS deactivated NPI …. The provider can no longer use this NPI."``), which
 is the registry saying so: ``inactive``. Any other error, or a shape we do not know: unverified.
 
-What this proves (README, "What verified means"): the NPI exists, is active, and is registered
+What this proves (docs/writing/verified.md): the NPI exists, is active, and is registered
 to a person of the name printed. The registry is self-reported: it does not show that this
 clinician read this article.
 """

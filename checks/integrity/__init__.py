@@ -1,4 +1,4 @@
-"""Integrity of cited works (issue 14; README "What verified means"): retractions, corrections
+"""Integrity of cited works (issue 14; docs/writing/verified.md): retractions, corrections
 and expressions of concern, whether the citation names the work its DOI or PMID is registered
 for, and whether a quoted passage is still in its source.
 

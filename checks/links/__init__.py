@@ -1,7 +1,7 @@
 """Check cited-source links: one status per distinct URL, never an exception.
 
 Vocabulary and rules: docs/architecture.md ("Words", "Where each rule lives"); the SSRF rules
-in clinicpress/network/; README "How sources are verified". A false ``broken`` blocks a
+in clinicpress/network/; docs/writing/verified.md, "How sources are verified". A false ``broken`` blocks a
 good article and a false ``ok`` prints a dead citation on a patient handout, so anything we
 cannot establish is ``unverified``, never guessed.
 

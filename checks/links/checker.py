@@ -1,7 +1,7 @@
 """The link checker's entry points: check URLs (a whole run, or one batch of a run).
 
 Every distinct URL gets one status, never an exception; cached successes are not fetched
-again (failures always are). Rules and vocabulary: README "How sources are verified".
+again (failures always are). Rules and vocabulary: docs/writing/verified.md.
 """
 
 from __future__ import annotations

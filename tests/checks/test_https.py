@@ -1,5 +1,5 @@
 """Real HTTPS: the link checker and ``clinicpress import`` connect only to the address they vetted,
-and TLS still checks the certificate against the host name (README "How sources are verified").
+and TLS still checks the certificate against the host name (docs/writing/verified.md).
 
 Real parts only (tests/tlsfarm.py): a test CA from ``trustme``, an HTTPS origin on 127.0.0.2
 presenting a certificate for clinic-sources.test, a listener on 127.0.0.1 with the same port

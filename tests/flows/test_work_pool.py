@@ -251,8 +251,9 @@ except BatchesFailed as exc:
 def test_a_failed_batch_fails_the_parent_run_and_names_the_batch(
     work_pool: Pool, farm: HTTPFarm, write_article: WriteArticle, tmp_path: Path
 ) -> None:
-    # The CLI refuses a malformed article before any run; the flow itself only discovers files,
-    # so the batch holding it fails on its worker while the other batch publishes.
+    # The flow itself only discovers files; with strict (all or nothing, issue 24) a file that does
+    # not load fails the batch holding it on its worker, while the other batch publishes. (Without
+    # strict the batch skips the file and publishes the rest.)
     good = _catalog(write_article, farm, 2)
     bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "soon"), name="bad.md")
     site = tmp_path / "site.toml"
@@ -264,6 +265,7 @@ def test_a_failed_batch_fails_the_parent_run_and_names_the_batch(
         "out_dir": str(out),
         "work_pool": POOL,
         "batch_size": 2,
+        "strict": True,
     }
     result = subprocess.run(
         [sys.executable, "-c", _CALL_THE_FLOW, json.dumps(arguments)],
@@ -295,8 +297,8 @@ def test_publish_on_a_missing_pool_exits_2_with_one_line(
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: --work-pool: no work pool 'no-such-pool' on the Prefect server at {prefect_server.url}; "
-        "expected `clinicpress deploy --work-pool no-such-pool` first"
-    ]
+        f"expected `clinicpress deploy --work-pool no-such-pool --out {tmp_path / 'out'}` first"
+    ]  # the hint carries the run's --out: as printed, it deploys where this publish writes
     assert not (tmp_path / "out").exists()
 
 
