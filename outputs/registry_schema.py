@@ -43,8 +43,8 @@ from clinicpress.private import private_sqlite
 
 # 2: release_events; 3: the newsletter_* tables counted in; 4: source_quotes; 5: reviews; 6: a
 # newsletter send's trigger and approval; 7: pending alerts and the monitor's lease; 8: the
-# authority snapshots and the newsletter's suppression tables (see migrate()).
-SCHEMA_VERSION = 8
+# authority snapshots and the newsletter's suppression tables; 9: a review's NPI (see migrate()).
+SCHEMA_VERSION = 9
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -197,6 +197,7 @@ reviews = Table(
     Column("content_hash", String(64), nullable=False),
     Column("reviewer_name", Text, nullable=False),
     Column("reviewer_credentials", Text),
+    Column("reviewer_npi", String(10)),  # checked at input (its check digit); looked up at check
     Column("reviewed_on", Date, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("decision", String(20), nullable=False),  # "approved" | "changes-requested"
@@ -268,9 +269,9 @@ def _added_columns() -> list[tuple[Table, str]]:
     # 5 → 6: who triggered a newsletter send, and its approval (issue 15).
     added = [(sends, name) for name in ("triggered_by", "approval", "approved_by", "approved_at")]
     # 6 → 7: an alert's delivery state (issue 23).
-    return added + [
-        (alerts, name) for name in ("status", "state", "attempts", "last_attempt_at", "delivered_at")
-    ]
+    added += [(alerts, name) for name in ("status", "state", "attempts", "last_attempt_at", "delivered_at")]
+    # 8 → 9: the NPI a sign-off was recorded with (issue 25).
+    return [*added, (reviews, "reviewer_npi")]
 
 
 def _column_names(engine: Engine, table: str) -> set[str]:
@@ -321,6 +322,6 @@ def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
             # source_quotes; 4 → 5 added reviews: create_all() above made whatever was missing;
             # 5 → 6 added columns to newsletter_sends, 6 → 7 to alerts (_add_missing_columns
             # above; older alerts keep status NULL: not pending) and the leases table; 7 → 8
-            # added authority_snapshots and the suppression tables (create_all). Only the
-            # number is left to change.
+            # added authority_snapshots and the suppression tables (create_all); 8 → 9 the
+            # reviews' reviewer_npi (_add_missing_columns). Only the number is left to change.
             conn.execute(schema_info.update().values(version=SCHEMA_VERSION))

@@ -50,6 +50,7 @@ def record_review(site: SiteConfig, out_dir: Path, record: ReviewRecord) -> Revi
                     content_hash=record.content_hash,
                     reviewer_name=record.reviewer.name,
                     reviewer_credentials=record.reviewer.credentials,
+                    reviewer_npi=record.reviewer.npi,
                     reviewed_on=record.reviewed_on,
                     recorded_at=record.recorded_at,
                     decision=record.decision.value,
@@ -85,7 +86,9 @@ def _record(row: RowMapping) -> ReviewRecord:
         id=row["id"],
         slug=row["slug"],
         content_hash=row["content_hash"],
-        reviewer=Reviewer(name=row["reviewer_name"], credentials=row["reviewer_credentials"]),
+        reviewer=Reviewer(
+            name=row["reviewer_name"], credentials=row["reviewer_credentials"], npi=row["reviewer_npi"]
+        ),
         reviewed_on=row["reviewed_on"],
         recorded_at=row["recorded_at"],
         decision=Decision(row["decision"]),

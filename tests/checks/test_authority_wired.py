@@ -335,7 +335,7 @@ def test_a_version_7_registry_gains_authority_snapshots_and_suppressions(registr
         tables = set(inspect(upgraded.engine).get_table_names())
         assert {"authority_snapshots", "suppressions", "mail_events"} <= tables
         with upgraded.engine.connect() as conn:
-            assert conn.execute(text("SELECT version FROM schema_info")).scalar() == SCHEMA_VERSION == 8
+            assert conn.execute(text("SELECT version FROM schema_info")).scalar() == SCHEMA_VERSION >= 8
         read = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
         first = Snapshot("dhcs", PID, read, "listed", '{"a": 1}')
         upgraded.save_snapshots([first, Snapshot("dhcs", PID, read.replace(hour=10), "not-listed", "{}")])
@@ -373,3 +373,28 @@ def test_a_reviewer_listed_in_site_toml_is_looked_up_by_name(
     site.write_text(site.read_text().replace(f'npi = "{NPIS["active"]}"', f'npi = "{NPIS["active"][:9]}0"'))
     result = runner.invoke(app, ["check", "--site", str(site), "--out", str(tmp_path / "out"), str(article)])
     assert result.exit_code == 2, result.output  # a typo in [review] reviewers: at load
+
+
+def test_a_sign_off_keeps_the_npi_it_was_recorded_with(tmp_path: Path) -> None:
+    """``review --npi`` checks the number, and the registry keeps it with the record (schema 9): the
+    reviewer the channels print is then looked up by that NPI."""
+    from clinicpress.checks.signoff import Decision, ReviewRecord
+    from clinicpress.outputs.reviews import load_reviews, record_review
+    from clinicpress.sources.article import Reviewer
+
+    site_path = tmp_path / "site.toml"
+    site_path.write_text(site_text(), encoding="utf-8")
+    site, out = load_site(site_path), tmp_path / "out"
+    record = ReviewRecord(
+        slug="a-slug",
+        content_hash="0" * 64,
+        reviewer=Reviewer(name="Avery Testwell", credentials="MD", npi=NPIS["active"]),
+        reviewed_on=TODAY,
+        recorded_at=datetime(2026, 1, 5, tzinfo=UTC),
+        decision=Decision.APPROVED,
+        comment="",
+        text="A claim.",
+    )
+    record_review(site, out, record)
+    [kept] = load_reviews(site, out)
+    assert kept.reviewer.npi == NPIS["active"]
