@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from clinicpress import clock
 from clinicpress.checks.model import LinkResult
+from clinicpress.checks.transitions import State
 from clinicpress.faults import fault_point
 from clinicpress.flows.json_flow import flow
 from clinicpress.flows.tasks import (
@@ -86,6 +87,8 @@ class MonitorResult(BaseModel):
     not_sent: list[str] = Field(default_factory=list)  # titles of all-clears nobody needed
     destinations: int = 0  # [alerts] urls configured
     busy: str | None = None  # another run held the lock (who, until when): this run did nothing
+    failing: int = 0  # sources failing, not yet for failures_before_alert runs in a row: no alert yet
+    failures_before_alert: int = 2
 
     def lines(self) -> list[str]:
         """What ``clinicpress monitor`` prints (after its own line when nothing is published)."""
@@ -100,7 +103,12 @@ class MonitorResult(BaseModel):
             lines.append(f"monitor: {counts}: {statuses or 'none'}")
             if self.network_down:
                 lines[0] += " (network down: sources could not be verified)"
-            if not (self.alerts or self.retried or self.not_sent):
+            if self.failing:
+                lines.append(
+                    f"  {self.failing} broken, not alerted yet (alerts after "
+                    f"{self.failures_before_alert} failures in a row)"
+                )
+            elif not (self.alerts or self.retried or self.not_sent):
                 lines.append("  no changes since the last run: no alerts")
         for alert in [*self.alerts, *self.retried]:
             since = alert.pending_since
@@ -309,4 +317,11 @@ def _monitor(site: SiteConfig, out_dir: str, lock: Lock, today: date | None) -> 
         retried=[_outcome(a, sent[a.id], late=True) for a in pending if a.id in earlier],
         not_sent=[r.title for r in outbox.raised if not r.pending],
         destinations=len(site.alerts.urls),
+        failing=sum(1 for key, state in evaluation.states.items() if _failing_unalerted(key, state)),
+        failures_before_alert=site.monitor.failures_before_alert,
     )
+
+
+def _failing_unalerted(key: str, state: State) -> bool:
+    """A source that failed this run but has not failed ``failures_before_alert`` runs in a row."""
+    return key.startswith("source:") and state.failures > 0 and state.state != "broken"

@@ -177,6 +177,30 @@ def test_a_refused_alert_is_delivered_exactly_once_on_the_first_run_a_destinatio
     assert (row["status"], row["attempts"]) == ("delivered", 3)
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_source_broken_once_says_when_it_will_alert(
+    write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path, webhook: Receiver
+) -> None:
+    """Not "no changes": the first failed run says what is broken and after how many runs it alerts."""
+    from clinicpress.flows.monitor import monitor_flow
+    from clinicpress.flows.publish import publish_flow
+
+    site = _site(write_site, [webhook.url])
+    site.write_text(site.read_text().replace("failures_before_alert = 1", "failures_before_alert = 2"))
+    out = tmp_path / "out"
+    with HTTPFarm() as farm:
+        paper = farm.route("/paper", Reply(200))
+        front = MINIMAL_FRONT_MATTER + f"sources:\n  - {{title: A paper, url: '{paper}'}}\n"
+        article = write_article(front_matter=front, body="A claim.[^1]\n")
+        assert publish_flow(paths=[str(article)], site_path=str(site), out_dir=str(out)).outcomes[0].published
+        farm.route("/paper", Reply(404))
+        first = monitor_flow(site_path=str(site), out_dir=str(out), today=TODAY)
+        second = monitor_flow(site_path=str(site), out_dir=str(out), today=TODAY)
+    assert first.lines()[1:] == ["  1 broken, not alerted yet (alerts after 2 failures in a row)"]
+    assert [a.kind for a in second.alerts] == ["source.broken"]
+    assert len(webhook.posts) == 1
+
+
 # -- two monitor runs at once: never twice ----------------------------------------------------------
 
 
