@@ -31,11 +31,12 @@ from pydantic import BaseModel, Field
 
 from clinicpress import progress
 from clinicpress.checks.model import Verdict
+from clinicpress.checks.report_text import skipped_line
 from clinicpress.errors import ClinicpressError, InputError
 from clinicpress.flows.deployments import pool_deployment_name
 from clinicpress.flows.json_flow import flow
 from clinicpress.flows.publish import ArticleOutcome, PublishResult
-from clinicpress.sources.loader import discover_articles
+from clinicpress.sources.loader import Skipped, discover_articles
 
 DEFAULT_BATCH_SIZE = 50
 DEFAULT_WAIT_SECONDS = 3600.0  # for all batches together; a run still going after that fails the parent
@@ -96,6 +97,11 @@ class CatalogResult(BaseModel):
         return [line for b in self.batches if b.result for line in b.result.newsletters]
 
     @property
+    def skipped(self) -> list[Skipped]:
+        """Files a batch did not load (skipped with their error, issue 24): none of them published."""
+        return [item for b in self.batches if b.result for item in b.result.skipped]
+
+    @property
     def newsletters_incomplete(self) -> bool:
         return any(b.result.newsletters_incomplete for b in self.batches if b.result)
 
@@ -104,9 +110,10 @@ class CatalogResult(BaseModel):
             sum(c) for c in zip(*(b.counts() for b in self.batches), strict=True)
         )
         failed = f", {len(self.failed)} batch(es) failed" if self.failed else ""
+        skipped = f"; {skipped_line(self.skipped)}" if self.skipped else ""
         return (
             f"{len(self.batches)} batch(es) on {self.deployment}: {published} published, "
-            f"{unchanged} unchanged, {blocked} blocked{failed}"
+            f"{unchanged} unchanged, {blocked} blocked{failed}{skipped}"
         )
 
 

@@ -286,6 +286,48 @@ def test_a_failed_batch_fails_the_parent_run_and_names_the_batch(
         assert (out / f"web/{slug}/index.html").is_file()
 
 
+_CALL_AND_SHOW = """
+import json, sys
+from clinicpress.flows.fanout import publish_catalog_flow
+result = publish_catalog_flow(**json.loads(sys.argv[1]))
+print(json.dumps({"summary": result.summary(), "skipped": [str(s.path) for s in result.skipped]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_file_a_batch_cannot_load_is_named_in_the_catalogs_result(
+    work_pool: Pool, farm: HTTPFarm, write_article: WriteArticle, tmp_path: Path
+) -> None:
+    # Without strict the batch skips the file and publishes the rest; the parent run says so
+    # (a deployment run has no CLI around it to name the file).
+    good = _catalog(write_article, farm, 2)
+    bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "soon"), name="bad.md")
+    site = tmp_path / "site.toml"
+    site.write_text(_loopback_site(), encoding="utf-8")
+    out = tmp_path / "out"
+    arguments = {
+        "paths": [str(p) for p in [*good.values(), bad]],
+        "site_path": str(site),
+        "out_dir": str(out),
+        "work_pool": POOL,
+        "batch_size": 2,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _CALL_AND_SHOW, json.dumps(arguments)],
+        env=work_pool.server.env("flow", PREFECT_LOGGING_LEVEL="CRITICAL"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_SECONDS,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = json.loads(result.stdout.strip().splitlines()[-1])
+    assert shown["skipped"] == [str(bad)]
+    assert shown["summary"].endswith("; 1 file skipped (do not load: 1 published)")
+    for slug in good:
+        assert (out / f"web/{slug}/index.html").is_file()
+
+
 @pytest.mark.slow
 def test_publish_on_a_missing_pool_exits_2_with_one_line(
     prefect_server: Server, write_article: WriteArticle, tmp_path: Path
