@@ -1,7 +1,8 @@
 """The ``clinicpress`` command line (docs/reference/cli.md): thin commands over the library.
 
 ``common`` holds what every command shares (the app, the options, the one error handler);
-``publishing`` the commands that verify and publish; ``operations`` the ones that run a site.
+``publishing`` the commands that verify and publish; ``operations`` the ones that run a site;
+``mailing`` the newsletter's.
 Exit codes: 0 success (warnings allowed), 1 blocked by a check, 2 bad input or usage.
 """
 
@@ -13,6 +14,7 @@ from clinicpress.cli.common import app
 # Importing a module registers its commands on app, in the order `--help` lists them.
 from clinicpress.cli import publishing  # noqa: F401
 from clinicpress.cli import operations  # noqa: F401
+from clinicpress.cli import mailing  # noqa: F401
 
 # isort: on
 
