@@ -10,12 +10,17 @@ user already set in the environment always win.
 command runs in its own process (docs/development/performance.md, "Flow-run heartbeats"):
 ending a flow run waits up to a second for the heartbeat thread, and a short CLI run sends one heartbeat
 at most. ``serve`` keeps them: its unattended runs are what crash detection is for.
+
+``sigterm_as_interrupt``: a server in the foreground (the preview, the unsubscribe endpoint)
+stops on SIGTERM as it does on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -69,3 +74,21 @@ def cli_flow_run() -> Iterator[None]:
 
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt inside the block, as Ctrl-C does (only the main thread may
+    set signal handlers: elsewhere the block runs unchanged)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

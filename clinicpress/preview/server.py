@@ -8,16 +8,14 @@ by renaming a new file over the old one are seen like any other save.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
 import re
-import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +24,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from clinicpress.errors import InputError
+from clinicpress.runtime import sigterm_as_interrupt
 from clinicpress.site import load_site
 from clinicpress.sources.article import Channel
 from clinicpress.sources.loader import discover_articles
@@ -336,30 +335,13 @@ class Preview:
         self._tmp.cleanup()
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the preview as Ctrl-C does (only the main thread may set handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_preview(
     paths: Sequence[Path], site_path: Path, out_dir: Path, port: int, say: Callable[[str], None]
 ) -> None:
     """``clinicpress preview``: serve until Ctrl-C (or SIGTERM), then stop cleanly."""
     preview = Preview(paths, site_path, out_dir, port)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             preview.start()
             count = len(preview.state.entries())
             say(

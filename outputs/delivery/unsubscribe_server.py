@@ -20,15 +20,13 @@ why a token was refused, never the token or the address.
 
 from __future__ import annotations
 
-import contextlib
 import email.parser
 import email.policy
 import errno
 import html
 import logging
-import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from http import HTTPStatus
@@ -40,6 +38,7 @@ from clinicpress import clock
 from clinicpress.errors import InputError
 from clinicpress.faults import fault_point
 from clinicpress.outputs.delivery.unsubscribe import TOKEN_PARAMETER, Refused, read_token
+from clinicpress.runtime import sigterm_as_interrupt
 
 __all__ = [
     "HOST",
@@ -294,28 +293,11 @@ def bind(port: int, endpoint: Endpoint) -> UnsubscribeServer:
         raise
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops the server as Ctrl-C does (only the main thread may set handlers)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def serve_unsubscribes(port: int, endpoint: Endpoint, say: Callable[[str], None]) -> None:
     """``clinicpress unsubscribe-server --port N``: answer until Ctrl-C (or SIGTERM)."""
     server = bind(port, endpoint)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             say(
                 f"unsubscribe-server: answering {endpoint.path} at http://{HOST}:{server.port} (Ctrl-C stops)"
             )
