@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -28,7 +28,15 @@ class _Counters(NamedTuple):
     words: Callable[[str], int]
     sentences: Callable[[str], int]
     syllable_words: Callable[[str], str]  # the text as textstat lists words for syllables
-    hyphen_positions: Callable[[str], list[int]]  # pyphen's, for en_US
+    hyphen_positions: Callable[[str], list[int]]  # pyphen's, for the language's dictionary
+
+
+class TextCounts(NamedTuple):
+    """What the formulas read of a text: its words, sentences and syllables."""
+
+    words: int
+    sentences: int
+    syllables: int
 
 
 # The Flesch–Kincaid grade is textstat's formula on textstat's public word and sentence counts. Its
@@ -36,8 +44,9 @@ class _Counters(NamedTuple):
 # 0.7.13 looks English syllables up in NLTK's CMUdict and, when the corpus is not on disk, *downloads*
 # it during the call (on a closed network it raises LookupError), so the grade would depend on the
 # machine and need the network. Same numbers as textstat on pyphen (tests/checks/test_readability.py).
+# The Spanish formulas (checks/readability_es.py) count the same way with pyphen's Spanish dictionary.
 @functools.cache
-def _counters() -> _Counters:
+def _counters(hyphenation: str) -> _Counters:
     """textstat and pyphen, imported on the first grade (~0.35 s: textstat imports nltk), which a run
     whose every grade is known (``checks/facts_cache.py``) never needs."""
     import pyphen  # type: ignore[import-untyped]  # ships no types
@@ -50,21 +59,32 @@ def _counters() -> _Counters:
         words=textstat.lexicon_count,
         sentences=textstat.sentence_count,
         syllable_words=for_syllables.remove_punctuation,
-        hyphen_positions=pyphen.Pyphen(lang="en_US").positions,
+        hyphen_positions=pyphen.Pyphen(lang=hyphenation).positions,
     )
+
+
+def word_count(text: str) -> int:
+    """textstat's word count (punctuation removed)."""
+    return int(_counters("en_US").words(text))
+
+
+def text_counts(text: str, hyphenation: str = "en_US") -> TextCounts:
+    """Words and sentences as textstat counts them; syllables by pyphen's ``hyphenation`` dictionary."""
+    counters = _counters(hyphenation)
+    words = counters.words(text)
+    if words == 0:
+        return TextCounts(0, 0, 0)
+    listed = counters.syllable_words(text).lower().split()
+    syllables = sum(len(counters.hyphen_positions(word)) + 1 for word in listed)
+    return TextCounts(words=words, sentences=counters.sentences(text), syllables=syllables)
 
 
 def flesch_kincaid_grade(text: str) -> float:
     """0.39 × words per sentence + 11.8 × syllables per word − 15.59 (0 for no words)."""
-    counters = _counters()
-    words = counters.words(text)
-    if words == 0:
+    counts = text_counts(text)
+    if counts.words == 0 or counts.syllables == 0:
         return 0.0
-    listed = counters.syllable_words(text).lower().split()
-    syllables = sum(len(counters.hyphen_positions(word)) + 1 for word in listed)
-    if syllables == 0:
-        return 0.0
-    return 0.39 * (words / counters.sentences(text)) + 11.8 * (syllables / words) - 15.59
+    return 0.39 * (counts.words / counts.sentences) + 11.8 * (counts.syllables / counts.words) - 15.59
 
 
 # A sentence ends at . ! or ? (optionally closed by a quote or bracket) before whitespace.
@@ -114,6 +134,11 @@ def _truncate(sentence: str) -> str:
     return sentence[: SENTENCE_CHARS - 1].rsplit(" ", 1)[0] + "…"
 
 
+def hardest_named(hardest: Sequence[HardSentence]) -> str:
+    """The hardest sentences as a warning names them: each cut short, with its grade."""
+    return "; ".join(f'"{_truncate(s.text)}" (grade {s.grade:g})' for s in hardest)
+
+
 # Grades read from the facts cache (checks/facts_cache.py), by (body, source count); bounded.
 _KNOWN: dict[tuple[str, int], ReadabilityResult] = {}
 KNOWN_LIMIT = 8192
@@ -153,7 +178,7 @@ def _readability(body: str, source_count: int, hardest: int) -> ReadabilityResul
     )
     return ReadabilityResult(
         grade=_grade(text) if text else 0.0,
-        words=int(_counters().words(text)) if text else 0,
+        words=word_count(text) if text else 0,
         sentences=len(sentences),
         hardest=tuple(ranked[:hardest]),
     )
@@ -164,7 +189,7 @@ def readability_problems(article: Article, max_grade: float = DEFAULT_MAX_GRADE)
     result = readability(article)
     if result.grade <= max_grade:
         return []
-    named = "; ".join(f'"{_truncate(s.text)}" (grade {s.grade:g})' for s in result.hardest)
+    named = hardest_named(result.hardest)
     message = (
         f"the body reads at grade {result.grade:g} (Flesch–Kincaid); aim for {max_grade:g} or below. "
         f"Hardest sentences: {named}"
@@ -177,11 +202,15 @@ __all__ = [
     "HARDEST_SHOWN",
     "HardSentence",
     "ReadabilityResult",
+    "TextCounts",
     "flesch_kincaid_grade",
     "grade_body",
+    "hardest_named",
     "know_grade",
     "prose_blocks",
     "readability",
     "readability_problems",
     "split_sentences",
+    "text_counts",
+    "word_count",
 ]

@@ -32,9 +32,7 @@ health writers who know that scale; the verdict uses the grade.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from clinicpress.checks.body import parsed_prose
 from clinicpress.checks.model import Problem, Severity
@@ -42,8 +40,11 @@ from clinicpress.checks.readability import (
     DEFAULT_MAX_GRADE,
     HARDEST_SHOWN,
     HardSentence,
+    TextCounts,
+    hardest_named,
     readability_problems,
     split_sentences,
+    text_counts,
 )
 from clinicpress.sources.article import Article
 
@@ -61,7 +62,6 @@ __all__ = [
 ]
 
 FORMULA = "Fernández-Huerta"
-SENTENCE_CHARS = 90  # a named sentence is cut to this many characters (as for English)
 
 # (L, US grade) at the edges of Fernández Huerta's bands, easiest first; see the module docstring.
 _GRADE_AT: tuple[tuple[float, float], ...] = (
@@ -90,44 +90,9 @@ _INFLESZ: tuple[tuple[float, str], ...] = (
 )
 
 
-class _Counts(NamedTuple):
-    words: int
-    sentences: int
-    syllables: int
-
-
-class _Counters(NamedTuple):
-    words: Callable[[str], int]
-    sentences: Callable[[str], int]
-    syllable_words: Callable[[str], str]
-    hyphen_positions: Callable[[str], list[int]]  # pyphen's, for es
-
-
-# Imported on the first grade, as in checks/readability.py (textstat imports nltk: ~0.35 s).
-@functools.cache
-def _counters() -> _Counters:
-    import pyphen  # type: ignore[import-untyped]  # ships no types
-    import textstat  # type: ignore[import-untyped]  # ships no types
-    from textstat.textstat import textstatistics  # type: ignore[import-untyped]
-
-    for_syllables = textstatistics()
-    for_syllables.set_rm_apostrophe(False)  # as textstat lists words for its syllable count
-    return _Counters(
-        words=textstat.lexicon_count,
-        sentences=textstat.sentence_count,
-        syllable_words=for_syllables.remove_punctuation,
-        hyphen_positions=pyphen.Pyphen(lang="es").positions,
-    )
-
-
-def _count(text: str) -> _Counts:
-    counters = _counters()
-    words = counters.words(text)
-    if words == 0:
-        return _Counts(0, 0, 0)
-    listed = counters.syllable_words(text).lower().split()
-    syllables = sum(len(counters.hyphen_positions(word)) + 1 for word in listed)
-    return _Counts(words=words, sentences=counters.sentences(text), syllables=syllables)
+def _count(text: str) -> TextCounts:
+    """Counted as checks/readability.py counts English, with pyphen's Spanish dictionary."""
+    return text_counts(text, "es")
 
 
 def fernandez_huerta(text: str) -> float:
@@ -225,18 +190,12 @@ def spanish_readability(body: str, source_count: int, hardest: int = HARDEST_SHO
     )
 
 
-def _truncate(sentence: str) -> str:
-    if len(sentence) <= SENTENCE_CHARS:
-        return sentence
-    return sentence[: SENTENCE_CHARS - 1].rsplit(" ", 1)[0] + "…"
-
-
 def spanish_readability_problems(article: Article, max_grade: float = DEFAULT_MAX_GRADE) -> list[Problem]:
     """A warning when a Spanish body reads above ``max_grade``: the formula, its hardest sentences."""
     result = spanish_readability(article.body, len(article.sources))
     if result.grade <= max_grade:
         return []
-    named = "; ".join(f'"{_truncate(s.text)}" (grade {s.grade:g})' for s in result.hardest)
+    named = hardest_named(result.hardest)
     message = (
         f"the body reads at grade {result.grade:g} ({FORMULA}: reading ease {result.ease:g}, "
         f"“{result.level}”); aim for {max_grade:g} or below. Hardest sentences: {named}"
