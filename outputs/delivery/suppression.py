@@ -33,10 +33,11 @@ from __future__ import annotations
 import csv
 import enum
 import io
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import (
     Column,
@@ -58,6 +59,8 @@ from clinicpress.outputs.delivery.errors import DeliveryError
 from clinicpress.outputs.delivery.schema import State, recipients_table, sends
 from clinicpress.outputs.registry import UTCDateTime, migrate, open_engine, shown_url, transaction
 from clinicpress.outputs.subscribers import Subscriber, address_key
+
+_T = TypeVar("_T")
 
 __all__ = [
     "SOFT_BOUNCES_IN_A_ROW",
@@ -228,9 +231,7 @@ class SuppressionStore:
         self.what = f"suppression list {shown_url(url)}"
         try:
             self.engine = open_engine(url)
-            migrate(self.engine, self.what, DeliveryError)
-            # Until registry_schema counts these tables in (the lead's wiring), make them here too.
-            metadata.create_all(self.engine)
+            migrate(self.engine, self.what, DeliveryError)  # creates these tables (registry_schema)
         except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
             raise DeliveryError(f"{self.what}: cannot open ({exc})") from exc
 
@@ -247,12 +248,16 @@ class SuppressionStore:
     def record(self, event: MailEvent, *, at: datetime | None = None) -> Recorded:
         """Record ``event`` and suppress its address if it calls for it: one committed transaction."""
         when = at or clock.now()
+        return self._committed(lambda conn: self._record(conn, event, when))
+
+    def _committed(self, write: Callable[[Connection], _T]) -> _T:
+        """``write`` in one committed transaction, tried again (three times in all) when another
+        process inserted the same event or suppression meanwhile: it then reads what is there."""
         for attempt in range(3):
             try:
                 with self.engine.begin() as conn:
-                    return self._record(conn, event, when)
+                    return write(conn)
             except IntegrityError:
-                # Another process inserted the same event or suppression meanwhile: read it again.
                 if attempt == 2:
                     raise DeliveryError(f"{self.what}: kept colliding with another writer") from None
             except SQLAlchemyError as exc:
@@ -312,16 +317,7 @@ class SuppressionStore:
         if how not in _STRENGTH:
             raise ValueError(f"{how!r} is not a suppression reason ({', '.join(_STRENGTH)})")
         when = at or clock.now()
-        for attempt in range(3):
-            try:
-                with self.engine.begin() as conn:
-                    return _suppress(conn, address_key(address), how, detail, when)
-            except IntegrityError:
-                if attempt == 2:
-                    raise DeliveryError(f"{self.what}: kept colliding with another writer") from None
-            except SQLAlchemyError as exc:
-                raise DeliveryError(f"{self.what}: {type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")
+        return self._committed(lambda conn: _suppress(conn, address_key(address), how, detail, when))
 
     def unsubscribe(self, address: str, how: str, slug: str | None) -> None:
         """The unsubscribe endpoint's callback: committed when it returns."""
