@@ -247,13 +247,18 @@ except BatchesFailed as exc:
 """
 
 
-@pytest.mark.slow
-def test_a_failed_batch_fails_the_parent_run_and_names_the_batch(
-    work_pool: Pool, farm: HTTPFarm, write_article: WriteArticle, tmp_path: Path
-) -> None:
-    # The flow itself only discovers files; with strict (all or nothing, issue 24) a file that does
-    # not load fails the batch holding it on its worker, while the other batch publishes. (Without
-    # strict the batch skips the file and publishes the rest.)
+_CALL_AND_SHOW = """
+import json, sys
+from clinicpress.flows.fanout import publish_catalog_flow
+result = publish_catalog_flow(**json.loads(sys.argv[1]))
+print(json.dumps({"summary": result.summary(), "skipped": [str(s.path) for s in result.skipped]}))
+"""
+
+
+def _two_good_and_one_bad(
+    script: str, work_pool: Pool, farm: HTTPFarm, write_article: WriteArticle, tmp_path: Path, **more: object
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Path], Path, Path]:
+    """The catalog flow over two good articles and one that does not load, in batches of two."""
     good = _catalog(write_article, farm, 2)
     bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "soon"), name="bad.md")
     site = tmp_path / "site.toml"
@@ -265,15 +270,28 @@ def test_a_failed_batch_fails_the_parent_run_and_names_the_batch(
         "out_dir": str(out),
         "work_pool": POOL,
         "batch_size": 2,
-        "strict": True,
+        **more,
     }
     result = subprocess.run(
-        [sys.executable, "-c", _CALL_THE_FLOW, json.dumps(arguments)],
+        [sys.executable, "-c", script, json.dumps(arguments)],
         env=work_pool.server.env("flow", PREFECT_LOGGING_LEVEL="CRITICAL"),
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=COMMAND_SECONDS,
+    )
+    return result, good, bad, out
+
+
+@pytest.mark.slow
+def test_a_failed_batch_fails_the_parent_run_and_names_the_batch(
+    work_pool: Pool, farm: HTTPFarm, write_article: WriteArticle, tmp_path: Path
+) -> None:
+    # The flow itself only discovers files; with strict (all or nothing, issue 24) a file that does
+    # not load fails the batch holding it on its worker, while the other batch publishes. (Without
+    # strict the batch skips the file and publishes the rest.)
+    result, good, bad, out = _two_good_and_one_bad(
+        _CALL_THE_FLOW, work_pool, farm, write_article, tmp_path, strict=True
     )
     assert result.returncode == 3, result.stdout + result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -286,40 +304,13 @@ def test_a_failed_batch_fails_the_parent_run_and_names_the_batch(
         assert (out / f"web/{slug}/index.html").is_file()
 
 
-_CALL_AND_SHOW = """
-import json, sys
-from clinicpress.flows.fanout import publish_catalog_flow
-result = publish_catalog_flow(**json.loads(sys.argv[1]))
-print(json.dumps({"summary": result.summary(), "skipped": [str(s.path) for s in result.skipped]}))
-"""
-
-
 @pytest.mark.slow
 def test_a_file_a_batch_cannot_load_is_named_in_the_catalogs_result(
     work_pool: Pool, farm: HTTPFarm, write_article: WriteArticle, tmp_path: Path
 ) -> None:
     # Without strict the batch skips the file and publishes the rest; the parent run says so
     # (a deployment run has no CLI around it to name the file).
-    good = _catalog(write_article, farm, 2)
-    bad = write_article(front_matter=MINIMAL_FRONT_MATTER.replace(str(PUBLISHED), "soon"), name="bad.md")
-    site = tmp_path / "site.toml"
-    site.write_text(_loopback_site(), encoding="utf-8")
-    out = tmp_path / "out"
-    arguments = {
-        "paths": [str(p) for p in [*good.values(), bad]],
-        "site_path": str(site),
-        "out_dir": str(out),
-        "work_pool": POOL,
-        "batch_size": 2,
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", _CALL_AND_SHOW, json.dumps(arguments)],
-        env=work_pool.server.env("flow", PREFECT_LOGGING_LEVEL="CRITICAL"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_SECONDS,
-    )
+    result, good, bad, out = _two_good_and_one_bad(_CALL_AND_SHOW, work_pool, farm, write_article, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     shown = json.loads(result.stdout.strip().splitlines()[-1])
     assert shown["skipped"] == [str(bad)]

@@ -8,7 +8,6 @@ on the way, fails verification; the key file is refused unless only its owner ca
 
 from __future__ import annotations
 
-import base64
 import email.policy
 import shutil
 import smtplib
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from dkimkeys import key_record, new_key, private_pem
 from requirements import need
 from smtpserver import SMTPTestServer
 
@@ -42,28 +41,14 @@ READER = "reader@example.net"
 PUBLISHED_AT = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
 
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
-
-
-def key_record(key: rsa.RSAPrivateKey) -> str:
-    """The TXT record a clinic publishes at <selector>._domainkey.<domain>."""
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode('ascii')}"
-
-
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return new_key()
 
 
 @pytest.fixture(scope="module")
 def signer(key: rsa.RSAPrivateKey) -> DkimSigner:
-    return DkimSigner(SELECTOR, DOMAIN, _pem(key))
+    return DkimSigner(SELECTOR, DOMAIN, private_pem(key))
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +190,7 @@ def test_a_message_is_signed_once(signer: DkimSigner, template: MessageTemplate,
 @pytest.fixture
 def key_file(tmp_path: Path, key: rsa.RSAPrivateKey) -> Path:
     path = tmp_path / "dkim.pem"
-    path.write_text(_pem(key))
+    path.write_text(private_pem(key))
     path.chmod(0o600)
     return path
 

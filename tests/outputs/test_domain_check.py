@@ -8,12 +8,11 @@ only ``--strict`` turns into a block; the DKIM key published must be the key fil
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from dkimkeys import key_record, new_key, private_pem
 from dnsserver import DNSTestServer, closed_port
 
 from clinicpress.outputs.delivery.dkim_sign import DkimSigner
@@ -34,27 +33,14 @@ SPF = "v=spf1 include:_spf.mail.example -all"
 DMARC = "v=DMARC1; p=none; rua=mailto:dmarc@clinic.example"
 
 
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
-
-
-def _record(key: rsa.RSAPrivateKey) -> str:
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode('ascii')}"
-
-
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return new_key()
 
 
 @pytest.fixture(scope="module")
 def signer(key: rsa.RSAPrivateKey) -> DkimSigner:
-    return DkimSigner(SELECTOR, DOMAIN, _pem(key))
+    return DkimSigner(SELECTOR, DOMAIN, private_pem(key))
 
 
 @pytest.fixture
@@ -62,7 +48,7 @@ def dns(key: rsa.RSAPrivateKey) -> Iterator[DNSTestServer]:
     """A DNS server on loopback holding a domain that is set up right; each test breaks one thing."""
     with DNSTestServer() as server:
         server.txt[DOMAIN] = [SPF, "google-site-verification=abc123"]
-        server.txt[KEY_NAME] = [_record(key)]
+        server.txt[KEY_NAME] = [key_record(key)]
         server.txt[f"_dmarc.{DOMAIN}"] = [DMARC]
         yield server
 
@@ -119,7 +105,7 @@ def test_a_subdomain_finds_dmarc_at_its_organizational_domain(dns: DNSTestServer
 def test_a_dmarc_record_that_does_not_work_is_a_mismatch(
     dns: DNSTestServer, key: rsa.RSAPrivateKey, record: str, why: str
 ) -> None:
-    parent_signer = DkimSigner(SELECTOR, DOMAIN, _pem(key))
+    parent_signer = DkimSigner(SELECTOR, DOMAIN, private_pem(key))
     dns.txt[f"news.{DOMAIN}"] = [SPF]
     dns.txt[f"_dmarc.news.{DOMAIN}"] = [record]
     report = _check(dns, parent_signer, f"letters@news.{DOMAIN}")  # d=clinic.example, From news.…
@@ -136,8 +122,8 @@ def test_two_dmarc_records_are_a_mismatch(dns: DNSTestServer, signer: DkimSigner
 def test_a_dkim_domain_of_another_organization_is_not_aligned(
     dns: DNSTestServer, key: rsa.RSAPrivateKey
 ) -> None:
-    provider = DkimSigner(SELECTOR, "mailprovider.example", _pem(key))
-    dns.txt[f"{SELECTOR}._domainkey.mailprovider.example"] = [_record(key)]
+    provider = DkimSigner(SELECTOR, "mailprovider.example", private_pem(key))
+    dns.txt[f"{SELECTOR}._domainkey.mailprovider.example"] = [key_record(key)]
     report = _check(dns, provider)
     (problem,) = report.problems
     assert problem.record == "DMARC"
@@ -165,7 +151,7 @@ def test_an_unpublished_dkim_key_blocks(dns: DNSTestServer, signer: DkimSigner) 
 def test_a_published_key_that_is_not_the_key_files_is_a_mismatch(
     dns: DNSTestServer, signer: DkimSigner
 ) -> None:
-    dns.txt[KEY_NAME] = [_record(rsa.generate_private_key(public_exponent=65537, key_size=1024))]
+    dns.txt[KEY_NAME] = [key_record(rsa.generate_private_key(public_exponent=65537, key_size=1024))]
     (problem,) = _check(dns, signer).problems
     assert (problem.record, problem.verdict) == ("DKIM", Verdict.MISMATCH)
     assert "not the public half of key_file" in problem.detail
@@ -180,9 +166,9 @@ def test_a_revoked_key_is_a_mismatch(dns: DNSTestServer, signer: DkimSigner) -> 
 def test_a_key_behind_a_cname_and_split_in_strings_is_found(dns: DNSTestServer) -> None:
     big = rsa.generate_private_key(public_exponent=65537, key_size=4096)  # a record over 255 bytes
     dns.cname[KEY_NAME] = "news2026.dkim.mailprovider.example"
-    dns.txt["news2026.dkim.mailprovider.example"] = [_record(big)]
+    dns.txt["news2026.dkim.mailprovider.example"] = [key_record(big)]
     del dns.txt[KEY_NAME]
-    report = _check(dns, DkimSigner(SELECTOR, DOMAIN, _pem(big)))
+    report = _check(dns, DkimSigner(SELECTOR, DOMAIN, private_pem(big)))
     assert _verdicts(report)["DKIM"] is Verdict.OK
 
 

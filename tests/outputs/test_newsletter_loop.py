@@ -11,7 +11,6 @@ test that fails without it (the mutants are listed in docs/development/guarantee
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 import subprocess
@@ -26,8 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 import dkim
 import pytest
 from conftest import MINIMAL_FRONT_MATTER, ROOT, TEST_UNSUBSCRIBE_SECRET, WriteArticle
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from dkimkeys import key_record, new_key, private_pem
 from dnsserver import DNSTestServer
 from httpfarm import HTTPFarm, Reply
 from smtpserver import SMTPTestServer
@@ -61,20 +60,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode("ascii")
-
-
-def key_record(key: rsa.RSAPrivateKey) -> str:
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode('ascii')}"
+    return new_key()
 
 
 def publish_records(dns: DNSTestServer, key: rsa.RSAPrivateKey, *, dmarc: bool = True) -> None:
@@ -101,7 +87,7 @@ def smtp() -> Iterator[SMTPTestServer]:
 def with_loop(site: SiteConfig, key: rsa.RSAPrivateKey, dns: DNSTestServer) -> SiteConfig:
     """The reference site with DKIM (the key as load_site reads it) and the domain check on ``dns``."""
     dkim_settings = DkimSettings.model_validate(
-        {"selector": SELECTOR, "domain": DOMAIN, "key_file": "dkim.pem", "private_key": _pem(key)}
+        {"selector": SELECTOR, "domain": DOMAIN, "key_file": "dkim.pem", "private_key": private_pem(key)}
     )
     news = site.newsletter.model_copy(
         update={
@@ -359,7 +345,7 @@ def test_publish_puts_the_page_live_while_the_domain_blocks_the_newsletter(
     tmp_path: Path,
 ) -> None:
     key_file = tmp_path / "dkim.pem"
-    key_file.write_text(_pem(key))
+    key_file.write_text(private_pem(key))
     key_file.chmod(0o600)
     subscribers = tmp_path / "subscribers.csv"
     subscribers.write_text("email\n" + "".join(f"{r.email}\n" for r in READERS))
