@@ -7,6 +7,10 @@ variables named ``CLINICPRESS_<SECTION>__<KEY>`` (for example
 Secrets (clinicpress/settings/secrets.py): the SMTP password comes from the environment or from an
 owner-only ``password_file``, never from a key in this file; every alert URL is checked with apprise
 at load, and a problem with one names its index, never its text.
+
+A little over 400 lines: the models of site.toml's tables and ``load_site``, which validates them
+once (the TOML read, the secrets refused or read from their files), are the one place a key is
+defined; the larger settings live in clinicpress/settings/.
 """
 
 from __future__ import annotations

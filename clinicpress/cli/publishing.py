@@ -1,4 +1,8 @@
-"""The commands that verify and publish: check, preview, publish, monitor, import."""
+"""The commands that verify and publish: check, preview, publish, monitor, import.
+
+Just over 400 lines: ``publish`` has two paths (in this process, or batches on a work pool) and
+the render head start, each printing the same report.
+"""
 
 from __future__ import annotations
 
