@@ -562,16 +562,32 @@ def stop_server(home: Path, timeout: float = STOP_TIMEOUT) -> ServerState | None
         return state
 
 
+def _listening(state: ServerState) -> bool:
+    """Does anything still accept connections on the server's port?"""
+    try:
+        with socket.create_connection((connect_host(state.host), state.port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _terminate(state: ServerState, timeout: float) -> None:
+    # Stopped means the port is closed, not only that the pid is gone: `prefect server start`
+    # runs uvicorn in a child process, which can outlive the leader and keep answering.
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(state.pid, sig)  # the server and anything it started (its own session)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             _reap(state.pid)
-            if _argv(state.pid) is None:
+            if _argv(state.pid) is None and not _listening(state):
                 return
             time.sleep(0.1)
+    if _argv(state.pid) is None:
+        raise LocalServerError(
+            f"the local Prefect server (pid {state.pid}) stopped, but port {state.port} still answers; "
+            "another process holds it"
+        )
     raise LocalServerError(f"the local Prefect server (pid {state.pid}) did not stop even on SIGKILL")
 
 

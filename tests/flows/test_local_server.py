@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -311,6 +312,45 @@ def test_stop_with_no_server_or_a_stale_state_says_not_running(tmp_path: Path) -
     assert ls.server_status(home)[1] is False
     assert ls.stop_server(home) is None
     assert not (home / ls.STATE_FILE).exists()
+
+
+# A stand-in for `prefect server start`: the leader (named like one, in its own session) starts a
+# child that holds the port and ignores SIGTERM, as a uvicorn child can outlive its leader.
+_LINGERING_CHILD = (
+    "import signal, socket, sys\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(8)\n"
+    "open(sys.argv[2], 'w').write('ready')\n"
+    "signal.pause()\n"
+)
+_LEADER = (
+    "import subprocess, sys\n"
+    "subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[7], sys.argv[2]]).wait()\n"
+)
+
+
+def test_stop_returns_only_when_the_port_is_closed(tmp_path: Path) -> None:
+    home = tmp_path / ls.HOME_DIR
+    home.mkdir()
+    port = ls._free_port()
+    ready = tmp_path / "ready"
+    argv = [sys.executable, "-c", _LEADER, _LINGERING_CHILD, str(ready), "prefect", "server", "start"]
+    leader = subprocess.Popen([*argv, "--port", str(port)], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the child's handshake: it listens once the file exists
+        assert ready.exists()
+        state = ServerState(pid=leader.pid, port=port, started_at=time.time(), home=str(home))
+        (home / ls.STATE_FILE).write_text(state.to_json(), encoding="utf-8")
+        assert ls.stop_server(home, timeout=1.0) == state
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait(timeout=30)
 
 
 # -- one real server: first runs (concurrent), reuse, status, stop ----------------------------
