@@ -563,12 +563,15 @@ def stop_server(home: Path, timeout: float = STOP_TIMEOUT) -> ServerState | None
 
 
 def _listening(state: ServerState) -> bool:
-    """Does anything still accept connections on the server's port?"""
+    """Does anything still hold the server's port? Only a refused connection says no: a timeout
+    is a listener that does not accept (its backlog full), not a closed port."""
     try:
         with socket.create_connection((connect_host(state.host), state.port), timeout=0.5):
             return True
-    except OSError:
+    except ConnectionRefusedError:
         return False
+    except OSError:
+        return True
 
 
 def _terminate(state: ServerState, timeout: float) -> None:
