@@ -112,7 +112,7 @@ _NET_TESTS = [
         for arg in ("--deselect", f"tests/checks/test_links.py::{name}")
     ),
 ]
-_DELIVERY_TESTS = ["tests/outputs/test_delivery_mutants.py", "tests/outputs/test_delivery.py"]
+_DELIVERY_TESTS = ["tests/outputs/test_delivery_store.py", "tests/outputs/test_delivery.py"]
 
 _MONITOR_PURE = (  # the transitions as pure functions; not the CLI and Prefect runs of test_monitor.py
     "test_source_alerts_once_after_the_threshold_and_once_on_recovery",
@@ -266,7 +266,7 @@ MUTANT_TESTS = frozenset(
     [
         "tests/outputs/test_publish_release.py",
         "tests/checks/test_address_rules.py",
-        "tests/outputs/test_delivery_mutants.py",
+        "tests/outputs/test_delivery_store.py",
         "tests/checks/test_transitions.py",
         "tests/renderers/test_spool.py",
     ]

@@ -1,4 +1,6 @@
-"""The send state machine's records, driven directly (no SMTP server): the tests that kill the mutants
+"""The delivery store: the send state machine's records, driven directly (mostly no SMTP server).
+
+test_delivery.py sends end to end; these read each transition back, and kill the mutants that
 test_delivery.py lets live (docs/mutation.md; `make mutation`).
 
 Each step reads the recipient rows back, so a transition that goes to the wrong state, forgets the
