@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clinicpress.checks.body import body_facts
+from clinicpress.checks.images import image_urls
 from clinicpress.sources.article import Article
 
 
@@ -14,4 +15,5 @@ def body_links(article: Article) -> list[str]:
 
 def article_urls(article: Article) -> list[str]:
     """Every URL to verify for one article, sources first, without duplicates."""
-    return list(dict.fromkeys([source.url for source in article.sources] + body_links(article)))
+    cited = [source.url for source in article.sources]
+    return list(dict.fromkeys(cited + body_links(article) + image_urls(article)))

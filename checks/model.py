@@ -129,11 +129,17 @@ class ArticleReport(BaseModel):
     license_registry: list[dict[str, Any]] = Field(default_factory=list)
     reviewer_registry: dict[str, Any] | None = None
     authority_notes: list[str] = Field(default_factory=list)
+    # The hash of the article's text alone (sources/versioning.content_hash): what a translation's
+    # translated_from names (issue 26). None only in reports made before it existed.
+    content_hash: str | None = None
+    language: str | None = None  # the edition's language (its own, or the site's)
 
     def as_json(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "slug": self.slug,
+            "content_hash": self.content_hash,
+            "language": self.language,
             "verdict": self.verdict.value,
             "problems": [p.as_json() for p in self.problems],
             "links": [link.as_json() for link in self.links],

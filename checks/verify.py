@@ -19,7 +19,9 @@ from clinicpress.checks.authority.run import (
 from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.collect import article_urls
 from clinicpress.checks.dates import check_licenses, check_review
+from clinicpress.checks.editions import Editions, edition_language, edition_problems
 from clinicpress.checks.facts_cache import FactsCache, facts_beside, prime_facts
+from clinicpress.checks.images import image_problems
 from clinicpress.checks.integrity.apply import (
     apply_integrity,
     contact_address,
@@ -44,6 +46,7 @@ from clinicpress.checks.readability_es import readability_problems_in
 from clinicpress.checks.signoff import ReviewRecord, ReviewSource, approval_of, signoff_problems
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
+from clinicpress.sources.versioning import content_hash
 
 
 def _describe_link(numbers: dict[str, list[str]], result: LinkResult) -> str:
@@ -87,6 +90,7 @@ def verify_article(
     integrity: IntegrityReport | None = None,
     reviews: Sequence[ReviewRecord] | None = None,
     authority: AuthorityReport | None = None,
+    editions: Editions | None = None,
 ) -> ArticleReport:
     """The verdict of one article on day ``on``, from already-checked links and integrity records.
 
@@ -94,18 +98,23 @@ def verify_article(
     ``authority``: what DHCS and the NPI registry answered (None: not asked, the preview).
     ``reviews``: the review records the caller read from the registry; None: not read (the
     preview), so ``[review] required`` is not judged here.
+    ``editions``: every article by slug and the originals' published texts (checks/editions.py);
+    None: a translation is not judged against its original.
     """
     results = [links.results[url] for url in article_urls(article) if url in links.results]
-    language = site.organization.language  # the edition's own language once editions exist (issue 26)
+    language = edition_language(article, site)
     problems = [
         *check_licenses(site.licenses, on, site.checks.license_warn_days),
         *check_review(article, on),
         *readability_problems_in(article, language, site.checks.max_grade_for(language)),
         *article_language_problems(article, site.checks.language, language),
+        *image_problems(article),
         *link_problems(article, results, links.summary if links.network_down else None),
     ]
     if reviews is not None:
         problems += signoff_problems(article, reviews, required=site.review.required)
+    if editions is not None:
+        problems += edition_problems(article, editions, site, on)
     if integrity is not None:
         results, found = apply_integrity(
             article, results, integrity, site.checks.links, network_line=links.network_down
@@ -117,6 +126,8 @@ def verify_article(
     return ArticleReport(
         path=str(article.path),
         slug=article.key,
+        content_hash=content_hash(article),
+        language=language,
         verdict=verdict_of(problems, strict=strict),
         problems=problems,
         links=results,
@@ -215,6 +226,7 @@ def check_articles(
     cache: LinkCache | None = None,
     reviews: Sequence[ReviewRecord] | None = None,
     facts: FactsCache | bool = True,
+    editions: Editions | None = None,
 ) -> list[ArticleReport]:
     """Verify articles directly (no Prefect): what ``clinicpress check`` runs.
 
@@ -228,7 +240,15 @@ def check_articles(
     report, integrity, authority = run_quietly(_check_all(articles, site, cache))
     return [
         verify_article(
-            a, site, report, on=on, strict=strict, integrity=integrity, reviews=reviews, authority=authority
+            a,
+            site,
+            report,
+            on=on,
+            strict=strict,
+            integrity=integrity,
+            reviews=reviews,
+            authority=authority,
+            editions=editions,
         )
         for a in articles
     ]

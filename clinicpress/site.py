@@ -36,6 +36,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from clinicpress.addresses import address_problem, unsubscribe_url_problem
 from clinicpress.errors import SiteConfigError
+from clinicpress.settings.crisis import CrisisSettings
+from clinicpress.settings.editions import EditionsSettings
 from clinicpress.settings.integrity import IntegritySettings
 from clinicpress.settings.language import LanguageCheckSettings
 from clinicpress.settings.links import LinkCheckSettings
@@ -257,6 +259,11 @@ class Publishing(_Strict):
 
 class Handout(_Strict):
     page_size: Literal["letter", "a4"] = Field(default="letter", description="The handout's paper size")
+    large_print: bool = Field(
+        default=True,
+        description="Also make handouts/<slug>-large-print.pdf: the same handout with its body at 20 pt "
+        "in Liberation Sans (bundled), one column; the web page links both",
+    )
 
 
 def _apprise_url(value: str) -> str:
@@ -367,6 +374,8 @@ class SiteConfig(BaseSettings):
     registry: Registry = Field(default_factory=Registry)
     archive: Archive = Field(default_factory=Archive)
     review: Review = Field(default_factory=Review)
+    crisis: CrisisSettings = Field(default_factory=CrisisSettings, description="The crisis box per language")
+    editions: EditionsSettings = Field(default_factory=EditionsSettings, description="Translated editions")
 
     @classmethod
     def settings_customise_sources(

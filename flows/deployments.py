@@ -1,6 +1,6 @@
 """The Prefect deployments: those ``clinicpress serve`` serves (manual publish, scheduled monitor,
-the clinician's review) and the ``publish`` deployment ``clinicpress deploy`` registers on a
-process work pool.
+the clinician's review, scheduled bounce reading) and the ``publish`` deployment ``clinicpress
+deploy`` registers on a process work pool.
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ PUBLISH_ENTRYPOINT = "clinicpress.flows.publish.publish_flow"
 
 
 def build_deployments(site_path: Path, out_dir: Path) -> list[Any]:
-    """``publish`` (triggered by hand, parameters validated), ``monitor`` on the site's cron, and
-    ``review`` (by hand with ``paths``: it pauses for the clinician's form, flows/review.py)."""
+    """``publish`` (triggered by hand, parameters validated), ``monitor`` on the site's cron,
+    ``review`` (by hand with ``paths``: it pauses for the clinician's form, flows/review.py), and
+    ``bounces`` on ``[newsletter.bounces] schedule`` when the site names a bounce mailbox."""
+    from clinicpress.flows.bounces import bounces_flow
     from clinicpress.flows.monitor import monitor_flow
     from clinicpress.flows.publish import publish_flow
     from clinicpress.flows.review import review_flow
@@ -45,7 +47,7 @@ def build_deployments(site_path: Path, out_dir: Path) -> list[Any]:
     site = load_site(site_path)  # fail now, not at the first scheduled run
     # Absolute paths: the served process may be started from anywhere.
     common = {"site_path": str(site_path.resolve()), "out_dir": str(out_dir.resolve())}
-    return [
+    deployments = [
         publish_flow.to_deployment(
             name="publish",
             parameters=common,
@@ -65,6 +67,17 @@ def build_deployments(site_path: Path, out_dir: Path) -> list[Any]:
             "then publishes).",
         ),
     ]
+    if (mailbox := site.newsletter.bounces) is not None:
+        deployments.append(
+            bounces_flow.to_deployment(
+                name="bounces",
+                parameters=common,
+                cron=mailbox.schedule,
+                description="Read bounces and complaints from [newsletter.bounces] and suppress their "
+                "addresses (the IMAP password from CLINICPRESS_BOUNCES__IMAP_PASSWORD).",
+            )
+        )
+    return deployments
 
 
 def serve_deployments(site_path: Path, out_dir: Path) -> None:

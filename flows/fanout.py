@@ -36,6 +36,7 @@ from clinicpress.errors import ClinicpressError, InputError
 from clinicpress.flows.deployments import pool_deployment_name
 from clinicpress.flows.json_flow import flow
 from clinicpress.flows.publish import ArticleOutcome, PublishResult
+from clinicpress.outputs.holds import HeldArticle
 from clinicpress.sources.loader import Skipped, discover_articles
 
 DEFAULT_BATCH_SIZE = 50
@@ -100,6 +101,11 @@ class CatalogResult(BaseModel):
     def skipped(self) -> list[Skipped]:
         """Files a batch did not load (skipped with their error, issue 24): none of them published."""
         return [item for b in self.batches if b.result for item in b.result.skipped]
+
+    @property
+    def held(self) -> list[HeldArticle]:
+        """Versions a rollback holds (issue 24): each batch skipped them, saying so."""
+        return [item for b in self.batches if b.result for item in b.result.held]
 
     @property
     def newsletters_incomplete(self) -> bool:

@@ -1,5 +1,9 @@
 """The ``monitor`` flow: re-check what is published and alert once per transition.
 
+It also reads every newsletter send's complaint and hard-bounce counts (from ``clinicpress
+newsletter bounces`` or the ``bounces`` deployment) and alerts once per send that passes
+``[newsletter] complaint_alert_rate`` or ``bounce_alert_rate``.
+
 Thin: the registry (outputs/) says what is live, the link checker re-checks
 every distinct source once, ``outputs/monitoring.py`` turns results and
 stored states into transitions and alerts, ``outputs/alerts.py`` delivers.
@@ -44,8 +48,9 @@ from clinicpress.flows.tasks import (
     monitor_integrity_task,
     quoted,
 )
-from clinicpress.outputs.alerts import Alert, Delivery, deliver
+from clinicpress.outputs.alerts import Alert, AlertKey, Delivery, deliver
 from clinicpress.outputs.delivery.lease import owner_name
+from clinicpress.outputs.delivery.loop import SendRates, sends_heard
 from clinicpress.outputs.monitoring import (
     AuthorityFindings,
     Evaluation,
@@ -54,7 +59,7 @@ from clinicpress.outputs.monitoring import (
     evaluate,
     plan_outbox,
 )
-from clinicpress.outputs.registry import PendingAlert, PublishedArticle, Registry
+from clinicpress.outputs.registry import PendingAlert, PublishedArticle, Registry, registry_url
 from clinicpress.outputs.release import live_versions
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, format_date, load_site
 
@@ -89,6 +94,7 @@ class MonitorResult(BaseModel):
     busy: str | None = None  # another run held the lock (who, until when): this run did nothing
     failing: int = 0  # sources failing, not yet for failures_before_alert runs in a row: no alert yet
     failures_before_alert: int = 2
+    sends: int = 0  # newsletter sends whose complaint and bounce rates were looked at
 
     def lines(self) -> list[str]:
         """What ``clinicpress monitor`` prints (after its own line when nothing is published)."""
@@ -153,6 +159,13 @@ def load_catalog(site: SiteConfig, out_dir: str) -> list[PublishedArticle]:
         return registry.latest_publishes(live_versions(Path(out_dir)) or None)
 
 
+@task(name="load-sends", cache_policy=NO_CACHE)
+def load_sends(site: SiteConfig, out_dir: str) -> list[SendRates]:
+    """Every newsletter send's accepted messages, hard bounces and complaints (as ``newsletter
+    stats`` counts them)."""
+    return sends_heard(registry_url(site, Path(out_dir)))
+
+
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_catalog(
     site: SiteConfig,
@@ -163,6 +176,7 @@ def evaluate_catalog(
     now: datetime,
     integrity: MonitorIntegrity | None = None,
     authority: AuthorityFindings | None = None,
+    sends: list[SendRates] | None = None,
 ) -> tuple[Evaluation, Outbox]:
     with Registry.for_site(site, Path(out_dir)) as registry:
         previous = registry.states()
@@ -180,6 +194,7 @@ def evaluate_catalog(
         integrity=verdicts,
         quotes=quotes,
         authority=authority,
+        sends=sends,
     )
     return evaluation, plan_outbox(evaluation.alerts, evaluation.states, pending)
 
@@ -281,8 +296,9 @@ def _monitor(site: SiteConfig, out_dir: str, lock: Lock, today: date | None) -> 
     # quoted(): Prefect would otherwise walk these large structures looking for futures.
     verdicts = quoted(integrity.result())
     found = quoted(authority.result()) if authority is not None else None
+    sends = load_sends(site, out_dir)  # after the link checks: the freshest bounce counts
     evaluation, outbox = evaluate_catalog(
-        site, out_dir, quoted(catalog), quoted(links.results), day, now, verdicts, found
+        site, out_dir, quoted(catalog), quoted(links.results), day, now, verdicts, found, quoted(sends)
     )
     results = list(links.results.values())
     # Where a test lines up two runs: both have read the states; only the lock keeps a second one out.
@@ -319,9 +335,10 @@ def _monitor(site: SiteConfig, out_dir: str, lock: Lock, today: date | None) -> 
         destinations=len(site.alerts.urls),
         failing=sum(1 for key, state in evaluation.states.items() if _failing_unalerted(key, state)),
         failures_before_alert=site.monitor.failures_before_alert,
+        sends=len(sends),
     )
 
 
 def _failing_unalerted(key: str, state: State) -> bool:
     """A source that failed this run but has not failed ``failures_before_alert`` runs in a row."""
-    return key.startswith("source:") and state.failures > 0 and state.state != "broken"
+    return AlertKey.is_source(key) and state.failures > 0 and state.state != "broken"

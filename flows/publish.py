@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from clinicpress import clock, progress
 from clinicpress.checks.authority.run import AuthorityReport
 from clinicpress.checks.cache import open_cache
+from clinicpress.checks.editions import Editions, taken_down, with_edition_note
 from clinicpress.checks.facts_cache import FactsCache, open_facts, prime_facts
 from clinicpress.checks.integrity.client import IntegrityReport
 from clinicpress.checks.language import check_exceptions
@@ -41,7 +42,11 @@ from clinicpress.flows.tasks import (
     record_publish,
     record_unrecorded_live,
 )
+from clinicpress.outputs.edition_texts import edition_context, record_texts
+from clinicpress.outputs.holds import HeldArticle, held_back
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
+from clinicpress.outputs.registry import Registry, at_addresses
+from clinicpress.outputs.registry_location import registry_exists, registry_url
 from clinicpress.outputs.release import live_versions
 from clinicpress.outputs.reviews import load_reviews
 from clinicpress.outputs.subscribers import load_subscribers
@@ -56,9 +61,10 @@ from clinicpress.renderers.pool import (
 )
 from clinicpress.renderers.spool import Spool, remove_dead_spools
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
+from clinicpress.sources.addresses import Moves
 from clinicpress.sources.article import Article, Channel
 from clinicpress.sources.loader import Loaded, Skipped, discover_articles, load_articles, load_each
-from clinicpress.sources.versioning import article_version
+from clinicpress.sources.versioning import article_version, content_hash
 
 if TYPE_CHECKING:
     from clinicpress.outputs.delivery import SendReport
@@ -83,6 +89,8 @@ class PublishResult(BaseModel):
     newsletters_incomplete: bool = False
     newsletters_waiting: list[str] = []  # slugs whose send waits for a second person's approval
     skipped: list[Skipped] = []  # files that do not load: skipped, each with its error (issue 24)
+    held: list[HeldArticle] = []  # versions a rollback took out: skipped-as-held (issue 24)
+    withdrawn: list[str] = []  # slugs taken down: translations the edition rules block (issue 26)
 
     @property
     def blocked(self) -> bool:
@@ -121,6 +129,41 @@ def signed_off(
     return [a for a, _ in signed], records, {a.key: source for a, source in signed}
 
 
+@task(name="held-versions", cache_policy=NO_CACHE)
+def held_versions(
+    site: SiteConfig,
+    out_dir: str,
+    articles: list[Article],
+    versions: list[str],
+    live: dict[str, str],
+    force: bool,
+) -> list[HeldArticle]:
+    """The articles whose version a rollback took out of live (issue 24): skipped, unless ``force``.
+
+    The decision is :func:`held_back` (pure); the registry is opened only when a version not live
+    is about to be published.
+    """
+    candidates = {
+        a.key: (v, content_hash(a)) for a, v in zip(articles, versions, strict=True) if live.get(a.key) != v
+    }
+    if force or not candidates or not registry_exists(registry_url(site, Path(out_dir))):
+        return []  # nothing published there yet: no rollback, no hold (and no registry made)
+    with Registry.for_site(site, Path(out_dir)) as registry:
+        held = held_back(candidates, live, registry.holds(), force=force)
+    return [
+        HeldArticle(
+            slug=a.key,
+            version=candidates[a.key][0],
+            path=str(a.path),
+            held_by=hold.held_by,
+            held_at=hold.held_at,
+            release_id=hold.release_id,
+        )
+        for a in articles
+        if (hold := held.get(a.key)) is not None
+    ]
+
+
 @task(name="verify", cache_policy=NO_CACHE)
 def verify(
     articles: list[Article],
@@ -131,6 +174,7 @@ def verify(
     integrity: IntegrityReport | None = None,
     reviews: list[ReviewRecord] | None = None,
     authority: AuthorityReport | None = None,
+    editions: Editions | None = None,
 ) -> list[ArticleReport]:
     reports = [
         verify_article(
@@ -142,6 +186,7 @@ def verify(
             integrity=integrity,
             reviews=reviews or [],
             authority=authority,
+            editions=editions,
         )
         for a in articles
     ]
@@ -160,9 +205,24 @@ def render_batch(renders: RenderRun, start: int, stop: int) -> list[Checked | Re
 
 @task(name="publish-release", cache_policy=NO_CACHE)
 def publish(
-    out_dir: str, ready: list[ReadyArticle], site: SiteConfig, published_at: datetime, force: bool
+    out_dir: str,
+    ready: list[ReadyArticle],
+    site: SiteConfig,
+    published_at: datetime,
+    force: bool,
+    redirects: dict[str, str] | None = None,
+    withdraw: list[str] | None = None,
 ) -> PublishedRelease | None:
-    return publish_release(Path(out_dir), ready, site, published_at, force=force)
+    return publish_release(
+        Path(out_dir), ready, site, published_at, force=force, redirects=redirects, withdraw=withdraw or []
+    )
+
+
+@task(name="addresses", cache_policy=NO_CACHE)
+def addressed(site: SiteConfig, site_path: str, out_dir: str, loaded: Loaded) -> tuple[Loaded, Moves]:
+    """Each article at its permanent address (issue 24, sources/addresses.py): a title edit keeps
+    the slug its file published; an article that would take another's old address is skipped."""
+    return at_addresses(site, Path(site_path), Path(out_dir), loaded)
 
 
 def summary_markdown(result: PublishResult) -> str:
@@ -181,6 +241,11 @@ def summary_markdown(result: PublishResult) -> str:
         problems = problems.replace("|", "\\|")
         published = "unchanged" if outcome.unchanged else "yes" if outcome.published else "no"
         lines.append(f"| {report.slug} | {report.verdict.value} | {published} | {problems} |")
+    for item in result.held:
+        lines.append(
+            f"| {item.slug} | — | no ({item.status}) | rolled back by {item.held_by} on "
+            f"{item.held_at:%Y-%m-%d %H:%M} UTC; edit it, or publish it with --force |"
+        )
     if result.skipped:
         lines += ["", f"Skipped, not published: {skipped_line(result.skipped)}", ""]
         lines += [f"- {item.error}" for item in result.skipped]
@@ -252,12 +317,24 @@ def publish_flow(
             raise InputError(None, "triggered_by", problem, "one person's name (who publishes), or none")
     facts = open_facts(out_dir, enabled=use_cache)
     site, loaded = load_inputs(paths or [], site_path, facts, strict)
+    loaded, moved = addressed(site, site_path, out_dir, quoted(loaded))
     articles = loaded.articles
     articles, reviews, review_sources = signed_off(quoted(articles), site, out_dir)
     now = clock.local_now()
+    # Translations (issue 26): their originals and published texts; a stale one's page says so.
+    editions = edition_context(site, Path(out_dir), articles, Path(site_path).parent)
+    if editions is not None:
+        articles = [with_edition_note(a, editions, site, now.date()) for a in articles]
     templates = template_fingerprint()
     live = {} if force else live_versions(Path(out_dir))
-    runs = plan(articles, [article_version(a, site, templates) for a in articles], live)
+    versions = [article_version(a, site, templates) for a in articles]
+    # A version a rollback took out stays out (issue 24): not checked, rendered or published.
+    held = held_versions(site, out_dir, quoted(articles), versions, live, force)
+    if held:
+        skip = {h.slug for h in held}
+        kept = [(a, v) for a, v in zip(articles, versions, strict=True) if a.key not in skip]
+        articles, versions = [a for a, _ in kept], [v for _, v in kept]
+    runs = plan(articles, versions, live)
     # Rendered unless this version is live already; a render the checks then block is thrown away.
     to_render = [run for run in runs if not run.is_live]
     progress.start("check", len(runs))
@@ -301,6 +378,7 @@ def publish_flow(
                 records,
                 quoted(reviews),
                 quoted(authority.result()),
+                quoted(editions),
             )
             for run, report in zip(runs, reports, strict=True):
                 run.report = report
@@ -314,13 +392,31 @@ def publish_flow(
 
         settled = [settle(run) for run in runs]
         ready = [item.ready for item in settled if item.fate is Fate.READY]
-        release = publish(out_dir, quoted(ready), site, now, force)
+        redirects = moved.redirects(item.article.key for item in ready)
+        # A translation blocked by the edition rules does not stay live (issue 26); any other
+        # blocked article keeps the version already live.
+        withdraw = [s.report.slug for s in settled if s.fate is Fate.BLOCKED and taken_down(s.report)]
+        release = publish(out_dir, quoted(ready), site, now, force, redirects, withdraw)
     went_live, unchanged = after_release(settled, release)
     if release is not None and went_live:
         record_publish(
             site, out_dir, release, quoted([s.ready for s in went_live]), quoted(links), now, records
         )
+        if force and release.release_id is not None:  # a held version published again: no longer held
+            with Registry.for_site(site, Path(out_dir)) as registry:
+                registry.lift_holds(
+                    {s.run.article.key: (s.run.version, content_hash(s.run.article)) for s in went_live},
+                    release_id=release.release_id,
+                    by=triggered_by or "unknown",
+                    at=now,
+                )
     live_unchanged = [(s.run.article, s.run.version) for s in unchanged]
+    live_files = moved.published(s.run.article.key for s in [*went_live, *unchanged])
+    if live_files:
+        with Registry.for_site(site, Path(out_dir)) as registry:
+            registry.record_addresses(live_files, now)  # which file published which slug
+    # The texts that are live, each kept once with when it first went live (translations' grace).
+    record_texts(site, Path(out_dir), [s.run.article for s in [*went_live, *unchanged]], now)
     if live_unchanged:
         record_unrecorded_live(site, out_dir, quoted(live_unchanged), now)
     # After the swap: live versions (new, or unchanged with a send left to resume) get their newsletter.
@@ -336,6 +432,8 @@ def publish_flow(
     )
     result = _result(out_dir, release, settled, {s.run.article.key for s in unchanged}, sends, review_sources)
     result.skipped = loaded.skipped
+    result.held = held
+    result.withdrawn = release.withdrawn if release is not None else []
     _leave_artifacts(result)
     return caller_unquotes(result)  # not walked by Prefect for nothing (flows/json_flow.py)
 

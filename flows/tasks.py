@@ -29,6 +29,7 @@ from clinicpress.checks.links import LinkBatch, LinkReport, check_batch, merge_b
 from clinicpress.checks.transitions import State, integrity_state
 from clinicpress.checks.verify import all_urls, check_authorities, check_integrity, site_contact
 from clinicpress.faults import fault_point
+from clinicpress.outputs.alerts import AlertKey
 from clinicpress.outputs.monitoring import AuthorityFindings, PrintedReviewer
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
 from clinicpress.outputs.registry import PublishRecord, Registry
@@ -181,7 +182,7 @@ def _integrity_baseline(ready: list[ReadyArticle], now: datetime) -> dict[str, S
     for item in ready:
         for link in item.report.links:
             if link.integrity is not None and link.integrity != "unknown":
-                states[f"integrity:{link.url}"] = State(
+                states[AlertKey.integrity(link.url)] = State(
                     integrity_state(link.integrity, link.integrity_notice), now
                 )
     return states
@@ -261,7 +262,7 @@ def record_publish(
                 registry.replace_quotes(item.article.key, _readings(quotes_of), published_at)
             for reading in readings:
                 if reading.found is not None:
-                    key = f"quote:{quote_key(reading.url, reading.quote)}"
+                    key = AlertKey.quote(quote_key(reading.url, reading.quote))
                     baseline[key] = State("found" if reading.found else "missing", published_at)
         registry.save_states(baseline)
         # No archive lookups when the network is down: they would only time out.

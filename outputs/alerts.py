@@ -9,18 +9,19 @@ A destination URL carries tokens and passwords. It is shown (CLI, logs, the
 registry, Prefect) only as ``destination_label`` makes it: its place in
 ``[alerts] urls`` and apprise's own privacy form of it.
 
-A little over 400 lines: one builder per alert kind, then delivery; a kind's wording and its
+Over 400 lines: one builder per alert kind, then delivery; a kind's wording and its
 delivery are read together with the privacy rule they share.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import apprise
 
@@ -28,6 +29,9 @@ from clinicpress.checks.model import Archived, LinkResult
 from clinicpress.checks.transitions import Kind
 from clinicpress.outputs.registry import PendingAlert, PublishedArticle
 from clinicpress.site import format_date
+
+if TYPE_CHECKING:  # the delivery package (SQLAlchemy tables, the SMTP wire) only for its type
+    from clinicpress.outputs.delivery.loop import SendRates
 
 _LOG = logging.getLogger(__name__)
 
@@ -46,9 +50,71 @@ class _Withheld(logging.Filter):
 logging.getLogger("apprise").addFilter(_Withheld())
 
 
+class LoopKind(enum.StrEnum):
+    """The newsletter's own alert kinds (issue 28): a send whose readers complain or whose
+    addresses bounce too often. Beside ``Kind`` (the transitions of what an article cites): also
+    Prefect event names (``clinicpress.<kind>``)."""
+
+    NEWSLETTER_COMPLAINTS = "newsletter.complaints"
+    NEWSLETTER_BOUNCES = "newsletter.bounces"
+
+
+AlertKind = Kind | LoopKind
+
+
+def alert_kind(name: str) -> AlertKind:
+    """The kind a stored alert names (``ValueError`` for a name neither enum knows)."""
+    try:
+        return Kind(name)
+    except ValueError:
+        return LoopKind(name)
+
+
+class AlertKey:
+    """The key of each thing the monitor watches, built here only: the ``alert_state`` row and the
+    alert that announces its transition must name the same key (``source:<url>``, …)."""
+
+    @staticmethod
+    def source(url: str) -> str:
+        return f"source:{url}"
+
+    @staticmethod
+    def is_source(key: str) -> bool:
+        return key.startswith("source:")
+
+    @staticmethod
+    def integrity(url: str) -> str:
+        return f"integrity:{url}"
+
+    @staticmethod
+    def quote(quote_key: str) -> str:
+        return f"quote:{quote_key}"
+
+    @staticmethod
+    def license(program_id: str) -> str:
+        return f"license:{program_id}"
+
+    @staticmethod
+    def review(slug: str) -> str:
+        return f"review:{slug}"
+
+    @staticmethod
+    def license_registry(program_id: str) -> str:
+        return f"license-registry:{program_id}"
+
+    @staticmethod
+    def reviewer_registry(npi: str) -> str:
+        return f"reviewer-registry:{npi}"
+
+    @staticmethod
+    def send_rate(slug: str, version: str, rate: LoopKind) -> str:
+        """One send's complaint or bounce rate: ``send:<slug>:<version>:complaints``."""
+        return f"send:{slug}:{version}:{rate.value.removeprefix('newsletter.')}"
+
+
 @dataclass(frozen=True)
 class Alert:
-    kind: Kind
+    kind: AlertKind
     key: str
     title: str
     body: str
@@ -111,7 +177,7 @@ def source_alert(
         lines.append("Reprint needed: printed handouts cite this source.")
     return Alert(
         kind=kind,
-        key=f"source:{url}",
+        key=AlertKey.source(url),
         title=f"[clinicpress] {headline}",
         body="\n".join(lines),
         articles=tuple(a.slug for a in articles),
@@ -166,7 +232,7 @@ def integrity_alert(
         lines.append("Printed handouts cite this source: reprint them if the article changes.")
     return Alert(
         kind=kind,
-        key=f"integrity:{url}",
+        key=AlertKey.integrity(url),
         title=f"[clinicpress] {headline}",
         body="\n".join(lines),
         articles=tuple(a.slug for a in articles),
@@ -211,7 +277,7 @@ def quote_alert(
         lines.append("Reprint needed if the claim changes: printed handouts carry this quote's claim.")
     return Alert(
         kind=Kind.SOURCE_QUOTE_MISSING,
-        key=f"quote:{key}",
+        key=AlertKey.quote(key),
         title=f"[clinicpress] {headline}",
         body="\n".join(lines),
         articles=tuple(a.slug for a in articles),
@@ -226,7 +292,13 @@ def quote_alert(
 
 
 def license_alert(
-    kind: Kind, program_id: str, issuer: str, expires: str, bucket: str, articles: Sequence[PublishedArticle]
+    kind: Kind,
+    program_id: str,
+    issuer: str,
+    expires: str,
+    bucket: str,
+    articles: Sequence[PublishedArticle],
+    warn_days: Sequence[int] = (150, 90, 30),
 ) -> Alert:
     """A license crossed a threshold, expired, or was renewed."""
     if kind is Kind.LICENSE_EXPIRED:
@@ -237,7 +309,11 @@ def license_alert(
         action = "Publish again so every channel prints the new date."
     else:
         headline = f"License {program_id} expires within {bucket} days"
-        action = "Start the renewal (the state renewal window opens 150 days before expiry)."
+        days = ", ".join(str(d) for d in sorted(warn_days, reverse=True))
+        action = (
+            f"Start the renewal if it is not under way (alerts at {days} days before expiry: "
+            "[checks] license_warn_days)."
+        )
     lines = [
         f"{headline} ({issuer}; valid through {expires}).",
         action,
@@ -249,7 +325,7 @@ def license_alert(
         lines.append("Reprint needed: printed handouts carry the license line.")
     return Alert(
         kind=kind,
-        key=f"license:{program_id}",
+        key=AlertKey.license(program_id),
         title=f"[clinicpress] {headline}",
         body="\n".join(lines),
         articles=tuple(a.slug for a in articles),
@@ -269,7 +345,7 @@ def review_alert(article: PublishedArticle) -> Alert:
         lines.append("Reprint needed: printed handouts show the old review date; new handouts are blocked.")
     return Alert(
         kind=Kind.REVIEW_DUE,
-        key=f"review:{article.slug}",
+        key=AlertKey.review(article.slug),
         title=f"[clinicpress] {headline}",
         body="\n".join(lines),
         articles=(article.slug,),
@@ -306,8 +382,53 @@ def authority_alert(
     )
 
 
+def send_rate_alert(kind: LoopKind, rates: SendRates, threshold: float) -> Alert:
+    """A send's complaints or hard bounces passed ``threshold`` percent of its accepted messages."""
+    complaints = kind is LoopKind.NEWSLETTER_COMPLAINTS
+    count = rates.complained if complaints else rates.bounced
+    what = "complaints" if complaints else "hard bounces"
+    setting = "complaint_alert_rate" if complaints else "bounce_alert_rate"
+    percent = rates.percent(count)
+    headline = f"Newsletter {what} at {percent:.2f} %: {rates.title}"
+    lines = [
+        f"The newsletter {rates.slug} (version {rates.version[:12]}): {count} {what} of "
+        f"{rates.accepted} accepted messages ({percent:.2f} %), over [newsletter] {setting} "
+        f"({threshold:g} %).",
+        f"Those addresses are suppressed already: `clinicpress newsletter stats {rates.slug}` shows "
+        "the numbers, `clinicpress subscribers suppressed` the list.",
+    ]
+    if complaints:
+        lines.append(
+            "Gmail and Yahoo filter a sender whose spam complaints reach 0.3 %: check that every "
+            "subscriber asked for the newsletter and how often it goes out before the next send."
+        )
+    else:
+        lines.append(
+            "Many addresses that no longer exist: check where the subscribers list came from and "
+            "remove old imports before the next send (providers throttle senders that bounce a lot)."
+        )
+    return Alert(
+        kind=kind,
+        key=AlertKey.send_rate(rates.slug, rates.version, kind),
+        title=f"[clinicpress] {headline}",
+        body="\n".join(lines),
+        articles=(rates.slug,),
+        reprint_needed=False,
+        payload={
+            "slug": rates.slug,
+            "version": rates.version,
+            "accepted": rates.accepted,
+            "count": count,
+            "percent": round(percent, 4),
+            "threshold": threshold,
+        },
+    )
+
+
 # How alarming each transition is, in the receiving tool's own terms (colours, icons).
-_NOTIFY_TYPE = {
+_NOTIFY_TYPE: dict[AlertKind, apprise.NotifyType] = {
+    LoopKind.NEWSLETTER_COMPLAINTS: apprise.NotifyType.FAILURE,
+    LoopKind.NEWSLETTER_BOUNCES: apprise.NotifyType.WARNING,
     Kind.SOURCE_BROKEN: apprise.NotifyType.FAILURE,
     Kind.SOURCE_RETRACTED: apprise.NotifyType.FAILURE,
     Kind.SOURCE_CONCERN: apprise.NotifyType.WARNING,
@@ -388,7 +509,7 @@ def deliver(
     backoff for each); the ones failing now are added to it.
     """
     failed = set() if failed is None else failed
-    kind = Kind(alert.kind)
+    kind = alert_kind(alert.kind)
     message = outgoing_message(alert, now)
     deliveries: list[Delivery] = []
     for index, url in enumerate(urls):

@@ -1,4 +1,5 @@
-"""One monitor evaluation: re-checked sources, licenses and reviews → new states and alerts.
+"""One monitor evaluation: re-checked sources, licenses, reviews and newsletter sends → new states
+and alerts.
 
 Pure: the flow feeds it what the registry holds and what the checks found,
 and stores what it returns. It sits in ``outputs/`` because it works on the
@@ -39,13 +40,17 @@ from clinicpress.checks.transitions import (
 )
 from clinicpress.outputs.alerts import (
     Alert,
+    AlertKey,
+    LoopKind,
     authority_alert,
     integrity_alert,
     license_alert,
     quote_alert,
     review_alert,
+    send_rate_alert,
     source_alert,
 )
+from clinicpress.outputs.delivery.loop import SendRates
 from clinicpress.outputs.registry import AlertRecord, PendingAlert, PublishedArticle, Snapshot
 from clinicpress.site import License, SiteConfig, format_date
 
@@ -98,10 +103,12 @@ def evaluate(
     integrity: Mapping[str, IntegrityVerdict] | None = None,
     quotes: Mapping[str, QuoteResult] | None = None,
     authority: AuthorityFindings | None = None,
+    sends: Sequence[SendRates] | None = None,
 ) -> Evaluation:
     """``integrity``: the verdict per source URL of every DOI/PMID source (None: not looked up);
     ``quotes``: each recorded quote read again, by ``quote_key`` (None: not read);
-    ``authority``: DHCS's and the NPI registry's answers, read again (None: not asked)."""
+    ``authority``: DHCS's and the NPI registry's answers, read again (None: not asked);
+    ``sends``: every newsletter send's complaint and bounce counts (None: not read)."""
     states: dict[str, State] = {}
     alerts: list[Alert] = []
     not_ok: list[tuple[LinkResult, tuple[str, ...]]] = []
@@ -112,7 +119,7 @@ def evaluate(
             continue
         if result.status is not LinkStatus.OK:
             not_ok.append((result, tuple(a.slug for a in articles)))
-        key = f"source:{url}"
+        key = AlertKey.source(url)
         state, kind = source_transition(previous.get(key), result, now, site.monitor.failures_before_alert)
         states[key] = state
         if kind is not None:
@@ -123,7 +130,7 @@ def evaluate(
         verdict = (integrity or {}).get(url)
         if verdict is None:
             continue
-        key = f"integrity:{url}"
+        key = AlertKey.integrity(url)
         state, kind = integrity_transition(previous.get(key), verdict.status, verdict.notice, now)
         states[key] = state
         if kind is not None:
@@ -135,8 +142,8 @@ def evaluate(
         quoting = citing.get(reading.url)
         if not quoting:
             continue  # no live article cites it any more
-        state, kind = quote_transition(previous.get(f"quote:{key}"), reading.found, now)
-        states[f"quote:{key}"] = state
+        state, kind = quote_transition(previous.get(AlertKey.quote(key)), reading.found, now)
+        states[AlertKey.quote(key)] = state
         if kind is not None:
             alerts.append(
                 quote_alert(
@@ -145,7 +152,7 @@ def evaluate(
             )
 
     for lic in site.licenses:
-        key = f"license:{lic.program_id}"
+        key = AlertKey.license(lic.program_id)
         state, kind = license_transition(
             previous.get(key), lic.expires, today, site.checks.license_warn_days, now
         )
@@ -153,21 +160,66 @@ def evaluate(
         if kind is not None:
             alerts.append(
                 license_alert(
-                    kind, lic.program_id, lic.issuer, format_date(lic.expires), state.state, catalog
+                    kind,
+                    lic.program_id,
+                    lic.issuer,
+                    format_date(lic.expires),
+                    state.state,
+                    catalog,
+                    site.checks.license_warn_days,
                 )
             )
 
     for article in catalog:
-        key = f"review:{article.slug}"
+        key = AlertKey.review(article.slug)
         state, kind = review_transition(previous.get(key), article.next_review, today, now)
         states[key] = state
         if kind is not None:
             alerts.append(review_alert(article))
 
+    for rates in sends or ():
+        _send_rates(rates, previous, site, now, states, alerts)
+
     snapshots: list[Snapshot] = []
     if authority is not None:
         snapshots = _authority(catalog, authority, previous, site, now, states, alerts)
     return Evaluation(states=states, alerts=alerts, not_ok=not_ok, snapshots=snapshots)
+
+
+# A send's rate states: "ok", then "over" once it passed its threshold. "over" stays: a rate that
+# dips (an uncertain recipient resolved as sent) and passes again is the same news, told once.
+RATE_OK, RATE_OVER = "ok", "over"
+
+
+def rate_transition(
+    previous: State | None, percent: float, threshold: float, now: datetime
+) -> tuple[State, bool]:
+    """The next state of one send's rate, and whether it passed ``threshold`` just now (alert)."""
+    if previous is not None and previous.state == RATE_OVER:
+        return previous, False
+    if percent > threshold:
+        return State(RATE_OVER, now), True
+    return previous or State(RATE_OK, now), False
+
+
+def _send_rates(
+    rates: SendRates,
+    previous: Mapping[str, State],
+    site: SiteConfig,
+    now: datetime,
+    states: dict[str, State],
+    alerts: list[Alert],
+) -> None:
+    """newsletter.complaints / newsletter.bounces, once per send each."""
+    news = site.newsletter
+    for kind, count, threshold in (
+        (LoopKind.NEWSLETTER_COMPLAINTS, rates.complained, news.complaint_alert_rate),
+        (LoopKind.NEWSLETTER_BOUNCES, rates.bounced, news.bounce_alert_rate),
+    ):
+        key = AlertKey.send_rate(rates.slug, rates.version, kind)
+        states[key], passed = rate_transition(previous.get(key), rates.percent(count), threshold, now)
+        if passed:
+            alerts.append(send_rate_alert(kind, rates, threshold))
 
 
 def _same_answer(before: Snapshot | None, answer: LicenseAnswer | NpiAnswer) -> bool:
@@ -209,7 +261,7 @@ def _authority(
         before = found.previous.get(("dhcs", pid))
         kept = LicenseAnswer.model_validate_json(before.answer) if before is not None else None
         transition = registry_transition(kept, answer)
-        key = f"license-registry:{pid}"
+        key = AlertKey.license_registry(pid)
         listed = "listed" if answer.listed else "not-listed"
         mark = hashlib.sha256(answer.model_dump_json(include={"listed"}).encode()).hexdigest()[:8]
         states[key] = _kept_state(previous, key, f"{listed}:{mark}" if answer.listed else listed, now)
@@ -225,7 +277,7 @@ def _authority(
         check = judge_reviewer(printed.name, printed.credentials, npi, npi_answer, state=state)
         before = found.previous.get(("npi", npi))
         transition = reviewer_transition(_status(before), check, printed.slugs)
-        key = f"reviewer-registry:{npi}"
+        key = AlertKey.reviewer_registry(npi)
         states[key] = _kept_state(previous, key, check.status, now)
         if transition is not None:
             articles = [a for a in catalog if a.slug in printed.slugs]

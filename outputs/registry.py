@@ -5,8 +5,8 @@ Any SQLAlchemy URL (``[registry] url`` or ``CLINICPRESS_REGISTRY__URL``; default
 ``outputs/registry_schema.py``; this module reads and writes them.
 
 Over 400 lines on purpose: it is one class over one database, its methods grouped by the
-tables they touch (publishing, sources, quotes, alert state, leases), each one transaction. Split
-across modules, a reader would lose which writes share a transaction.
+tables they touch (publishing, sources, quotes, alert state, leases, holds, addresses), each one
+transaction. Split across modules, a reader would lose which writes share a transaction.
 """
 
 from __future__ import annotations
@@ -31,13 +31,16 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import State
 from clinicpress.errors import RegistryError
-from clinicpress.outputs.registry_location import REGISTRY_FILE, registry_url, shown_url
+from clinicpress.outputs.holds import Hold
+from clinicpress.outputs.registry_location import REGISTRY_FILE, registry_exists, registry_url, shown_url
 from clinicpress.outputs.registry_schema import (
     SCHEMA_VERSION,
     UTCDateTime,
     alert_state,
     alerts,
+    article_addresses,
     authority_snapshots,
+    held_versions,
     leases,
     metadata,
     migrate,
@@ -53,6 +56,8 @@ from clinicpress.outputs.registry_schema import (
     transaction,
 )
 from clinicpress.site import License, SiteConfig
+from clinicpress.sources.addresses import Moves, with_addresses
+from clinicpress.sources.loader import Loaded
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,10 @@ class PendingAlert:
 
 
 PENDING, DELIVERED, SUPERSEDED = "pending", "delivered", "superseded"
+
+
+# An article version as a hold knows it: (version, the content hash of its text, None if unknown).
+Versioned = tuple[str, str | None]
 
 
 class _RecordedMeanwhile(Exception):
@@ -650,6 +659,115 @@ class Registry:
         with self._tx() as conn:
             conn.execute(release_events.insert().values(**values))
 
+    # -- holds: a rolled-back version stays out (outputs/holds.py) ------------------------------
+    def record_rollback(
+        self,
+        *,
+        release_id: str,
+        slug: str | None,
+        detail: str,
+        at: datetime,
+        by: str,
+        held: Mapping[str, Versioned],
+        restored: Mapping[str, Versioned],
+    ) -> None:
+        """A rollback, in one transaction: its ``release_events`` row, a hold on each version it took
+        out of live (``held``: slug → (version, content hash)) and none on what it made live
+        (``restored``: the operator chose it)."""
+        values = {"at": at, "action": "rollback", "release_id": release_id, "slug": slug, "detail": detail}
+        with self._tx() as conn:
+            conn.execute(release_events.insert().values(**values))
+            for restored_slug, versioned in restored.items():
+                conn.execute(_holds_of(restored_slug, versioned))
+            for held_slug, (version, text) in held.items():
+                conn.execute(_holds_of(held_slug, (version, None)))  # held again: the latest rollback's name
+                conn.execute(
+                    held_versions.insert().values(
+                        slug=held_slug,
+                        version=version,
+                        held_by=by,
+                        held_at=at,
+                        release_id=release_id,
+                        content_hash=text,
+                    )
+                )
+
+    def holds(self) -> list[Hold]:
+        """Every held version, oldest first."""
+        query = select(held_versions).order_by(held_versions.c.held_at, held_versions.c.slug)
+        with self._tx() as conn:
+            return [
+                Hold(
+                    row["slug"],
+                    row["version"],
+                    row["held_by"],
+                    row["held_at"],
+                    row["release_id"],
+                    row["content_hash"],
+                )
+                for row in conn.execute(query).mappings()
+            ]
+
+    def lift_holds(
+        self, published: Mapping[str, Versioned], *, release_id: str, by: str, at: datetime
+    ) -> list[str]:
+        """``publish --force`` made these live (slug → (version, content hash)): the holds on that
+        version or text go, each slug's with a ``hold-lifted`` event naming who. Returns those slugs."""
+        lifted: list[str] = []
+        with self._tx() as conn:
+            for slug, (version, text) in published.items():
+                if conn.execute(_holds_of(slug, (version, text))).rowcount:
+                    lifted.append(slug)
+                    detail = f"hold on {slug} lifted by {by}: version {version[:12]} published with --force"
+                    conn.execute(
+                        release_events.insert().values(
+                            at=at, action="hold-lifted", release_id=release_id, slug=slug, detail=detail
+                        )
+                    )
+        return lifted
+
+    # -- addresses: which file published which slug (sources/addresses.py) -------------------------
+    def record_addresses(self, published: Mapping[str, str], at: datetime) -> None:
+        """``published``: slug → the content file (relative to the content folder) live at it now.
+
+        Each becomes its file's current address (its newest row), unless it is already; a slug
+        another file held is this file's now. Rows are replaced, never updated, so the newest id
+        is the current address whatever the clock says.
+        """
+        if not published:
+            return
+        with self._tx() as conn:
+            newest = (
+                select(article_addresses.c.source_path, func.max(article_addresses.c.id).label("id"))
+                .group_by(article_addresses.c.source_path)
+                .subquery()
+            )
+            current = {
+                path: slug
+                for path, slug in conn.execute(
+                    select(article_addresses.c.source_path, article_addresses.c.slug).join(
+                        newest, article_addresses.c.id == newest.c.id
+                    )
+                )
+            }
+            for slug, path in published.items():
+                if current.get(path) == slug:
+                    continue
+                conn.execute(article_addresses.delete().where(article_addresses.c.slug == slug))
+                conn.execute(article_addresses.insert().values(slug=slug, source_path=path, published_at=at))
+
+    def addresses(self) -> dict[str, list[str]]:
+        """Content file → the slugs it published and still owns, oldest first (the last is its
+        current address)."""
+        query = select(article_addresses.c.source_path, article_addresses.c.slug).order_by(
+            article_addresses.c.id
+        )
+        found: dict[str, list[str]] = {}
+        with self._tx() as conn:
+            for path, slug in conn.execute(query):
+                found.setdefault(path, []).append(slug)
+        return found
+
     def events(self) -> list[dict[str, Any]]:
         query = select(release_events).order_by(release_events.c.id)
         with self._tx() as conn:
@@ -681,6 +799,31 @@ class Registry:
     def alert_log(self) -> list[dict[str, Any]]:
         with self._tx() as conn:
             return [dict(row) for row in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]
+
+
+def read_addresses(site: SiteConfig, out_dir: Path) -> dict[str, list[str]]:
+    """Content file → the slugs it published (``Registry.addresses``); none when no registry exists
+    yet (reading must not create one)."""
+    url = registry_url(site, out_dir)
+    if not registry_exists(url):
+        return {}
+    with Registry(url) as registry:
+        return registry.addresses()
+
+
+def at_addresses(site: SiteConfig, site_path: Path, out_dir: Path, loaded: Loaded) -> tuple[Loaded, Moves]:
+    """The loaded articles at their permanent addresses (sources/addresses.py), by what the
+    registry says each file published; files are named relative to the site config's folder."""
+    return with_addresses(loaded, read_addresses(site, out_dir), site_path.parent)
+
+
+def _holds_of(slug: str, versioned: Versioned) -> Any:
+    """Delete the holds of ``slug`` on this version, or on this text (content hash) when given."""
+    version, text = versioned
+    match = held_versions.c.version == version
+    if text is not None:
+        match = match | (held_versions.c.content_hash == text)
+    return held_versions.delete().where(held_versions.c.slug == slug, match)
 
 
 def _save_states(conn: Connection, changed: Mapping[str, State]) -> None:
@@ -738,7 +881,9 @@ __all__ = [
     "UTCDateTime",
     "alert_state",
     "alerts",
+    "article_addresses",
     "authority_snapshots",
+    "held_versions",
     "leases",
     "metadata",
     "migrate",

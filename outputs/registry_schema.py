@@ -38,13 +38,15 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
-from clinicpress.errors import ClinicpressError
+from clinicpress.errors import ClinicpressError, RegistryError
+from clinicpress.outputs.registry_location import shown_url
 from clinicpress.private import private_sqlite
 
 # 2: release_events; 3: the newsletter_* tables counted in; 4: source_quotes; 5: reviews; 6: a
 # newsletter send's trigger and approval; 7: pending alerts and the monitor's lease; 8: the
-# authority snapshots and the newsletter's suppression tables; 9: a review's NPI (see migrate()).
-SCHEMA_VERSION = 9
+# authority snapshots and the newsletter's suppression tables; 9: a review's NPI; 10: held versions
+# and article addresses (see migrate()).
+SCHEMA_VERSION = 10
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -206,6 +208,35 @@ reviews = Table(
 )
 
 
+# Versions a rollback took out of live (issue 24): a plain publish skips them (outputs/holds.py,
+# pure) until the article changes (a new version) or ``publish --force`` lifts the hold (the row
+# goes, a release_events row "hold-lifted" says who lifted it). A rollback to a held version lifts
+# its hold too: the operator chose it.
+held_versions = Table(
+    "held_versions",
+    metadata,
+    Column("slug", String(80), primary_key=True),
+    Column("version", String(64), primary_key=True),
+    Column("held_by", Text, nullable=False),  # who rolled it back (rollback --by, else the OS user)
+    Column("held_at", UTCDateTime, nullable=False),
+    Column("release_id", String(64), nullable=False),  # the release live after the rollback
+    Column("content_hash", String(64)),  # its text's: the same text under a new version is held too
+)
+
+# Which content file published which slug (issue 24): an article keeps its address when its title
+# changes, and an old address redirects to the new one (sources/addresses.py decides, pure). One row
+# per slug, owned by the file that published it last; a file's current slug is its newest row
+# (highest id: a publish deletes and inserts, so no clock decides the order).
+article_addresses = Table(
+    "article_addresses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("slug", String(80), nullable=False, unique=True),
+    Column("source_path", Text, nullable=False, index=True),  # relative to the content folder, posix
+    Column("published_at", UTCDateTime, nullable=False),
+)
+
+
 # What the state's license list and the NPI registry answered (issue 25): the DHCS layer is
 # overwritten in place and keeps no history, so the monitor keeps its own. A row is added only when
 # an answer differs from the latest one for its key; the latest is the "previous" state of the
@@ -258,8 +289,9 @@ def _schema_parts() -> tuple[MetaData, ...]:
     # Imported here, not at the top: the delivery package imports this module.
     from clinicpress.outputs.delivery.schema import metadata as delivery
     from clinicpress.outputs.delivery.suppression import metadata as suppression
+    from clinicpress.outputs.edition_texts import metadata as edition_texts
 
-    return (metadata, delivery, suppression)
+    return (metadata, delivery, suppression, edition_texts)
 
 
 def _added_columns() -> list[tuple[Table, str]]:
@@ -294,6 +326,18 @@ def _add_missing_columns(engine: Engine) -> None:
             # Another process upgrading the same database added it first.
 
 
+def open_migrated(url: str) -> Engine:
+    """The registry's engine, its schema created or upgraded: for the modules that read or write
+    one table of it without the whole ``Registry`` (reviews, edition texts)."""
+    what = f"registry {shown_url(url)}"
+    try:
+        engine = open_engine(url)
+        migrate(engine, what, RegistryError)
+    except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
+        raise RegistryError(f"{what}: cannot open ({exc})") from None
+    return engine
+
+
 def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
     """Create what is missing and bring ``schema_info`` to SCHEMA_VERSION; refuse a newer database."""
     schema_info.create(engine, checkfirst=True)
@@ -323,5 +367,6 @@ def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
             # 5 → 6 added columns to newsletter_sends, 6 → 7 to alerts (_add_missing_columns
             # above; older alerts keep status NULL: not pending) and the leases table; 7 → 8
             # added authority_snapshots and the suppression tables (create_all); 8 → 9 the
-            # reviews' reviewer_npi (_add_missing_columns). Only the number is left to change.
+            # reviews' reviewer_npi (_add_missing_columns); 9 → 10 added held_versions and
+            # article_addresses (create_all). Only the number is left to change.
             conn.execute(schema_info.update().values(version=SCHEMA_VERSION))

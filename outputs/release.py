@@ -233,6 +233,12 @@ def release_versions(out_dir: Path, release_id: str) -> dict[str, str]:
     return _versions_in(out_dir / RELEASES / release_id)
 
 
+def release_texts(out_dir: Path, release_id: str) -> dict[str, str]:
+    """Slug → the content hash of each article's text in one release (from its reports): what a
+    rollback holds besides the version (outputs/holds.py)."""
+    return _report_field(out_dir / RELEASES / release_id, "content_hash")
+
+
 def rollback_site(out_dir: Path) -> tuple[str, str]:
     """Make the release before the live one live again; returns (from, to)."""
     lock = _lock(out_dir)
@@ -283,15 +289,19 @@ def live_report(out_dir: Path, slug: str) -> dict[str, Any] | None:
 
 
 def _versions_in(release: Path) -> dict[str, str]:
-    versions: dict[str, str] = {}
+    return _report_field(release, "version")
+
+
+def _report_field(release: Path, field: str) -> dict[str, str]:
+    found: dict[str, str] = {}
     for report in (release / "reports").glob("*.json"):
         try:
             data = json.loads(report.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # unreadable: treated as not live, so it is published again
-        if isinstance(data, dict) and isinstance(data.get("version"), str):
-            versions[report.stem] = data["version"]
-    return versions
+        if isinstance(data, dict) and isinstance(data.get(field), str):
+            found[report.stem] = data[field]
+    return found
 
 
 def remove_stale_staging(out_dir: Path) -> None:

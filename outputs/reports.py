@@ -36,6 +36,7 @@ def published_report(
         {
             "title": article.title,
             "summary": article.summary,
+            "translation_of": article.translation_of,  # the sitemap links an article's editions
             "published": article.published.isoformat(),
             "last_reviewed": article.last_reviewed.isoformat(),
             "next_review": article.review_due.isoformat(),

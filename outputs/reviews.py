@@ -11,16 +11,14 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
-from sqlalchemy import Engine, RowMapping, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import RowMapping, select
 
 from clinicpress.checks.signoff import Decision, ReviewRecord
 from clinicpress.errors import RegistryError
 from clinicpress.outputs.registry_location import registry_exists, registry_url, shown_url
 from clinicpress.outputs.registry_schema import (
-    migrate,
     new_id,
-    open_engine,
+    open_migrated,
     reviews,
     transaction,
 )
@@ -28,20 +26,10 @@ from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Reviewer
 
 
-def _open(url: str) -> Engine:
-    what = f"registry {shown_url(url)}"
-    try:
-        engine = open_engine(url)
-        migrate(engine, what, RegistryError)
-    except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
-        raise RegistryError(f"{what}: cannot open ({exc})") from None
-    return engine
-
-
 def record_review(site: SiteConfig, out_dir: Path, record: ReviewRecord) -> ReviewRecord:
     """Insert one review; returns it with its row id."""
     url = registry_url(site, out_dir)
-    engine = _open(url)
+    engine = open_migrated(url)
     try:
         with transaction(engine, f"registry {shown_url(url)}", RegistryError) as conn:
             inserted = conn.execute(
@@ -69,7 +57,7 @@ def load_reviews(site: SiteConfig, out_dir: Path, slugs: Iterable[str] | None = 
     url = registry_url(site, out_dir)
     if not registry_exists(url):
         return []
-    engine = _open(url)
+    engine = open_migrated(url)
     query = select(reviews).order_by(reviews.c.recorded_at.desc(), reviews.c.id.desc())
     if slugs is not None:
         query = query.where(reviews.c.slug.in_(sorted(set(slugs))))

@@ -8,7 +8,9 @@ compared with the article and the site config. Any difference blocks
 publishing and names the channel and the field: a handout that prints another
 expiry date than the web page is worse than no handout. The web page's link to
 its handout is read back too: relative, and leading to where the release serves
-the handout under the web root (or absent when the article has no handout).
+the handout under the web root (or absent when the article has no handout). With
+``[handout] large_print`` the large-print handout is read the same way as the handout, and the
+page's link to it too.
 
 Both readers are C libraries, in process: HTML is parsed by lxml directly
 (lenient like a browser, no BeautifulSoup tree), the PDF by PDFium through
@@ -31,7 +33,9 @@ from urllib.parse import urljoin, urlsplit
 
 from clinicpress.checks.model import Problem, Severity
 from clinicpress.pdftext import pdfium, read_pdf_content
+from clinicpress.renderers import i18n
 from clinicpress.renderers.base import Artifact
+from clinicpress.renderers.handout import large_print_relpath
 from clinicpress.renderers.markdown import review_line
 from clinicpress.renderers.web import served_handout
 from clinicpress.site import SiteConfig
@@ -54,6 +58,8 @@ class Facts:
     review: str
     sources: list[str]
     handout: str | None = None  # where the web page's handout link must lead (under --out), if any
+    large_print: str | None = None  # where its large-print link must lead, if any
+    sources_heading: str = "Sources"  # the heading the sources follow, in the edition's language
 
 
 @dataclass
@@ -98,12 +104,19 @@ def squash(text: str) -> str:
 
 def expected_facts(article: Article, site: SiteConfig) -> Facts:
     has_handout = Channel.HANDOUT in article.channels
+    language = i18n.edition_language(article, site)
     return Facts(
         title=norm(article.title),
-        licenses=[norm(lic.line()) for lic in site.licenses],
-        review=norm(review_line(article)),
+        licenses=[norm(line) for line in i18n.license_lines(site, language)],
+        review=norm(review_line(article, language)),
         sources=[s.url for s in article.sources],
         handout=served_handout(f"handouts/{article.key}.pdf") if has_handout else None,
+        large_print=(
+            served_handout(large_print_relpath(article.key))
+            if has_handout and site.handout.large_print
+            else None
+        ),
+        sources_heading=i18n.tr(language, "Sources"),
     )
 
 
@@ -122,7 +135,7 @@ _VISIBLE_TEXT = etree.XPath(
 # Elements with a class, but not inside a <template>: its content is no part of the page (and
 # neither CSS selectors nor BeautifulSoup's select() match there).
 _WITH_CLASS = etree.XPath("//*[@class][not(ancestor::template)]")
-_CLASSES = ("license", "review", "source-url", "handout-link")
+_CLASSES = ("license", "review", "source-url", "handout-link", "large-print-link")
 
 
 def _text(element: Any) -> str:
@@ -157,23 +170,30 @@ def read_html(reader: _Reader, html: str, facts: Facts) -> dict[str, list[Any]]:
 _WEB_ROOT_URL = "https://web-root.invalid/"
 
 
-def read_handout_link(reader: _Reader, page_relpath: str, links: list[Any], facts: Facts) -> None:
-    """The page links its handout once, relatively, to where the release serves it; or not at all."""
+def read_handout_link(
+    reader: _Reader, page_relpath: str, links: list[Any], facts: Facts, *, large_print: bool = False
+) -> None:
+    """The page links its handout once, relatively, to where the release serves it; or not at all.
+
+    With ``large_print``: the same for its link to the large-print handout."""
     hrefs = [str(a.get("href") or "") for a in links]
-    if facts.handout is None:
-        reader.compare("handout link", [], hrefs)
+    expected, name = (
+        (facts.large_print, "large-print link") if large_print else (facts.handout, "handout link")
+    )
+    if expected is None:
+        reader.compare(name, [], hrefs)
         return
     if len(hrefs) != 1:
-        reader.differs("handout link, count", 1, len(hrefs))
+        reader.differs(f"{name}, count", 1, len(hrefs))
         return
     [href] = hrefs
     parts = urlsplit(href)
     # Relative to the page, so it works wherever (and under whatever path) the web root is served.
     if parts.scheme or parts.netloc or href.startswith("/"):
-        reader.differs("handout link", f"a link relative to {page_relpath}", href)
+        reader.differs(name, f"a link relative to {page_relpath}", href)
         return
     leads_to = urljoin(_WEB_ROOT_URL + page_relpath, href).removeprefix(_WEB_ROOT_URL)
-    reader.compare("handout link (where it leads under --out)", facts.handout, leads_to)
+    reader.compare(f"{name} (where it leads under --out)", expected, leads_to)
 
 
 # --- the email ---------------------------------------------------------------------------
@@ -189,7 +209,8 @@ def read_email_text(reader: _Reader, text: str, facts: Facts) -> None:
     if facts.review not in flat:
         reader.differs("review line", facts.review, "not in the text")
     # The Sources block: "[N] title" then the URL alone on an indented line, until the footer rule.
-    match = re.search(r"^Sources\n-+\n(.*?)(?=^-{20,}$|\Z)", text, re.MULTILINE | re.DOTALL)
+    heading = re.escape(facts.sources_heading)
+    match = re.search(rf"^{heading}\n-+\n(.*?)(?=^-{{20,}}$|\Z)", text, re.MULTILINE | re.DOTALL)
     found = re.findall(r"^\s+(https?://\S+)\s*$", match.group(1), re.MULTILINE) if match else []
     reader.compare("source URLs", facts.sources, found)
 
@@ -241,7 +262,7 @@ def read_pdf(channel: str, data: bytes, facts: Facts) -> list[Problem]:
             reader.differs(f"review line (page {number})", facts.review, "not on the page")
     # Sources: printed in order after the "Sources" heading, and each one a live link.
     everything = squash("".join(pages))
-    start = everything.rfind("Sources")
+    start = everything.rfind(squash(facts.sources_heading))
     position, printed = max(start, 0), []
     for url in facts.sources:
         found_at = everything.find(squash(url), position)
@@ -274,6 +295,7 @@ def _web_page(data: bytes, facts: Facts, channel: str, relpath: str) -> list[Pro
     reader = _Reader(channel)
     classed = read_html(reader, data.decode("utf-8", errors="replace"), facts)
     read_handout_link(reader, relpath, classed["handout-link"], facts)
+    read_handout_link(reader, relpath, classed["large-print-link"], facts, large_print=True)
     return reader.problems
 
 
@@ -286,6 +308,14 @@ _READERS: dict[Channel, list[tuple[str, str, _Read]]] = {
         ("newsletter/{slug}.html", "newsletter preview", _web),
     ],
 }
+# Read like the handout when ``[handout] large_print`` is on.
+_LARGE_PRINT = (large_print_relpath("{slug}"), "large-print handout", _READERS[Channel.HANDOUT][0][2])
+
+
+def _readers(channel: Channel, site: SiteConfig) -> list[tuple[str, str, _Read]]:
+    if channel is Channel.HANDOUT and site.handout.large_print:
+        return [*_READERS[channel], _LARGE_PRINT]
+    return _READERS[channel]
 
 
 def consistency_problems(article: Article, site: SiteConfig, artifacts: Sequence[Artifact]) -> list[Problem]:
@@ -294,7 +324,7 @@ def consistency_problems(article: Article, site: SiteConfig, artifacts: Sequence
     by_path = {a.relpath: a for a in artifacts}
     problems: list[Problem] = []
     for channel in article.channels:
-        for pattern, name, read in _READERS[channel]:
+        for pattern, name, read in _readers(channel, site):
             relpath = pattern.format(slug=article.key)
             artifact = by_path.get(relpath)
             if artifact is None:

@@ -7,6 +7,12 @@ citation looks in HTML and renders the body once per body.
 This module also holds the small helpers the three channels share (one Jinja
 environment, the canonical URL, the sources as template data, the CSS
 assets), so that a change to any of them reaches every channel alike.
+
+Images (issue 24 part 5): a local image (a file beside the article) is shown by every channel
+from where that channel gets it: the web page from ``web/<slug>/images/<name>`` (the release
+serves the file there: :func:`image_artifacts`), the handout from the file itself (WeasyPrint's
+fetcher serves exactly these files), the email from the published copy's absolute URL. A
+channel that cannot show an image prints its alt text instead (:func:`channel_images`).
 """
 
 from __future__ import annotations
@@ -15,18 +21,32 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markdown_it.renderer import RendererProtocol
+from markdown_it.common.utils import escapeHtml
+from markdown_it.renderer import RendererHTML, RendererProtocol
 from markdown_it.token import Token
+from markdown_it.utils import OptionsDict
 from markupsafe import Markup
 
 from clinicpress.errors import RenderError
-from clinicpress.site import SiteConfig, format_date
-from clinicpress.sources.article import Article
-from clinicpress.sources.markdown import body_tokens_of, make_parser, parse_env
+from clinicpress.settings.crisis import DEFAULT_CRISIS_TEXT
+from clinicpress.site import SiteConfig
+from clinicpress.sources.article import Article, Channel
+from clinicpress.sources.markdown import (
+    IMAGE_TYPES,
+    article_images,
+    body_images,
+    body_tokens_of,
+    make_parser,
+    parse_env,
+)
+
+from . import i18n
+from .base import Artifact
 
 RENDERERS_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = RENDERERS_DIR / "templates"
@@ -45,9 +65,36 @@ def _render_citation(
     return f'&#8288;<sup class="cite"><a href="#source-{number}">[{number}]</a></sup>'
 
 
-# The article's own Markdown syntax (sources/markdown.py), plus how a citation looks in HTML.
+# The env key through which the image rule learns where this channel shows each image.
+_ENV_IMAGES = "clinicpress_images"
+# An image's ``src`` → where the channel shows it from; None: its alt text stands in. An image
+# not in the map is rendered as written (a remote one on the web page, a data: URL).
+ImageMap = Mapping[str, str | None]
+
+
+def _render_image(
+    renderer: RendererProtocol,
+    tokens: Sequence[Token],
+    idx: int,
+    options: OptionsDict,
+    env: Any,
+) -> str:
+    token = tokens[idx]
+    images: ImageMap = env.get(_ENV_IMAGES) or {}
+    src = str(token.attrGet("src") or "")
+    assert isinstance(renderer, RendererHTML)
+    if src in images:
+        where = images[src]
+        if where is None:
+            return escapeHtml(renderer.renderInlineAsText(token.children or [], options, env))
+        token.attrSet("src", where)
+    return renderer.image(tokens, idx, options, env)
+
+
+# The article's own Markdown syntax (sources/markdown.py), plus how a citation and an image look.
 MD = make_parser()
 MD.add_render_rule("citation", _render_citation)
+MD.add_render_rule("image", _render_image)
 
 
 def body_tokens(article: Article) -> list[Token]:
@@ -56,16 +103,105 @@ def body_tokens(article: Article) -> list[Token]:
 
 
 @functools.lru_cache(maxsize=64)
-def _body_html(body: str, source_count: int) -> str:
-    env = parse_env(source_count)
+def _body_html(body: str, source_count: int, images: tuple[tuple[str, str | None], ...] = ()) -> str:
+    env = {**parse_env(source_count), _ENV_IMAGES: dict(images)}
     html: str = MD.renderer.render(MD.parse(body, env), MD.options, env)
     return html
 
 
-def render_body_html(article: Article) -> Markup:
-    """The body as safe HTML, rendered once per (body, number of sources)."""
+def render_body_html(article: Article, images: ImageMap | None = None) -> Markup:
+    """The body as safe HTML, rendered once per (body, number of sources, images).
+
+    ``images``: where this channel shows each image (:func:`channel_images`); None: the web page's.
+    """
+    if images is None:
+        images = channel_images(article, Channel.WEB)
     # Markup: markdown-it escaped everything already (raw HTML is off).
-    return Markup(_body_html(article.body, len(article.sources)))  # noqa: S704
+    return Markup(_body_html(article.body, len(article.sources), tuple(images.items())))  # noqa: S704
+
+
+# Under the web root, beside the page: web/<slug>/images/<name>.
+IMAGES_DIR = "images"
+_NAME_CHARS = re.compile(r"[^a-z0-9_-]+")
+
+
+@dataclass(frozen=True)
+class ShownImage:
+    """A local image every channel shows: its file and the name the web root serves it under."""
+
+    src: str
+    path: Path
+    media_type: str
+    name: str  # web/<slug>/images/<name>
+
+
+def shown_images(article: Article) -> list[ShownImage]:
+    """The article's local images that every channel shows: found inside its folder, and PNG, JPEG,
+    GIF or WebP by their bytes (``checks/images.py`` reports the others). Names are the file's own,
+    lowercased, with the extension of its type; a second file of the same name gets ``-2``."""
+    located = article_images(article.body, len(article.sources), article.path)
+    shown: list[ShownImage] = []
+    taken: set[str] = set()
+    for src, found in located.items():
+        if found.path is None or found.media_type is None:
+            continue
+        stem = _NAME_CHARS.sub("-", found.path.stem.lower()).strip("-_")[:60] or "image"
+        suffix = IMAGE_TYPES[found.media_type]
+        name, count = f"{stem}{suffix}", 1
+        while name in taken:
+            count += 1
+            name = f"{stem}-{count}{suffix}"
+        taken.add(name)
+        shown.append(ShownImage(src, found.path, found.media_type, name))
+    return shown
+
+
+def channel_images(
+    article: Article, channel: Channel, site: SiteConfig | None = None
+) -> dict[str, str | None]:
+    """Where ``channel`` shows each image of the article from (None: its alt text stands in).
+
+    The web page: ``images/<name>`` beside it. The handout: the file itself (``file:``; the handout's
+    fetcher serves exactly these files), never a remote image. The email (``site`` needed): the web
+    copy's absolute URL. A local image that is missing, outside the article's folder or of another
+    type: its alt text, everywhere.
+    """
+    images = body_images(article.body, len(article.sources))
+    if not images:
+        return {}
+    shown = {image.src: image for image in shown_images(article)}
+    where: dict[str, str | None] = {}
+    for image in images:
+        if image.local:
+            found = shown.get(image.src)
+            if found is None:
+                where[image.src] = None
+            elif channel is Channel.HANDOUT:
+                where[image.src] = found.path.as_uri()
+            elif channel is Channel.NEWSLETTER:
+                assert site is not None, "the email's image URLs need the site's base URL"
+                where[image.src] = f"{canonical_url(article, site)}{IMAGES_DIR}/{found.name}"
+            else:
+                where[image.src] = f"{IMAGES_DIR}/{found.name}"
+        elif image.remote and channel is Channel.HANDOUT:
+            where[image.src] = None  # the handout fetches nothing: checks/images.py warns
+    return where
+
+
+def image_artifacts(article: Article) -> list[Artifact]:
+    """The article's local images as the web root serves them (``web/<slug>/images/<name>``): the
+    web page shows them from there and the email links them there. None without a web page or email."""
+    if not {Channel.WEB, Channel.NEWSLETTER} & set(article.channels):
+        return []
+    return [
+        Artifact(
+            channel=Channel.WEB,
+            relpath=f"web/{article.key}/{IMAGES_DIR}/{image.name}",
+            data=image.path.read_bytes(),
+            media_type=image.media_type,
+        )
+        for image in shown_images(article)
+    ]
 
 
 def canonical_url(article: Article, site: SiteConfig) -> str:
@@ -91,31 +227,20 @@ def source_entries(article: Article) -> list[SourceEntry]:
     ]
 
 
-def review_line(article: Article) -> str:
-    """The one review sentence every channel prints (and the consistency check reads back).
-
-    ``Reviewed by Jane Doe, MD on June 1, 2025, next review June 1, 2026``, or
-    ``Last reviewed June 1, 2025, next review June 1, 2026`` when no reviewer is named.
-    """
-    when = format_date(article.last_reviewed)
-    if article.reviewed_by is not None:
-        line = f"Reviewed by {article.reviewed_by.display()} on {when}"
-    else:
-        line = f"Last reviewed {when}"
-    return f"{line}, next review {format_date(article.review_due)}"
+def review_line(article: Article, language: str = i18n.SOURCE_LANGUAGE) -> str:
+    """The one review sentence every channel prints, in ``language`` (``i18n.review_line``)."""
+    return i18n.review_line(article, language)
 
 
 # Printed by every channel: health content for people in addiction treatment must say
-# where to turn in a crisis, and that it does not replace their care team.
-CRISIS_LINE = (
-    "If you are in crisis or thinking about suicide, call or text 988, "
-    "the Suicide & Crisis Lifeline, any time. In an emergency, call 911."
-)
+# where to turn in a crisis ([crisis] text_by_language; this is the English default), and that
+# it does not replace their care team.
+CRISIS_LINE = DEFAULT_CRISIS_TEXT["en"]
 
 
-def disclaimer(noun: str) -> str:
-    """``This handout supports, not replaces, the advice of your care team.``"""
-    return f"This {noun} supports, not replaces, the advice of your care team."
+def disclaimer(noun: str, language: str = i18n.SOURCE_LANGUAGE) -> str:
+    """``This handout supports, not replaces, the advice of your care team.`` in ``language``."""
+    return i18n.disclaimer(noun, language)
 
 
 def short_url(url: str) -> str:
@@ -132,48 +257,59 @@ def org_line(site: SiteConfig) -> str:
     return f"{org.name} · {org.postal_address}"
 
 
-def page_context(article: Article, site: SiteConfig) -> dict[str, Any]:
-    """The template variables every channel shares."""
+def page_context(article: Article, site: SiteConfig, images: ImageMap | None = None) -> dict[str, Any]:
+    """The template variables every channel shares, in the edition's language (its gettext too)."""
+    language = i18n.edition_language(article, site)
+
+    def long_date(value: date) -> str:
+        return i18n.long_date(value, language)
+
     return {
+        **i18n.template_gettext(language),
         "article": article,
         "site": site,
         "org": site.organization,
         "title": article.title,
         "summary": article.summary,
-        "lang": site.organization.language,
+        "lang": language,
         "canonical_url": canonical_url(article, site),
-        "published": format_date(article.published),
+        "published": long_date(article.published),
         "published_iso": article.published.isoformat(),
-        "last_reviewed": format_date(article.last_reviewed),
+        "last_reviewed": long_date(article.last_reviewed),
         "last_reviewed_iso": article.last_reviewed.isoformat(),
-        "next_review": format_date(article.review_due),
+        "next_review": long_date(article.review_due),
         "next_review_iso": article.review_due.isoformat(),
         "reviewed_by": article.reviewed_by.display() if article.reviewed_by else None,
-        "review_line": review_line(article),
-        "body_html": render_body_html(article),
+        "review_line": i18n.review_line(article, language),
+        "body_html": render_body_html(article, images),  # images: render_body_html's
         "sources": source_entries(article),
-        "license_lines": [lic.line() for lic in site.licenses],
+        "license_lines": i18n.license_lines(site, language),
         # The web footer links each statement to where a reader verifies it (HSC §11831.12).
-        "licenses": [
-            {"statement": lic.statement(), "particulars": lic.particulars(), "url": lic.lookup_url}
-            for lic in site.licenses
-        ],
+        "licenses": i18n.license_parts(site, language),
         "org_line": org_line(site),
-        "crisis_line": CRISIS_LINE,
+        "crisis_line": i18n.crisis_line(site, language),
+        "page_numbers": i18n.page_numbers_css(language),
     }
 
 
 @functools.cache
 def jinja_env() -> Environment:
-    """One autoescaping environment for every HTML template."""
-    return Environment(
+    """One autoescaping environment for every HTML template, in every language.
+
+    The language comes with the template variables (``i18n.template_gettext``, part of
+    :func:`page_context`): a template rendered without one fails at its first word.
+    """
+    env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
         autoescape=True,  # every template here is HTML
         undefined=StrictUndefined,  # a typo in a template fails the render, not the reader
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    i18n.install(env)
+    return env
 
 
 @functools.cache
@@ -200,13 +336,16 @@ __all__ = [
     "body_tokens",
     "body_tokens_of",
     "canonical_url",
+    "channel_images",
     "css_markup",
     "disclaimer",
+    "image_artifacts",
     "jinja_env",
     "org_line",
     "page_context",
     "render_body_html",
     "review_line",
     "short_url",
+    "shown_images",
     "source_entries",
 ]

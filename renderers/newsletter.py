@@ -29,15 +29,24 @@ from clinicpress.errors import RenderError
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
+from . import i18n
 from .base import Artifact, RenderContext, Renderer
-from .markdown import CRISIS_LINE, canonical_url, css_markup, disclaimer, jinja_env, org_line, page_context
+from .markdown import (
+    canonical_url,
+    channel_images,
+    css_markup,
+    disclaimer,
+    jinja_env,
+    org_line,
+    page_context,
+)
 from .text import WIDTH, render_article_text, wrap
 
 TEMPLATE = "newsletter.html.j2"
 STYLESHEET = "newsletter.css"
 # Gmail clips a message body over ~102 KB; stay under 100 KB for the whole message.
 MAX_MESSAGE_BYTES = 100 * 1024
-DISCLAIMER = disclaimer("newsletter")
+DISCLAIMER = disclaimer("newsletter")  # in English; an edition prints disclaimer("newsletter", language)
 
 # Never fetch a remote stylesheet while inlining: the email is built offline.
 # keep_at_rules: @media (narrow screens, dark mode) cannot be inlined; they stay in <style>.
@@ -83,30 +92,35 @@ def message_id(article: Article, site: SiteConfig, context: RenderContext) -> st
 
 def render_newsletter_text(article: Article, site: SiteConfig) -> str:
     """The text/plain part: the article, then the footer every newsletter carries."""
+    language = i18n.edition_language(article, site)
     footer = [
         "-" * 40,
-        wrap(DISCLAIMER),
-        wrap(CRISIS_LINE),
+        wrap(disclaimer("newsletter", language)),
+        wrap(i18n.crisis_line(site, language)),
         "",
         wrap(org_line(site)),
-        *(wrap(lic.line()) for lic in site.licenses),
+        *(wrap(line) for line in i18n.license_lines(site, language)),
         # wrap() puts a URL that does not fit on a line of its own, unbroken.
-        wrap(f"Read on the web: {canonical_url(article, site)}"),
+        wrap(i18n.tr(language, "Read on the web: %(url)s", url=canonical_url(article, site))),
         # On a line of its own: personalise() swaps in a longer per-recipient URL without rewrapping.
-        "Unsubscribe:",
+        i18n.tr(language, "Unsubscribe:"),
         site.newsletter.unsubscribe_url,
     ]
     return render_article_text(article, site) + "\n" + "\n".join(footer) + "\n"
 
 
 def render_newsletter_html(article: Article, site: SiteConfig) -> str:
-    """The text/html part with every style inlined (also the browser preview)."""
+    """The text/html part with every style inlined (also the browser preview).
+
+    A local image is linked where the web root serves it (absolute: a mail client has no page to be
+    relative to); the email carries no image bytes itself (its size stays far under the clip limit).
+    """
     template = jinja_env().get_template(TEMPLATE)
     page = template.render(
-        **page_context(article, site),
+        **page_context(article, site, channel_images(article, Channel.NEWSLETTER, site)),
         css=css_markup(STYLESHEET),
         unsubscribe_url=site.newsletter.unsubscribe_url,
-        disclaimer=DISCLAIMER,
+        disclaimer=disclaimer("newsletter", i18n.edition_language(article, site)),
     )
     result: str = _INLINER.inline(page)
     # css-inline puts the kept <style> first in <head>; the charset must stay in the first 1024 bytes.
@@ -135,6 +149,7 @@ class MessageTemplate:
     text: str
     html: str
     boundary: str
+    language: str  # the edition's (Content-Language)
 
 
 def render_message_template(article: Article, site: SiteConfig, context: RenderContext) -> MessageTemplate:
@@ -163,6 +178,7 @@ def render_message_template(article: Article, site: SiteConfig, context: RenderC
         html=render_newsletter_html(article, site),
         # email picks a random boundary; one from the version keeps the .eml reproducible.
         boundary=f"=_clinicpress_{context.version[:32]}",
+        language=_check_header("Content-Language", i18n.edition_language(article, site)),
     )
 
 
@@ -213,6 +229,9 @@ def personalise(
     msg.set_content(template.text)
     msg.add_alternative(template.html, subtype="html")
     msg.set_boundary(template.boundary)
+    # RFC 3282, the language the reader is addressed in. After the parts: set_content and
+    # add_alternative move or drop the message's Content-* headers.
+    msg["Content-Language"] = template.language
     if to is not None:
         # A recipient's signed List-Unsubscribe link (~170 characters) would be folded by the default
         # policy into RFC 2047 encoded words, which no mail client reads as a link: headers are written

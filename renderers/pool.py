@@ -152,9 +152,11 @@ def _job(
     # Imported here, not at the top: a process that only hands jobs to the pool never loads
     # WeasyPrint, PDFium or lxml (~55 MB); the forkserver preloads them for the workers.
     from clinicpress.renderers.consistency import consistency_problems
+    from clinicpress.renderers.markdown import image_artifacts
     from clinicpress.renderers.registry import render_article
 
-    artifacts = render_article(article, site, context)
+    # The article's local images go live with its pages: web/<slug>/images/<name> (issue 24).
+    artifacts = [*render_article(article, site, context), *image_artifacts(article)]
     if not check:
         return artifacts
     fault_point("check.consistency")

@@ -17,7 +17,8 @@ from markdown_it.token import Token
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
 
-from .markdown import body_tokens, canonical_url, review_line, source_entries
+from . import i18n
+from .markdown import body_tokens, canonical_url, source_entries
 
 WIDTH = 72
 
@@ -61,8 +62,9 @@ def _indent(block: str, first: str, rest: str) -> str:
 
 
 class _TextBuilder:
-    def __init__(self, base_url: str | None) -> None:
+    def __init__(self, base_url: str | None, language: str) -> None:
         self.base_url = base_url
+        self.language = language
 
     def _href(self, href: str) -> str:
         # A relative link means nothing in an email: make it absolute.
@@ -91,7 +93,7 @@ class _TextBuilder:
                 if href and not href.startswith("#") and href != label and f"mailto:{label}" != href:
                     parts.append(f" ({self._href(href)})")
             elif kind == "image":
-                alt = self.inline(token.children) or "image"
+                alt = self.inline(token.children) or i18n.tr(self.language, "image")
                 src = str(token.attrGet("src") or "")
                 parts.append(f"[{alt}]" + (f" ({self._href(src)})" if src else ""))
         return "".join(parts)
@@ -164,9 +166,11 @@ class _TextBuilder:
         return "\n".join(rows)
 
 
-def render_body_text(article: Article, base_url: str | None = None) -> str:
+def render_body_text(
+    article: Article, base_url: str | None = None, language: str = i18n.SOURCE_LANGUAGE
+) -> str:
     """The body as plain text: blocks separated by one blank line."""
-    builder = _TextBuilder(base_url)
+    builder = _TextBuilder(base_url, language)
     return "\n\n".join(builder.blocks(body_tokens(article), WIDTH))
 
 
@@ -186,12 +190,13 @@ def sources_text(article: Article) -> str:
 def render_article_text(article: Article, site: SiteConfig) -> str:
     """Title, dates, body and numbered sources (the email adds its own footer)."""
     url = canonical_url(article, site)
+    language = i18n.edition_language(article, site)
     parts = [
         underline(article.title, "="),
         wrap(article.summary),
-        wrap(review_line(article)),
-        render_body_text(article, base_url=url),
+        wrap(i18n.review_line(article, language)),
+        render_body_text(article, base_url=url, language=language),
     ]
     if article.sources:
-        parts += [underline("Sources", "-"), sources_text(article)]
+        parts += [underline(i18n.tr(language, "Sources"), "-"), sources_text(article)]
     return "\n\n".join(parts) + "\n"

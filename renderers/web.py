@@ -8,6 +8,7 @@ is served. The consistency check reads the link back.
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -16,13 +17,14 @@ from markupsafe import Markup
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article, Channel
 
+from . import i18n
 from .base import Artifact, RenderContext, Renderer
 from .markdown import canonical_url, css_markup, disclaimer, jinja_env, page_context, source_entries
 
 TEMPLATE = "web.html.j2"
 STYLESHEET = "web.css"
 HANDOUTS_DIR = "handouts"  # under --out (clinicians print there) and under the web root (readers)
-HANDOUT_LINK_TEXT = "Print this handout (PDF)"
+HANDOUT_LINK_TEXT = i18n.N_("Print this handout (PDF)")  # in the edition's language when printed
 
 
 def served_handout(relpath: str) -> str | None:
@@ -65,7 +67,7 @@ def json_ld(article: Article, site: SiteConfig) -> dict[str, Any]:
         "name": article.title,
         "headline": article.title,
         "description": article.summary,
-        "inLanguage": org.language,
+        "inLanguage": i18n.edition_language(article, site),
         "datePublished": article.published.isoformat(),
         "lastReviewed": article.last_reviewed.isoformat(),
         "publisher": {"@type": "MedicalOrganization", "name": org.name, "url": f"{org.base_url}/"},
@@ -102,16 +104,47 @@ def _og_locale(language: str) -> str:
 def render_web_html(article: Article, site: SiteConfig, context: RenderContext) -> str:
     """The page as text; pure: every date comes from the article."""
     template = jinja_env().get_template(TEMPLATE)
+    language = i18n.edition_language(article, site)
     return template.render(
         **page_context(article, site),
         version=context.version,
         css=css_markup(STYLESHEET),
         json_ld=json_for_script(json_ld(article, site)),
-        disclaimer=disclaimer("article"),
-        og_locale=_og_locale(site.organization.language),
+        disclaimer=disclaimer("article", language),
+        og_locale=_og_locale(language),
         handout_href=handout_href(article),
-        handout_link_text=HANDOUT_LINK_TEXT,
+        handout_link_text=i18n.tr(language, HANDOUT_LINK_TEXT),
+        edition_note=_edition_note(article, language),
+        edition_of=_edition_of(article, site, language),
     )
+
+
+def _language_name(code: str, in_language: str) -> str:
+    """``en`` named in ``in_language`` (Babel's CLDR names: "inglés" in Spanish)."""
+    names = i18n.babel_locale(in_language).languages
+    wanted = code.replace("-", "_")
+    return names.get(wanted) or names.get(wanted.split("_", 1)[0]) or code
+
+
+def _edition_of(article: Article, site: SiteConfig, language: str) -> dict[str, str] | None:
+    """A translation's original (issue 26): the page's hreflang alternate and language switch."""
+    if article.translation_of is None or article.original_language is None:
+        return None
+    return {
+        "slug": article.translation_of,
+        "url": f"{site.organization.base_url}/{article.translation_of}/",
+        "language": article.original_language,
+        "name": _language_name(article.original_language, language),
+    }
+
+
+def _edition_note(article: Article, language: str) -> dict[str, str] | None:
+    """A stale translation's note (issue 26): its original's language named, and the day, in its own."""
+    note = article.edition_note
+    if note is None:
+        return None
+    name = _language_name(note.original_language, language)
+    return {"language": name, "date": i18n.long_date(note.updated_on, language)}
 
 
 class WebRenderer(Renderer):
@@ -127,3 +160,27 @@ class WebRenderer(Renderer):
                 media_type="text/html",
             )
         ]
+
+
+def redirect_page(old_slug: str, new_slug: str, title: str, site: SiteConfig) -> Artifact:
+    """``web/<old_slug>/index.html``: a page that sends a reader on to ``new_slug`` (issue 24).
+
+    An article that moved to a new slug leaves this at its old address, so every QR code printed
+    with the old one still lands on the article. Relative for the browser (it works wherever the
+    web root is served), absolute for search engines (``rel=canonical``); a visible link for a
+    browser that does not follow ``refresh``. Listed nowhere (index, feed and sitemap list reports).
+    """
+    target = f"../{new_slug}/"
+    canonical = html.escape(f"{site.organization.base_url}/{new_slug}/", quote=True)
+    name = html.escape(title)
+    page = (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="refresh" content="0; url={target}">\n'
+        f'<link rel="canonical" href="{canonical}">\n'
+        '<meta name="robots" content="noindex">\n'
+        f"<title>{name}</title>\n</head>\n<body>\n"
+        f'<p>This page has moved: <a href="{target}">{name}</a></p>\n'
+        "</body>\n</html>\n"
+    )
+    return Artifact(Channel.WEB, f"web/{old_slug}/index.html", page.encode("utf-8"), "text/html")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import unquote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from clinicpress.settings.registries import Npi
 from clinicpress.validation import single_line
@@ -27,6 +27,11 @@ DEFAULT_REVIEW_MONTHS = 12
 _DOI = re.compile(r"^(?:doi:)?(10\.\d{4,9}/\S+)$", re.IGNORECASE)
 _PMID = re.compile(r"^pmid:\s*(\d{1,9})$", re.IGNORECASE)
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# A BCP 47 language tag as the channels print it (html lang, hreflang): es, es-MX, zh-Hant.
+LANGUAGE_TAG = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+# translated_from: the original's content_hash, or its first 12 hex digits at least (as git abbreviates).
+MIN_HASH_PREFIX = 12
+_HEX_PREFIX = re.compile(rf"^[0-9a-f]{{{MIN_HASH_PREFIX},64}}$")
 # Characters a URL cannot hold unencoded (RFC 3986); old DOIs hold '<' and '>'. Encoded once here,
 # every channel prints, and the checker fetches, the same URL.
 _UNSAFE_IN_URL = re.compile(r'[<>"`{}|\\^]')
@@ -165,6 +170,11 @@ class FrontMatter(_Strict):
     next_review: date | None = None
     channels: list[Channel] = Field(default_factory=lambda: list(Channel), min_length=1)
     sources: list[Source] = Field(default_factory=list)
+    # Editions (issue 26): None is the site's [organization] language; a translation names its
+    # original's slug and the original's content_hash (a prefix) the translator worked from.
+    language: str | None = None
+    translation_of: str | None = None
+    translated_from: str | None = Field(default=None, validate_default=True)  # judged when left out too
 
     _one_line = field_validator("title", "summary")(single_line)
     _date_text = field_validator("published", "last_reviewed", "next_review", mode="before")(_strict_date)
@@ -201,6 +211,61 @@ class FrontMatter(_Strict):
             )
         return value
 
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str | None) -> str | None:
+        if value is not None and not LANGUAGE_TAG.match(value):
+            raise ValueError(f"{value[:40]!r} is not a language tag; expected e.g. es, en or es-MX")
+        return value
+
+    @field_validator("translation_of")
+    @classmethod
+    def _original_slug(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and (not SLUG.match(value) or len(value) > MAX_SLUG):
+            raise ValueError(
+                f"{value[:80]!r} is not a slug; expected the original article's slug, e.g. "
+                "translation_of: ketamine-therapy-substance-abuse"
+            )
+        if value is not None and value == info.data.get("slug"):
+            raise ValueError(
+                f"names this article's own slug ({value}); expected the original's slug (a translation "
+                "has a slug of its own: set slug:, or give it a title of its own)"
+            )
+        return value
+
+    @field_validator("translated_from", mode="before")
+    @classmethod
+    def _hash_prefix(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML reads 0123… as an octal number: the digits are lost, so never guess them back.
+            raise ValueError(
+                "was read as a number (all its digits are 0-9); expected it in quotes, "
+                'e.g. translated_from: "123456789012"'
+            )
+        text = value.strip().lower() if isinstance(value, str) else value
+        if not isinstance(text, str) or not _HEX_PREFIX.match(text):
+            shown = repr(value)[:80] if isinstance(value, str) else type(value).__name__
+            raise ValueError(
+                f"got {shown}; expected the original's content_hash (at least its first "
+                f"{MIN_HASH_PREFIX} hex digits, as `clinicpress check --format json` shows it)"
+            )
+        return text
+
+    @field_validator("translated_from")
+    @classmethod
+    def _with_original(cls, value: str | None, info: ValidationInfo) -> str | None:
+        original = info.data.get("translation_of")
+        if original is not None and value is None:
+            raise ValueError(
+                f"is missing; a translation (translation_of: {original}) needs the original's "
+                f"content_hash it was made from (at least its first {MIN_HASH_PREFIX} hex digits)"
+            )
+        if value is not None and original is None and "translation_of" in info.data:
+            raise ValueError("is set without translation_of; expected translation_of: <the original's slug>")
+        return value
+
     @field_validator("channels")
     @classmethod
     def _unique_channels(cls, value: list[Channel]) -> list[Channel]:
@@ -219,11 +284,24 @@ class FrontMatter(_Strict):
         return self
 
 
+class EditionNote(_Strict):
+    """What a stale translation's page states: its original's language and the day it changed."""
+
+    original_language: str
+    updated_on: date
+
+
 class Article(FrontMatter):
     """A loaded article: its front matter, Markdown body and file."""
 
     body: str
     path: Path
+    # Set by the publish flow, never by front matter: a stale translation's web page says when its
+    # original changed (issue 26, "updated in English on …").
+    edition_note: EditionNote | None = None
+    # Set by the publish flow for a translation whose original is known: its page links the
+    # original (hreflang and a language switch) in the original's language.
+    original_language: str | None = None
 
     @property
     def key(self) -> str:

@@ -10,11 +10,21 @@ The checks read links and prose from this parse, and the renderers render it
 (adding how a citation looks in HTML), so what is checked is what is
 published. It sits in ``sources/`` because it is part of the article format,
 below both (docs/architecture.md, "Layers").
+
+An image is part of the format too: :func:`body_images` lists the body's images (one parse),
+:func:`locate_image` finds a local one's file, never outside the article's folder, and
+:func:`sniff_image` names its type by its bytes; the checks, the renderers, the version hash
+and the importer all use these, so what is checked is what is embedded and published.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
@@ -77,3 +87,108 @@ _PARSER = make_parser()
 def body_tokens_of(body: str, source_count: int) -> list[Token]:
     """A body's token stream (fresh each call: tokens are mutable)."""
     return _PARSER.parse(body, parse_env(source_count))
+
+
+# --- images ---------------------------------------------------------------------------------
+
+# The image types every channel shows (web, handout, email) by their first bytes. SVG is not
+# among them: it can carry scripts and external references, and nothing here sanitises it.
+IMAGE_TYPES = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The media type the bytes are (PNG, JPEG, GIF or WebP, by their magic numbers), else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@dataclass(frozen=True)
+class BodyImage:
+    """One image of the body, as the parse has it."""
+
+    src: str  # the address as the parser normalised it (percent-encoded); the renderers see the same
+    alt: str  # its alternative text, as plain text ("" when the brackets are empty)
+    line: int  # 1-based line in the body
+
+    @property
+    def remote(self) -> bool:
+        return urlsplit(self.src).scheme.lower() in ("http", "https")
+
+    @property
+    def local(self) -> bool:
+        """A file path (relative to the article's file): no scheme, no host."""
+        parts = urlsplit(self.src)
+        return not parts.scheme and not self.src.startswith("//")
+
+
+def _alt(children: list[Token] | None) -> str:
+    parts = [c.content for c in children or () if c.type in ("text", "code_inline")]
+    return " ".join("".join(parts).split())
+
+
+@functools.lru_cache(maxsize=1024)
+def body_images(body: str, source_count: int) -> tuple[BodyImage, ...]:
+    """The body's images in order (cached per body: the checks, renderers and version ask)."""
+    if "![" not in body:  # no image syntax at all: no parse
+        return ()
+    found: list[BodyImage] = []
+    for block in body_tokens_of(body, source_count):
+        line = block.map[0] + 1 if block.map else 1
+        stack = list(block.children or ())
+        while stack:
+            token = stack.pop(0)
+            if token.type == "image":
+                found.append(BodyImage(str(token.attrGet("src") or ""), _alt(token.children), line))
+            elif token.children:
+                stack[:0] = token.children
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """Where a local image's file is, or why it cannot be used."""
+
+    src: str
+    path: Path | None  # the file (symlinks resolved), inside the article's folder; None: see problem
+    media_type: str | None  # by its bytes (:func:`sniff_image`); None: not a type every channel shows
+    digest: str | None  # sha256 of its bytes
+    problem: str | None  # why it cannot be used (absolute, outside the folder, no such file)
+
+
+def locate_image(folder: Path, src: str) -> LocalImage:
+    """The file a local image ``src`` names, relative to the article's ``folder``: never outside it.
+
+    An absolute path, a path that leads out of ``folder`` (``..``, or a symlink that does), and a
+    missing or unreadable file are a ``problem``, not a path: nothing outside is ever read.
+    """
+    relative = unquote(urlsplit(src).path)
+    if not relative:
+        return LocalImage(src, None, None, None, "names no file; expected a path relative to the article")
+    if relative.startswith(("/", "\\")) or Path(relative).is_absolute():
+        return LocalImage(src, None, None, None, "is an absolute path; expected one relative to the article")
+    root = folder.resolve()
+    target = (root / relative).resolve()  # follows symlinks: where the bytes really are
+    if not target.is_relative_to(root):
+        return LocalImage(src, None, None, None, f"leads outside the article's folder {folder}")
+    try:
+        data = target.read_bytes()
+    except FileNotFoundError:
+        return LocalImage(src, None, None, None, f"is missing: no such file {target}")
+    except OSError as exc:
+        return LocalImage(src, None, None, None, f"cannot be read ({exc.strerror or exc})")
+    return LocalImage(src, target, sniff_image(data), hashlib.sha256(data).hexdigest(), None)
+
+
+def article_images(body: str, source_count: int, article_path: Path) -> dict[str, LocalImage]:
+    """Every local image of a body by its ``src``, located beside the article's file."""
+    folder = article_path.parent
+    return {
+        image.src: locate_image(folder, image.src) for image in body_images(body, source_count) if image.local
+    }

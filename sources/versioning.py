@@ -11,6 +11,7 @@ import hashlib
 
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
+from clinicpress.sources.markdown import article_images
 
 # The parts of the site config that appear in the artifacts. Settings that only steer
 # checks, delivery or monitoring (the SMTP server, the subscribers file, alert URLs, …)
@@ -22,16 +23,26 @@ _SITE_PARTS_RENDERED: dict[str, bool | set[str]] = {
     "newsletter": {"from_name", "from_address", "reply_to", "unsubscribe_url", "unsubscribe_mailto"},
 }
 
+_EDITION_FIELDS = ("language", "translation_of", "translated_from", "edition_note", "original_language")
+
 
 def article_version(article: Article, site: SiteConfig, templates: str) -> str:
     """Hex sha256 over what decides the artifacts; the file's path is not part of it."""
     digest = hashlib.sha256()
+    # The edition keys (issue 26) count only when set: an article that is no edition keeps the
+    # version it had before they existed (a new version is a new newsletter to every subscriber).
+    unset = {name for name in _EDITION_FIELDS if getattr(article, name) is None}
     for part in (
-        article.model_dump_json(exclude={"path"}),
+        article.model_dump_json(exclude={"path", *unset}),
         site.model_dump_json(include=_SITE_PARTS_RENDERED),
         templates,
     ):
         digest.update(part.encode())
+        digest.update(b"\x00")
+    # The local images' bytes (issue 24): editing an image republishes the article. Only an
+    # article that has one hashes them, so every other article keeps the version it had.
+    for src, image in article_images(article.body, len(article.sources), article.path).items():
+        digest.update(f"image {src} {image.digest or '-'}".encode())  # '-': no file to show
         digest.update(b"\x00")
     return digest.hexdigest()
 

@@ -186,7 +186,8 @@ def main() -> None:
                     print(
                         f"  publish exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
                     )
-                pdfs = len(list((out / "handouts").glob("*.pdf"))) if (out / "handouts").exists() else 0
+                found = (out / "handouts").glob("*.pdf") if (out / "handouts").exists() else []
+                pdfs = sum(1 for p in found if not p.stem.endswith("-large-print"))  # one per article
                 rows.setdefault(publish_row, []).append((done.seconds, done.peak_rss_mb, done.peak_pss_mb))
                 print(f"run {run + 1}: publish {done.seconds:.1f} s, {pdfs} handouts published", flush=True)
 

@@ -73,8 +73,10 @@ Timed = list[tuple[float, int]]  # (seconds, articles re-rendered) per run
 
 
 def _inodes(out: Path) -> dict[str, int]:
+    # One inode per article: its large-print PDF is rendered in the same job as its handout.
     folder = out / "handouts"
-    return {p.name: p.stat().st_ino for p in folder.glob("*.pdf")} if folder.exists() else {}
+    pdfs = folder.glob("*.pdf") if folder.exists() else []
+    return {p.name: p.stat().st_ino for p in pdfs if not p.stem.endswith("-large-print")}
 
 
 def _rerendered(before: dict[str, int], after: dict[str, int]) -> int:

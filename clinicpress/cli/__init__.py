@@ -15,6 +15,7 @@ from clinicpress.cli.common import app
 from clinicpress.cli import publishing  # noqa: F401
 from clinicpress.cli import operations  # noqa: F401
 from clinicpress.cli import mailing  # noqa: F401
+from clinicpress.cli import editions  # noqa: F401
 
 # isort: on
 

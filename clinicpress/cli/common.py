@@ -88,7 +88,16 @@ StrictOpt = Annotated[
         "checked or published (without it, that file is skipped and the rest go on)",
     ),
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Re-render articles whose version is live already")]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help=(
+            "Re-render articles whose version is live already; "
+            "publish a version a rollback holds (lifts the hold)"
+        ),
+    ),
+]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Check every source again (ignore the cache)")]
 TestToOpt = Annotated[
     str | None,

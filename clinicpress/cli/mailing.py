@@ -4,7 +4,6 @@ a send's numbers."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -223,28 +222,10 @@ def newsletter_bounces(
     if (maildir is None) == (imap is None):
         raise fail("newsletter bounces: give exactly one of --maildir DIR or --imap URL", EXIT_USAGE)
     with errors(verbose):
-        from clinicpress.outputs.delivery.bounces import (
-            IMAP_PASSWORD_ENV,
-            parse_imap_url,
-            read_imap,
-            read_maildir,
-            record_findings,
-        )
-        from clinicpress.outputs.delivery.suppression import SuppressionStore
+        from clinicpress.outputs.delivery.loop import read_mailbox  # SQLAlchemy: slower to import
         from clinicpress.outputs.registry import registry_url
 
-        site_config = load_site(site)
-        if imap is not None:
-            source = parse_imap_url(imap)
-            password = os.environ.get(IMAP_PASSWORD_ENV, "")
-            if not password:
-                raise InputError(None, IMAP_PASSWORD_ENV, "is not set", "the mailbox's password")
-            messages = read_imap(source, password)
-        else:
-            assert maildir is not None
-            messages = read_maildir(maildir)
-        with SuppressionStore(registry_url(site_config, out)) as store:
-            summary = record_findings(messages, store)
+        summary = read_mailbox(registry_url(load_site(site), out), maildir=maildir, imap=imap)
     for line in summary.lines():
         out_console.print(line, markup=False)
 

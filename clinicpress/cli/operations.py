@@ -29,12 +29,20 @@ from clinicpress.cli.common import (
     use_local_server,
 )
 from clinicpress.errors import InputError
-from clinicpress.hints import command
-from clinicpress.outputs.release import live_release, release_ids, release_versions, rollback_site
+from clinicpress.hints import Placeholder, command
+from clinicpress.outputs.holds import Hold
+from clinicpress.outputs.registry_location import registry_exists, registry_url
+from clinicpress.outputs.release import (
+    live_release,
+    release_ids,
+    release_texts,
+    release_versions,
+    rollback_site,
+)
 from clinicpress.runtime import configure_runtime
 from clinicpress.site import DEFAULT_SITE_PATH, load_site
 from clinicpress.sources.article import Article
-from clinicpress.sources.loader import discover_articles, load_article
+from clinicpress.sources.loader import Loaded, discover_articles, load_article
 
 
 @app.command()
@@ -105,41 +113,83 @@ def deploy(
 def releases(
     site: SiteOpt = DEFAULT_SITE_PATH, out: OutOpt = DEFAULT_OUT, verbose: VerboseOpt = False
 ) -> None:
-    """List the releases kept in --out (newest first), the live one marked."""
+    """List the releases kept in --out (newest first), the live one marked, and the held versions."""
     with errors(verbose):
-        keep = load_site(site).publishing.keep_releases
+        site_config = load_site(site)
+        keep = site_config.publishing.keep_releases
         live = live_release(out)
         ids = release_ids(out)
         listing = [(release_id, release_versions(out, release_id)) for release_id in reversed(ids)]
+        holds: list[Hold] = []
+        if listing and registry_exists(registry_url(site_config, out)):  # reading creates nothing
+            from clinicpress.outputs.registry import Registry  # SQLAlchemy: slower to import
+
+            with Registry.for_site(site_config, out) as registry:
+                holds = registry.holds()
     if not listing:
         out_console.print(f"no releases in {out} (run {command('publish')})", markup=False)
         return
+    held = {(hold.slug, hold.version) for hold in holds}
     for release_id, versions in listing:
         marker = "live" if live is not None and live.name == release_id else "    "
-        articles = ", ".join(f"{slug}@{version[:8]}" for slug, version in sorted(versions.items()))
+        articles = ", ".join(
+            f"{slug}@{version[:8]}{' (held)' if (slug, version) in held else ''}"
+            for slug, version in sorted(versions.items())
+        )
         out_console.print(f"{marker}  {release_id}  {len(versions)} article(s): {articles}", markup=False)
     out_console.print(
         f"{len(listing)} kept; publishing keeps {keep} ([publishing] keep_releases)", markup=False
     )
+    for hold in holds:
+        out_console.print(
+            f"held: {hold.slug}@{hold.version[:8]} rolled back by {hold.held_by} on "
+            f"{hold.held_at:%Y-%m-%d %H:%M} UTC (a plain publish skips it; "
+            f"{command('publish', Placeholder('FILE'), '--force')} publishes it and lifts the hold)",
+            markup=False,
+        )
 
 
 @app.command()
 def rollback(
     slug: Annotated[str | None, typer.Argument(help="One article; without it, the whole site")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            metavar="NAME",
+            help="Who rolls back, shown when a publish skips the held version [default: your login name]",
+            show_default=False,
+        ),
+    ] = None,
     site: SiteOpt = DEFAULT_SITE_PATH,
     out: OutOpt = DEFAULT_OUT,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Make the previous release (or one article's previous version) live again, in one step."""
+    """Make the previous release (or one article's previous version) live again, in one step.
+
+    Each version taken out of live is held: a plain publish skips it until the article is edited
+    or its file is published again with --force.
+    """
     with errors(verbose):
+        from clinicpress.cli.publishing import login_name
+        from clinicpress.outputs.delivery.people import name_problem
+        from clinicpress.outputs.holds import held_text, went_out
         from clinicpress.outputs.publish import rollback_article  # renderers: slower to import
         from clinicpress.outputs.registry import Registry  # SQLAlchemy: slower to import
 
+        if by is not None and (problem := name_problem(by)):
+            raise InputError(None, "--by", problem, 'one person\'s name, e.g. --by "Jane Doe"')
         site_config = load_site(site)
         now = clock.now()
         if slug is None:
             was, now_live = rollback_site(out)
             detail = f"site rolled back from {was} to {now_live}"
+            before, after = release_versions(out, was), release_versions(out, now_live)
+            texts_before, texts_after = release_texts(out, was), release_texts(out, now_live)
+            held = {
+                s: (v, held_text(texts_before, texts_after, s)) for s, v in went_out(before, after).items()
+            }
+            restored = {s: (v, texts_after.get(s)) for s, v in went_out(after, before).items()}
         else:
             done = rollback_article(out, slug, site_config, now)
             now_live = done.release_id
@@ -147,25 +197,53 @@ def rollback(
                 f"{slug} rolled back from version {done.from_version[:12]} to {done.to_version[:12]} "
                 f"(files of release {done.source_release}) in new release {done.release_id}"
             )
+            texts_before, texts_after = {slug: done.from_text or ""}, {slug: done.to_text or ""}
+            held = {slug: (done.from_version, held_text(texts_before, texts_after, slug))}
+            restored = {slug: (done.to_version, done.to_text)}
+        who = by or login_name()
         with Registry.for_site(site_config, out) as registry:
-            registry.record_event(action="rollback", release_id=now_live, slug=slug, detail=detail, at=now)
+            registry.record_rollback(
+                release_id=now_live,
+                slug=slug,
+                detail=f"{detail} by {who}",
+                at=now,
+                by=who,
+                held=held,
+                restored=restored,
+            )
     out_console.print(detail, markup=False)
+    for held_slug, (version, _) in sorted(held.items()):
+        out_console.print(
+            f"held: {held_slug} version {version[:12]} (a plain publish skips it until the article "
+            f"is edited, or its file is published with {command('publish', Placeholder('FILE'), '--force')})",
+            markup=False,
+        )
 
 
 # -- clinicpress review / reviews: the clinical sign-off bound to the exact text (issue 15) -------
 
 
-def content_articles(site: Path) -> dict[str, Article]:
+def content_articles(site: Path, out: Path | None = None) -> dict[str, Article]:
     """The articles beside the site config (content/ for content/site.toml), by slug.
 
     A file that does not load is skipped: one broken draft must not stop a review of another.
+    With ``out``, each article is at the slug its file published there (issue 24: a title edit
+    moves no address), as check and publish show it.
     """
-    found: dict[str, Article] = {}
+    articles: list[Article] = []
     for path in discover_articles([], content_dir=site.parent):
         try:
-            article = load_article(path)
+            articles.append(load_article(path))
         except InputError:
             continue
+    config = load_site(site) if out is not None else None
+    if out is not None and config is not None and registry_exists(registry_url(config, out)):
+        from clinicpress.outputs.registry import at_addresses  # SQLAlchemy: slower to import
+
+        placed, _ = at_addresses(config, site, out, Loaded(articles=articles, skipped=[]))
+        articles = placed.articles
+    found: dict[str, Article] = {}
+    for article in articles:
         found.setdefault(article.key, article)
     return found
 
@@ -211,7 +289,7 @@ def review(
         if npi is not None and (problem := npi_problem(npi.strip())):
             raise InputError(None, "--npi", f"{npi[:20]!r} {problem}", "a 10-digit NPI like 1234567893")
         site_config = load_site(site)
-        article = content_articles(site).get(slug)
+        article = content_articles(site, out).get(slug)
         if article is None:
             raise InputError(
                 None, "SLUG", f"no article {slug!r} in {site.parent}", "the slug of a content article"
@@ -254,7 +332,7 @@ def reviews_list(
 
         site_config = load_site(site)
         records = load_reviews(site_config, out, None if slug is None else [slug])
-        current = {key: content_hash(a) for key, a in content_articles(site).items()}
+        current = {key: content_hash(a) for key, a in content_articles(site, out).items()}
     if not records:
         out_console.print(f"no reviews recorded{f' for {slug}' if slug else ''}", markup=False)
         return

@@ -23,11 +23,12 @@ from clinicpress.runtime import cli_flow_run, configure_runtime
 from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article
-from clinicpress.sources.loader import Skipped
+from clinicpress.sources.loader import Loaded, Skipped
 
 if TYPE_CHECKING:
     from clinicpress.checks.model import ArticleReport
     from clinicpress.flows.publish import ArticleOutcome  # Prefect is slow to import
+    from clinicpress.outputs.holds import HeldArticle
 
 from clinicpress.cli.common import (
     DEFAULT_OUT,
@@ -85,8 +86,9 @@ def check(
         day = as_of.date() if as_of is not None else clock.today()
         # A file that does not load: one error line, skipped (--strict: exit 2 here).
         site_config, loaded = load(paths, site, out, use_cache=not no_cache, strict=strict)
+        loaded = at_addresses(site_config, site, out, loaded)  # a published article keeps its slug
         articles = loaded.articles
-        reports = _check_loaded(site_config, articles, out, day, strict, no_cache) if articles else []
+        reports = _check_loaded(site_config, articles, out, day, strict, no_cache, site) if articles else []
     if fmt == "json":
         # Plain JSON: rich's pretty printer costs seconds on thousands of links.
         document = {
@@ -102,17 +104,43 @@ def check(
     raise typer.Exit(exit_code(reports, loaded.skipped))
 
 
+def at_addresses(site_config: SiteConfig, site: Path, out: Path, loaded: Loaded) -> Loaded:
+    """The articles at the slugs their files published (issue 24): a title edit moves no address.
+    An article refused its slug (another file's old address) is one ``error:`` line, skipped."""
+    from clinicpress.outputs.registry_location import registry_exists, registry_url
+
+    if not registry_exists(registry_url(site_config, out)):
+        return loaded  # nothing published there yet: every slug is as written
+    from clinicpress.outputs.registry import at_addresses as placed
+
+    addressed, _ = placed(site_config, site, out, loaded)
+    for refused in addressed.skipped[len(loaded.skipped) :]:
+        say_error(refused.error)
+    return addressed
+
+
 def _check_loaded(
-    site: SiteConfig, articles: list[Article], out: Path, day: date, strict: bool, no_cache: bool
+    site: SiteConfig,
+    articles: list[Article],
+    out: Path,
+    day: date,
+    strict: bool,
+    no_cache: bool,
+    site_path: Path = DEFAULT_SITE_PATH,
 ) -> list[ArticleReport]:
     from clinicpress.checks.cache import open_cache  # keeps --help fast
     from clinicpress.checks.verify import check_articles
 
     # The sign-off records (issue 15): the review line and [review] required, as publish sees them.
     articles, reviews = signed_off(site, out, articles)
+    from clinicpress.cli.editions import editions_for  # translations: their originals (issue 26)
+
+    editions = editions_for(site, out, articles, site_path)
     cache = open_cache(out, site.checks.links, enabled=not no_cache)
     with progress_bar(f"Checking {len(articles)} article(s)…"):
-        return check_articles(articles, site, on=day, strict=strict, cache=cache, reviews=reviews)
+        return check_articles(
+            articles, site, on=day, strict=strict, cache=cache, reviews=reviews, editions=editions
+        )
 
 
 @app.command()
@@ -220,11 +248,24 @@ def publish(
     _print_published(
         result.outcomes, Path(result.out_dir), result.newsletters, result.newsletters_incomplete, again
     )
+    _print_held(result.held)
+    for slug in result.withdrawn:
+        say_error(f"{slug}: taken down (web page, handouts, newsletter): the edition rules block it")
     for late in result.skipped:  # changed since this command loaded it: the flow's load skipped it
         say_error(late.error)
     skipped = [*loaded.skipped, *result.skipped]
     _print_skipped(skipped)
     raise typer.Exit(exit_code([o.report for o in result.outcomes], skipped))
+
+
+def _print_held(held: Sequence[HeldArticle]) -> None:
+    """One line per article skipped because a rollback holds its version (issue 24)."""
+    from clinicpress.outputs.holds import held_line
+
+    lines = [held_line(item, command("publish", item.path, "--force")) for item in held]
+    if lines:
+        lines.append(f"{len(lines)} held (rolled back): not published")
+        out_console.print("\n".join(lines), markup=False)
 
 
 def _print_skipped(skipped: Sequence[Skipped]) -> None:
@@ -340,6 +381,7 @@ def _publish_on_pool(
     for batch in result.batches:
         out_console.print(batch.summary(len(result.batches)), markup=False)
     _print_published(result.outcomes, out, result.newsletters, result.newsletters_incomplete)
+    _print_held(result.held)
     out_console.print(result.summary(), markup=False)
     _print_skipped(skipped)
     if failure is not None:

@@ -23,16 +23,19 @@ from typing import Any
 
 from clinicpress import clock
 from clinicpress.checks.cache import LinkCache
+from clinicpress.checks.editions import Editions
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, Problem, Severity, verdict_of
 from clinicpress.checks.verify import check_articles, verify_article
 from clinicpress.errors import ArticleError, ClinicpressError
+from clinicpress.outputs.registry import read_addresses
 from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.fingerprint import template_fingerprint
+from clinicpress.renderers.handout import render_handout_pdf
 from clinicpress.renderers.newsletter import build_message
-from clinicpress.renderers.registry import RENDERERS
 from clinicpress.renderers.web import render_web_html
 from clinicpress.site import SiteConfig, load_site
+from clinicpress.sources.addresses import content_path, moved_from, place_articles, slug_written
 from clinicpress.sources.article import Article, Channel
 from clinicpress.sources.loader import load_article
 from clinicpress.sources.versioning import article_version
@@ -81,10 +84,11 @@ def render_handout(article: Article, site: SiteConfig, context: RenderContext) -
     # same time: every PDFium user in the process takes the one lock of clinicpress/pdftext.py.
     from clinicpress.pdftext import PDFIUM_LOCK, pdfium
 
-    [artifact] = RENDERERS[Channel.HANDOUT].render(article, site, context)
+    # The regular handout only: the large-print one is made at publish (twice the layout work).
+    pdf = render_handout_pdf(article, site)
     with PDFIUM_LOCK:
-        pages = _page_images(pdfium, artifact.data)
-    return HandoutRender(pdf=artifact.data, pages=tuple(pages))
+        pages = _page_images(pdfium, pdf)
+    return HandoutRender(pdf=pdf, pages=tuple(pages))
 
 
 def _page_images(pdfium: Any, data: bytes) -> list[bytes]:
@@ -186,11 +190,23 @@ class Previewer:
     of a hundred imported posts thus costs no hundred WeasyPrint runs at start.
     """
 
-    def __init__(self, state: PreviewState, site_path: Path, site: SiteConfig, cache: LinkCache) -> None:
+    def __init__(
+        self,
+        state: PreviewState,
+        site_path: Path,
+        site: SiteConfig,
+        cache: LinkCache,
+        *,
+        out_dir: Path | None = None,
+    ) -> None:
         self.state = state
         self.site_path = site_path
         self.site = site
         self.cache = cache
+        # Which file published which slug, in --out's registry (read once; a preview publishes
+        # nothing): an article keeps its published slug when its title changes (issue 24).
+        self.addresses = read_addresses(site, out_dir) if out_dir is not None else {}
+        self.out_dir = out_dir
         self._templates = template_fingerprint()
         self._lock = threading.Lock()  # one load or render at a time: the watcher's and a request's
         self.handouts = LatestOnly("preview-handout", self._render_handouts)
@@ -245,7 +261,7 @@ class Previewer:
     def _reload(self, path: Path, force: bool) -> None:
         entry = self.state.get(path)
         try:
-            article = load_article(path)
+            article = self._placed(load_article(path))
             owner = slug_owner(self.state.entries(), article.key, path)
             if owner is not None:
                 raise ArticleError(
@@ -275,6 +291,19 @@ class Previewer:
         self.links.submit(Job(path, generation, article, site))
         if updated is not None and updated.wanted:
             self._render(updated)
+
+    def _placed(self, article: Article) -> Article:
+        """The article at its permanent address (sources/addresses.py), as publish places it."""
+        if not self.addresses:
+            return article
+        relpath = content_path(article.path, self.site_path.parent)
+        placed = place_articles([article], self.addresses, lambda p: relpath, slug_written)
+        if placed.refused:
+            [refused] = placed.refused
+            raise ArticleError(refused.path, "slug", refused.problem, refused.expected)
+        [article] = placed.articles
+        self.state.remember_moves(article.path, moved_from(self.addresses, relpath, article.key))
+        return article
 
     def _render(self, entry: Entry) -> None:
         """The web page and the email now (milliseconds); the handout in the background."""
@@ -330,15 +359,24 @@ class Previewer:
             channel_errors=errors,
         )
 
+    def _editions(self, site: SiteConfig, articles: list[Article]) -> Editions | None:
+        """A translation's original and its published texts (issue 26): stale or blocked shows here too."""
+        if self.out_dir is None or not any(a.translation_of is not None for a in articles):
+            return None
+        from clinicpress.outputs.edition_texts import edition_context  # SQLAlchemy: only when needed
+
+        return edition_context(site, self.out_dir, articles, self.site_path.parent)
+
     def _check_links(self, jobs: list[Job]) -> None:
         """One check for every article waiting (a source they share is fetched once)."""
         current = [job for job in jobs if (e := self.state.get(job.path)) and e.generation == job.generation]
         for site in {id(job.site): job.site for job in current}.values():
             batch = [job for job in current if job.site is site]
             try:
-                reports = check_articles(
-                    [job.article for job in batch], site, on=clock.today(), cache=self.cache
-                )
+                articles = [job.article for job in batch]
+                editions = self._editions(site, articles)
+                on = clock.today()
+                reports = check_articles(articles, site, on=on, cache=self.cache, editions=editions)
             except Exception as exc:  # never "checking…" forever: the quick report and why
                 reports = [_unchecked(job.article, site, exc) for job in batch]
             for job, report in zip(batch, reports, strict=True):

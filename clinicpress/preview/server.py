@@ -24,6 +24,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from clinicpress.errors import InputError
+from clinicpress.renderers.handout import LARGE_PRINT_SUFFIX
+from clinicpress.renderers.markdown import IMAGES_DIR, image_artifacts
 from clinicpress.runtime import sigterm_as_interrupt
 from clinicpress.site import load_site
 from clinicpress.sources.article import Channel
@@ -109,11 +111,21 @@ def route(state: PreviewState, raw_path: str) -> Response:
     if path == "/favicon.ico":
         return Response(HTTPStatus.NO_CONTENT, "image/x-icon", b"")
     if (served := _SERVED_HANDOUT.fullmatch(path)) is not None:
+        if served.group(1).endswith(LARGE_PRINT_SUFFIX):
+            message = (
+                "The large-print handout is made when the article is published; the preview shows the "
+                "regular one."
+            )
+            return Response(HTTPStatus.NOT_FOUND, HTML, pages.channel_error_page("handout", message).encode())
         # The web page links its handout as the web root serves it (../handouts/<slug>.pdf).
         location = f"/{served.group(1)}/handout.pdf"
         return Response(HTTPStatus.FOUND, HTML, b"", (("Location", location),))
     slug, _, rest = path.lstrip("/").partition("/")
     entry = state.by_slug(slug) if slug else None
+    if entry is None and slug and (moved := state.moved_to(slug)) is not None:
+        # The article moved to another slug (issue 24): the open page follows it. 302, not 301: a
+        # browser keeps a 301, and a slug may move back while one writes.
+        return Response(HTTPStatus.FOUND, HTML, b"", (("Location", f"/{moved.slug}/{rest}"),))
     if entry is None:
         return _not_found(state, f"No article previews as {slug!r}. Its slug may have changed.")
     if path == f"/{slug}":
@@ -129,6 +141,12 @@ def route(state: PreviewState, raw_path: str) -> Response:
         return _page(pages.handout_part(entry))
     if rest == "web":
         return _channel(entry, Channel.WEB, entry.web, HTML)
+    if rest.startswith(f"{IMAGES_DIR}/") and entry.article is not None:
+        # The web frame's images/<name>, as the web root serves them beside the page.
+        wanted = f"web/{entry.article.key}/{rest}"
+        for image in image_artifacts(entry.article):
+            if image.relpath == wanted:
+                return Response(HTTPStatus.OK, image.media_type, image.data)
     if rest == "email":
         return _channel(entry, Channel.NEWSLETTER, entry.email_html, HTML)
     if rest == "email.txt":
@@ -305,7 +323,7 @@ class Preview:
         # A link check still running at exit may write to it: removal never fails the exit.
         self._tmp = tempfile.TemporaryDirectory(prefix="clinicpress-preview-", ignore_cleanup_errors=True)
         cache = PreviewLinkCache(Path(self._tmp.name), out_dir, site.checks.links)
-        self.previewer = Previewer(self.state, site_path, site, cache)
+        self.previewer = Previewer(self.state, site_path, site, cache, out_dir=out_dir)
         self.server.want = self.previewer.want
         self.watcher = Watcher(targets, self.previewer)
         self._thread: threading.Thread | None = None

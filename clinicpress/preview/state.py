@@ -170,6 +170,9 @@ class PreviewState:
         self._counter = itertools.count(1)
         self._version = 0  # the whole preview's: the index page polls it
         self._site_error: str | None = None
+        # An old slug → the file that previewed (or published) under it: the open page follows the
+        # article to its new slug (issue 24), as the site's redirect page does.
+        self._moved: dict[str, Path] = {}
 
     @property
     def version(self) -> int:
@@ -205,6 +208,18 @@ class PreviewState:
                     return entry
             return None
 
+    def moved_to(self, slug: str) -> Entry | None:
+        """The entry of the article that was at ``slug`` and has another slug now, if any."""
+        with self._lock:
+            path = self._moved.get(slug)
+            entry = self._entries.get(path) if path is not None else None
+            return entry if entry is not None and entry.slug not in (None, slug) else None
+
+    def remember_moves(self, path: Path, old_slugs: Iterable[str]) -> None:
+        """``path``'s article was published at ``old_slugs`` before (they redirect to it now)."""
+        with self._lock:
+            self._moved.update(dict.fromkeys(old_slugs, path))
+
     def update(
         self, path: Path, bump: Iterable[str], *, if_generation: int | None = None, **changes: Any
     ) -> Entry | None:
@@ -217,6 +232,8 @@ class PreviewState:
             entry = self._entries.get(path) or Entry(path=path)
             if if_generation is not None and entry.generation != if_generation:
                 return None
+            if entry.slug is not None and changes.get("slug", entry.slug) != entry.slug:
+                self._moved[entry.slug] = path
             entry = self._bumped(dataclasses.replace(entry, **changes), bump)
             self._entries[path] = entry
             return entry

@@ -16,6 +16,16 @@ loop")::
     [newsletter.domain_check]
     nameservers = ["127.0.0.1:5353"]   # default []: the system's (/etc/resolv.conf)
 
+Not fixed by the contract, with their defaults (issue 28, parts 3 and 4)::
+
+    [newsletter]
+    complaint_alert_rate = 0.1   # percent of a send's accepted messages: the monitor alerts once
+    bounce_alert_rate = 2.0
+
+    [newsletter.bounces]        # the served bounce-reading deployment; none: read by hand only
+    maildir = "/var/mail/bounces"      # or imap = "imaps://USER@HOST/MAILBOX" (password: environment)
+    schedule = "15 * * * *"
+
 The unsubscribe secret and the DKIM key are secrets, kept as ssh keeps a private key: never a key
 in site.toml (copied, shared and committed with the content), the environment or a file only its
 owner may read or write. ``NewsletterLoop`` holds the fields that belong in ``[newsletter]``; the
@@ -28,8 +38,9 @@ import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from clinicpress.errors import SiteConfigError
 from clinicpress.settings.secrets import read_owner_only, read_secret_file
@@ -40,6 +51,7 @@ __all__ = [
     "MIN_SECRET_CHARS",
     "UNSUBSCRIBE_SECRET_ENV",
     "UNSUBSCRIBE_SECRET_KEY",
+    "BounceMailbox",
     "DkimSettings",
     "DomainCheckSettings",
     "NewsletterLoop",
@@ -141,6 +153,44 @@ class DomainCheckSettings(BaseModel):
         return [entry.strip() for entry in value]
 
 
+class BounceMailbox(BaseModel):
+    """``[newsletter.bounces]``: the mailbox the served ``bounces`` deployment reads on a schedule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    maildir: Path | None = Field(
+        default=None,
+        description="A Maildir folder the bounces and complaints arrive in (only read); relative to "
+        "site.toml",
+    )
+    imap: str | None = Field(
+        default=None,
+        description="imaps://USER@HOST[:PORT]/MAILBOX instead of a Maildir; the password in the "
+        "environment variable CLINICPRESS_BOUNCES__IMAP_PASSWORD, never in the URL",
+    )
+    schedule: str = Field(
+        default="15 * * * *", min_length=9, description="Cron schedule of the served bounces deployment"
+    )
+
+    @field_validator("imap")
+    @classmethod
+    def _imap_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("imaps", "imap") or not parts.hostname or not parts.username:
+            raise ValueError("is not imaps://USER@HOST[:PORT]/MAILBOX")
+        if parts.password is not None:
+            raise ValueError("carries a password: give it in CLINICPRESS_BOUNCES__IMAP_PASSWORD instead")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> BounceMailbox:
+        if (self.maildir is None) == (self.imap is None):
+            raise ValueError("give exactly one of maildir or imap")
+        return self
+
+
 class NewsletterLoop(BaseModel):
     """The ``[newsletter]`` fields of the loop; the site's ``Newsletter`` model inherits them."""
 
@@ -167,6 +217,26 @@ class NewsletterLoop(BaseModel):
     dkim: DkimSettings | None = Field(default=None, description="DKIM signing; none: messages go unsigned")
     domain_check: DomainCheckSettings = Field(
         default_factory=DomainCheckSettings, description="The From domain's SPF, DKIM and DMARC check"
+    )
+    bounces: BounceMailbox | None = Field(
+        default=None,
+        description="The mailbox `clinicpress serve` reads bounces and complaints from on a schedule; "
+        "none: only `clinicpress newsletter bounces` reads them",
+    )
+    # Percent, as the mailbox providers state theirs (Gmail and Yahoo: spam complaints under 0.3 %).
+    complaint_alert_rate: float = Field(
+        default=0.1,
+        gt=0,
+        le=100,
+        description="The monitor alerts once when a send's complaints pass this percentage of its "
+        "accepted messages (0.1 means 0.1 %; Gmail and Yahoo require under 0.3 %)",
+    )
+    bounce_alert_rate: float = Field(
+        default=2.0,
+        gt=0,
+        le=100,
+        description="The monitor alerts once when a send's hard bounces pass this percentage of its "
+        "accepted messages (2 means 2 %: the list holds addresses that no longer exist)",
     )
 
     # A field validator, so the error's place is newsletter.unsubscribe_secret: the site loader shows

@@ -1,5 +1,6 @@
 """The newsletter's loop, as a send and the commands use it: who signs, whether the domain is
-checked, each recipient's link, the endpoint, a send's numbers (issue 28).
+checked, each recipient's link, the endpoint, the bounce mailbox, a send's numbers and every send's
+rates (issue 28).
 
 The mechanisms are their own modules (``unsubscribe``, ``unsubscribe_server``, ``suppression``,
 ``dkim_sign``, ``domain_check``, ``bounces``); this one only reads the site's settings into them,
@@ -20,10 +21,20 @@ Defaults, so that a site that configured none of the loop sends as before:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from clinicpress.errors import InputError
+from clinicpress.outputs.delivery.bounces import (
+    IMAP_PASSWORD_ENV,
+    BounceSummary,
+    parse_imap_url,
+    read_imap,
+    read_maildir,
+    record_findings,
+)
 from clinicpress.outputs.delivery.dkim_sign import DkimSigner
 from clinicpress.outputs.delivery.domain_check import DomainReport, check_domain, txt_lookup
 from clinicpress.outputs.delivery.store import DeliveryStore
@@ -36,12 +47,16 @@ from clinicpress.site import SiteConfig
 __all__ = [
     "NO_SECRET",
     "LinkMaker",
+    "SendRates",
     "Stats",
+    "configured_mailbox",
     "domain_check_wanted",
     "domain_report",
     "endpoint_for",
     "missing_secret",
+    "read_mailbox",
     "send_stats",
+    "sends_heard",
     "signer_for",
 ]
 
@@ -150,6 +165,70 @@ def send_stats(url: str, slug: str, max_attempts: int, version_prefix: str = "")
         excluded=report.excluded,
         heard=heard,
     )
+
+
+@dataclass(frozen=True)
+class SendRates:
+    """One send's hard bounces and complaints against its accepted messages: what the monitor
+    alerts on (``[newsletter] complaint_alert_rate``, ``bounce_alert_rate``, in percent)."""
+
+    slug: str
+    version: str
+    title: str
+    accepted: int
+    bounced: int
+    complained: int
+
+    def percent(self, count: int) -> float:
+        return 100 * count / self.accepted if self.accepted else 0.0
+
+
+def sends_heard(url: str) -> list[SendRates]:
+    """The rates of every send with accepted messages (a registry read: two queries per send)."""
+    with DeliveryStore(url) as store:
+        sent = store.accepted_by_send()
+    if not sent:
+        return []
+    with SuppressionStore(url) as suppression:
+        return [
+            SendRates(slug, version, title, accepted, heard.bounced, heard.complained)
+            for slug, version, title, accepted in sent
+            for heard in [suppression.counts(slug, version)]
+        ]
+
+
+def read_mailbox(url: str, *, maildir: Path | None = None, imap: str | None = None) -> BounceSummary:
+    """Read bounces and complaints from one mailbox (a Maildir folder, or ``imap``'s URL with the
+    password from ``CLINICPRESS_BOUNCES__IMAP_PASSWORD``) into the suppression list at ``url``: what
+    ``clinicpress newsletter bounces`` and the ``bounces`` deployment both do."""
+    if (maildir is None) == (imap is None):
+        raise InputError(None, "mailbox", "needs exactly one of a Maildir folder or an IMAP URL", "one")
+    if imap is not None:
+        source = parse_imap_url(imap)
+        password = os.environ.get(IMAP_PASSWORD_ENV, "")
+        if not password:
+            raise InputError(None, IMAP_PASSWORD_ENV, "is not set", "the mailbox's password")
+        messages = read_imap(source, password)
+    else:
+        assert maildir is not None
+        messages = read_maildir(maildir)
+    with SuppressionStore(url) as store:
+        return record_findings(messages, store)
+
+
+def configured_mailbox(news: NewsletterLoop, site_path: Path) -> tuple[Path | None, str | None]:
+    """``[newsletter.bounces]``'s (maildir, imap), the Maildir relative to site.toml's folder;
+    exit 2 (``InputError``) when the site names none."""
+    mailbox = news.bounces
+    if mailbox is None:
+        raise InputError(
+            site_path,
+            "newsletter.bounces",
+            "is not set",
+            "maildir = DIR or imap = URL under [newsletter.bounces]",
+        )
+    maildir = site_path.parent / mailbox.maildir if mailbox.maildir is not None else None
+    return maildir, mailbox.imap
 
 
 def endpoint_for(site: SiteConfig, suppress: Suppress) -> Endpoint:

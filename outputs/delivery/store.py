@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, func, select
+from sqlalchemy import ColumnElement, Connection, event, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinicpress.outputs.delivery.errors import DeliveryError, LeaseLost
@@ -36,6 +36,20 @@ r = recipients_table.c
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def durable_wal(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite in write-ahead-log mode, every commit synced (``synchronous=FULL``): as durable as the
+    default rollback journal (a committed claim or ``data_started`` survives a killed process and a
+    power cut), with one fsync per commit instead of several. A send commits two or three times per
+    recipient: measured on this machine's disk, 12 ms a commit with the journal, 1.1 ms with the WAL
+    (bench/newsletter_send.py). The mode stays with the database file, for every later connection."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
 
 
 def eligible(max_attempts: int) -> ColumnElement[bool]:
@@ -77,6 +91,8 @@ class DeliveryStore:
         self.url = url
         try:
             self.engine = open_engine(url)
+            if self.engine.dialect.name == "sqlite":
+                event.listen(self.engine, "connect", durable_wal)
             migrate(self.engine, f"delivery records {shown_url(url)}", DeliveryError)
         except (SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
             raise DeliveryError(f"delivery records {shown_url(url)}: cannot open ({exc})") from exc
@@ -414,6 +430,20 @@ class DeliveryStore:
                 .limit(1)
             ).first()
         return None if row is None else (int(row.id), str(row.version))
+
+    def accepted_by_send(self) -> list[tuple[str, str, str, int]]:
+        """(slug, version, title, accepted) of every send that has accepted messages, oldest first:
+        the denominators of the monitor's complaint and bounce rates."""
+        accepted = func.count(r.id).label("accepted")
+        with self.tx() as conn:
+            rows = conn.execute(
+                select(sends.c.slug, sends.c.version, sends.c.title, accepted)
+                .join(recipients_table, r.send_id == sends.c.id)
+                .where(r.state == State.ACCEPTED)
+                .group_by(sends.c.id, sends.c.slug, sends.c.version, sends.c.title)
+                .order_by(sends.c.id)
+            ).all()
+        return [(str(row.slug), str(row.version), str(row.title), int(row.accepted)) for row in rows]
 
     def resolve(self, rid: int, state: State, **values: Any) -> bool:
         """uncertain → ``state`` by a person's verdict; False when it was no longer uncertain."""

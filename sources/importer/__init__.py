@@ -13,6 +13,7 @@ One module per step, in the order a page goes through them:
 - ``sources_list``: the page's "Sources" list → ``sources:`` (nothing invented);
 - ``extract``: the main content (trafilatura, with a fallback for short pages);
 - ``convert``: HTML → Markdown (markdownify, shaped to the article format);
+- ``images``: each image downloaded (the one fetch, size and type capped) beside the article;
 - ``write``: the slug, the front matter and the file.
 """
 
@@ -29,6 +30,7 @@ from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.sources.importer.convert import to_markdown
 from clinicpress.sources.importer.extract import main_content
 from clinicpress.sources.importer.fetch import MAX_PAGE_BYTES, fetch_page, is_url, read_file
+from clinicpress.sources.importer.images import download_images, remote_images
 from clinicpress.sources.importer.license_footer import take_license
 from clinicpress.sources.importer.metadata import addresses, dates, meta, title, title_tag
 from clinicpress.sources.importer.sources_list import take_sources
@@ -72,13 +74,16 @@ def import_page(
     force: bool = False,
     link_settings: LinkCheckSettings | None = None,
     site_url: str | None = None,
+    images: bool | None = None,
 ) -> ImportResult:
     """Import ``source`` (an HTML file path or an http(s) URL) into ``content_dir/<slug>.md``.
 
     ``site_url`` (the site's ``[organization] base_url``) resolves relative links of a saved
-    page that names no address of its own. Raises :class:`InputError` (exit 2) for a page that
-    cannot be read or fetched, a page without any title or slug, and an existing file without
-    ``force``.
+    page that names no address of its own. ``images``: download the page's images into
+    ``content_dir/images/<slug>/`` under the same rules as the page (``images.py``); None: when
+    the page itself was fetched from a URL (a saved page's images are left remote). Raises
+    :class:`InputError` (exit 2) for a page that cannot be read or fetched, a page without any
+    title or slug, and an existing file without ``force``.
     """
     settings = link_settings or LinkCheckSettings()
     if is_url(source):
@@ -91,8 +96,17 @@ def import_page(
         data, fetched, charset = read_file(Path(source)), None, None
     page = page_to_article(data, base_url=fetched, charset=charset, origin=source, site_url=site_url)
     slug = choose_slug(page, source)
-    text, missing = article_text(page, slug)
     path = content_dir / f"{slug}.md"
+    if not force and path.exists():  # refused before any image is downloaded for it
+        raise exists_error(path)
+    if images if images is not None else is_url(source):
+        page.body = download_images(page.body, slug, content_dir, settings, page.notes, force=force)
+    elif remote := remote_images(page.body):
+        page.notes.append(
+            f"{len(remote)} image(s) left at their remote address (a saved page): import the page from "
+            "its URL to download them beside the article"
+        )
+    text, missing = article_text(page, slug)
     save(path, text, force=force)
     loader_message = None
     try:

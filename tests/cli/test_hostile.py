@@ -344,6 +344,7 @@ def test_injection_is_inert_in_every_channel(
     assert {k.lower() for k in parsed} <= {
         "from", "reply-to", "subject", "date", "message-id", "list-unsubscribe",
         "list-unsubscribe-post", "mime-version", "content-type", "content-transfer-encoding",
+        "content-language",
     }  # fmt: skip
 
 
@@ -385,6 +386,7 @@ def test_publish_blocked_article_leaves_nothing_and_nothing_leaves_out(
         "files": ["articles/good-index-slug.md", "articles/src-redirect-private.md"],
     }
     case["site"] = "loopback"
+    farm.route("/publish-image.png", Reply(200, {"Content-Type": "image/png"}, b"\x89PNG\r\n\x1a\n"))
     ws = _workspace(case, tmp_path, farm, sink)
     before_tree = _tree(tmp_path)
     before_sink = sink.connections
@@ -407,7 +409,11 @@ def test_publish_blocked_article_leaves_nothing_and_nothing_leaves_out(
     assert "<script>alert('publish')</script>" in visible_text(page)
     assert "index/" in (ws.out / "web" / "index.html").read_text(encoding="utf-8")
     assert (ws.out / "handouts" / "index.pdf").read_bytes().startswith(b"%PDF")
-    assert sink.connections == before_sink  # the body's remote image was never fetched
+    assert sink.connections == before_sink
+    # The body's remote image is verified like a source, by the checker; the handout never fetches it.
+    agents = farm.agents("/publish-image.png")
+    assert agents, "the remote image was not link-checked"
+    assert all(agent.startswith("clinicpress/") for agent in agents), agents
 
 
 @pytest.mark.usefixtures("prefect_harness")

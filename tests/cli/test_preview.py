@@ -186,6 +186,26 @@ def test_routes_from_state(loaded: Entry) -> None:
     assert b'"web": 1' in versions.body
 
 
+def test_the_web_frame_shows_local_images_and_large_print_is_said_to_come_at_publish(
+    write_article: Callable[..., Path],
+) -> None:
+    front = MINIMAL_FRONT_MATTER + f"slug: {SLUG}\n"
+    path = write_article(front_matter=front, body="Text.\n\n![A chart](images/chart.png)\n")
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+    (path.parent / "images").mkdir()
+    (path.parent / "images" / "chart.png").write_bytes(png)
+    state = PreviewState()
+    state.update(path, ("page",), slug=SLUG, article=load_article(path), generation=1)
+    # The web frame is /<slug>/web: its images/<name> resolve to /<slug>/images/<name>.
+    image = route(state, f"/{SLUG}/images/chart.png")
+    assert (image.status, image.content_type, image.body) == (200, "image/png", png)
+    assert route(state, f"/{SLUG}/images/other.png").status == 404
+    assert route(state, f"/{SLUG}/images/../../site.toml").status == 404
+    large = route(state, f"/handouts/{SLUG}-large-print.pdf")
+    assert large.status == 404
+    assert b"made when the article is published" in large.body
+
+
 # -- a running preview over HTTP ----------------------------------------------------------------
 
 

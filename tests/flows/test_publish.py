@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -111,10 +112,13 @@ def test_check_json_reports_ok_and_broken(
     assert by_slug["bad"]["verdict"] == "blocked"
     assert by_slug["bad"]["links"][0]["status"] == "broken"
     # DESIGN.md's keys, plus the review line and its source (issue 15: "the report says which was used")
-    # and what the authorities say (issue 25; off in test sites: [] and null).
+    # and what the authorities say (issue 25; off in test sites: [] and null); the edition's language
+    # and the hash of its text alone (issue 26).
     assert set(by_slug["bad"]) == {
-        "path", "slug", "verdict", "problems", "links", "review_line", "license_registry", "reviewer_registry"
+        "path", "slug", "verdict", "problems", "links", "review_line", "license_registry",
+        "reviewer_registry", "language", "content_hash",
     }  # fmt: skip
+    assert re.fullmatch(r"[0-9a-f]{64}", by_slug["bad"]["content_hash"])
     assert (by_slug["bad"]["license_registry"], by_slug["bad"]["reviewer_registry"]) == ([], None)
     assert by_slug["bad"]["review_line"]["source"] == "front matter"
 

@@ -479,3 +479,12 @@ def test_monitor_cli_with_nothing_published(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["monitor", "--out", str(tmp_path / "empty")])
     assert result.exit_code == 0, result.output
     assert "nothing published" in result.stdout
+
+
+def test_the_renewal_wording_follows_license_warn_days() -> None:
+    from clinicpress.checks.transitions import Kind
+    from clinicpress.outputs.alerts import license_alert
+
+    alert = license_alert(Kind.LICENSE_EXPIRING, "190655AP", "DHCS", "2027-01-31", "60", [], [14, 60])
+    assert "alerts at 60, 14 days before expiry: [checks] license_warn_days" in alert.body
+    assert "150" not in alert.body

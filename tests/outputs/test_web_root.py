@@ -71,6 +71,7 @@ ALLOWED = [
     re.compile(r"feed\.xml"),
     re.compile(r"sitemap\.xml"),
     re.compile(r"[a-z0-9][a-z0-9-]*/index\.html"),
+    re.compile(r"[a-z0-9][a-z0-9-]*/images/[a-z0-9][a-z0-9_-]*\.(png|jpg|gif|webp)"),  # an article's images
     re.compile(r"handouts/[a-z0-9][a-z0-9-]*\.pdf"),
     re.compile(r"assets/[a-z0-9][a-z0-9._-]*\.(css|js|png|jpg|jpeg|svg|webp|ico|woff2)"),
 ]
@@ -249,7 +250,9 @@ def test_a_page_whose_handout_link_leads_elsewhere_is_blocked(
 ) -> None:
     artifacts = render_article(article, site, CONTEXT)
     assert consistency_problems(article, site, artifacts) == []
-    [problem] = consistency_problems(article, site, _web_page(artifacts, lambda page: page.replace(old, new)))
+    # The first match only: the handout link (the large-print link after it has its own tests).
+    edited = _web_page(artifacts, lambda page: page.replace(old, new, 1))
+    [problem] = consistency_problems(article, site, edited)
     assert problem.message.startswith("web: handout link")
     assert says in problem.message
 
@@ -259,8 +262,9 @@ def test_a_page_without_a_handout_links_none(article: Article, site: SiteConfig)
     [page] = WebRenderer().render(web_only, site, CONTEXT)
     assert b'class="handout-link"' not in page.data
     with_link = WebRenderer().render(article, site, CONTEXT)  # a page that links a handout it has not
-    [problem] = consistency_problems(web_only, site, with_link)
+    problem, large_print = consistency_problems(web_only, site, with_link)
     assert problem.message.startswith("web: handout link differs from the article: expected [], found ['../")
+    assert large_print.message.startswith("web: large-print link differs from the article: expected []")
 
 
 # -- end to end ---------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_reviewer_named_everywhere(article: Article, site: SiteConfig) -> None:
 def test_handout_with_another_license_date_blocks(
     article: Article, site: SiteConfig, artifacts: list[Artifact]
 ) -> None:
-    [stale] = HandoutRenderer().render(article, stale_license(site), CONTEXT)
+    stale, _large = HandoutRenderer().render(article, stale_license(site), CONTEXT)
     problems = consistency_problems(article, site, swap(artifacts, stale))
     assert problems
     assert all(p.check == "consistency" and p.severity is Severity.BLOCKED for p in problems)
@@ -112,7 +112,7 @@ def test_email_parts_are_read_separately(
 
 def test_pdf_title_metadata_is_read(article: Article, site: SiteConfig, artifacts: list[Artifact]) -> None:
     renamed = article.model_copy(update={"title": "A Different Title For The Same Handout"})
-    [stale] = HandoutRenderer().render(renamed, site, CONTEXT)
+    stale, _large = HandoutRenderer().render(renamed, site, CONTEXT)
     found = messages(consistency_problems(article, site, swap(artifacts, stale)))
     assert any(m.startswith("handout: document title (metadata) differs") for m in found)
     assert any(m.startswith("handout: title differs") and "not on page 1" in m for m in found)
@@ -123,7 +123,8 @@ def test_missing_or_unreadable_channel_blocks(
 ) -> None:
     without_pdf = [a for a in artifacts if not a.relpath.endswith(".pdf")]
     assert messages(consistency_problems(article, site, without_pdf)) == [
-        f"handout: handouts/{SLUG}.pdf was not rendered"
+        f"handout: handouts/{SLUG}.pdf was not rendered",
+        f"large-print handout: handouts/{SLUG}-large-print.pdf was not rendered",
     ]
     garbage = Artifact(Channel.HANDOUT, f"handouts/{SLUG}.pdf", b"%PDF-1.7 not really", "application/pdf")
     [problem] = consistency_problems(article, site, swap(artifacts, garbage))
@@ -212,7 +213,7 @@ def test_pdf_url_broken_after_a_hyphen_is_read_as_printed(article: Article, site
     """PDFium returns U+0002 for a hyphen that ends a line inside a word; the page shows "-"."""
     url = "https://example.org/" + "-".join(["ab"] * 60)
     cited = article.model_copy(update={"sources": [*article.sources, Source(title="Hyphens", url=url)]})
-    [handout] = HandoutRenderer().render(cited, site, CONTEXT)
+    handout, _large = HandoutRenderer().render(cited, site, CONTEXT)
     with pypdfium2.PdfDocument(handout.data) as pdf:
         raw = []
         for index in range(len(pdf)):
@@ -220,7 +221,7 @@ def test_pdf_url_broken_after_a_hyphen_is_read_as_printed(article: Article, site
                 raw.append(textpage.get_text_bounded())
     assert "b\x02a" in "".join(raw), "the URL no longer breaks after a hyphen: this test tests nothing"
     web_and_newsletter = [a for a in render_article(cited, site, CONTEXT) if a.channel is not Channel.HANDOUT]
-    assert consistency_problems(cited, site, [*web_and_newsletter, handout]) == []
+    assert consistency_problems(cited, site, [*web_and_newsletter, handout, _large]) == []
 
 
 def newsletter_with_html(article: Article, site: SiteConfig, change: tuple[str, str]) -> Artifact:
@@ -262,7 +263,7 @@ def test_empty_web_page_finds_nothing_and_does_not_raise(
     found = messages(consistency_problems(article, site, swap(artifacts, web)))
     assert found[0] == f"web: title (h1) differs from the article: expected {[article.title]!r}, found []"
     assert all(m.startswith("web: ") for m in found)
-    assert len(found) == 6  # title, license, review, source links, printed sources, handout link
+    assert len(found) == 7  # title, license, review, source links, printed sources, both handout links
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -332,7 +333,7 @@ def test_email_text_without_reply_to(article: Article, site: SiteConfig) -> None
 
 @pytest.fixture(scope="module")
 def handout(article: Article, site: SiteConfig) -> Artifact:
-    [artifact] = HandoutRenderer().render(article, site, CONTEXT)
+    artifact, _large = HandoutRenderer().render(article, site, CONTEXT)
     return artifact
 
 
@@ -413,7 +414,8 @@ def test_handout_remote_image_is_never_fetched(
         data = render_handout_pdf(with_body(article, body), site)
     assert data.startswith(b"%PDF")
     assert lookups == []
-    assert any("refused to fetch http://example.invalid/a.png" in r.getMessage() for r in caplog.records)
+    # Replaced by its alt text before the render (checks/images.py warns in the report): no log line.
+    assert not any("refused to fetch" in r.getMessage() for r in caplog.records)
 
 
 # --- registry ---------------------------------------------------------------------------
@@ -434,6 +436,20 @@ def test_template_fingerprint_is_stable_hex() -> None:
     first = template_fingerprint()
     assert re.fullmatch(r"[0-9a-f]{64}", first)
     assert template_fingerprint() == first
+
+
+def test_a_changed_translation_changes_the_template_fingerprint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clinicpress.renderers import fingerprint
+
+    copy = tmp_path / "locale"
+    shutil.copytree(fingerprint.LOCALE_DIR, copy)
+    monkeypatch.setattr(fingerprint, "LOCALE_DIR", copy)
+    before = template_fingerprint()
+    po = copy / "es" / "LC_MESSAGES" / "clinicpress.po"
+    po.write_text(po.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    assert template_fingerprint() != before
 
 
 # --- issue 5: web page metadata ------------------------------------------------------------
@@ -555,7 +571,7 @@ def test_email_carries_disclaimer_and_crisis_line(message: EmailMessage) -> None
 
 
 def test_handout_a4_by_option(article: Article, site: SiteConfig) -> None:
-    [artifact] = HandoutRenderer(page_size="a4").render(article, site, CONTEXT)
+    artifact, _large = HandoutRenderer(page_size="a4").render(article, site, CONTEXT)
     box = pypdf.PdfReader(BytesIO(artifact.data)).pages[0].mediabox
     assert (round(float(box.width)), round(float(box.height))) == (595, 842)
     with pytest.raises(RenderError, match="page size"):
