@@ -27,7 +27,7 @@ from datetime import date, datetime, timedelta
 from clinicpress.checks.model import ArticleReport, Problem, Severity
 from clinicpress.checks.signoff import text_diff
 from clinicpress.site import SiteConfig, format_date
-from clinicpress.sources.article import Article, EditionNote
+from clinicpress.sources.article import Article, EditionNote, edition_language
 from clinicpress.sources.versioning import content_hash, reviewed_text
 
 CHECK = "editions"
@@ -100,16 +100,12 @@ class Standing:
         }
 
 
-def edition_language(article: Article, site: SiteConfig) -> str:
-    """The edition's language: its own ``language``, else the site's."""
-    return article.language or site.organization.language
-
-
 def source_difference(original: Article, translation: Article) -> str | None:
     """None when the translation cites the same works in the same order, else the first difference.
 
     Titles may be translated; the URL (a DOI or PMID is its URL) may not. DOIs are compared
-    without case (doi.org treats them so).
+    without case (doi.org treats them so). A quote is the source's own words, checked against the
+    source: a translation's quote, when it has one, is the original's (so the same check holds it).
     """
 
     def key(url: str) -> str:
@@ -119,6 +115,11 @@ def source_difference(original: Article, translation: Article) -> str | None:
     for number, (a, b) in enumerate(zip(theirs, mine, strict=False), start=1):
         if key(a.url) != key(b.url):
             return f"source {number} is {b.url}; the original's source {number} is {a.url}"
+        if b.quote is not None and b.quote != a.quote:
+            return (
+                f"source {number}'s quote is not the original's: a quote is the source's own words, "
+                "so copy it from the original (untranslated) or leave it out"
+            )
     if len(mine) != len(theirs):
         return f"it cites {len(mine)} source(s); the original cites {len(theirs)}"
     return None

@@ -40,7 +40,7 @@ from clinicpress.checks.model import Problem
 from clinicpress.checks.readability import HardSentence, ReadabilityResult, grade_body, know_grade
 from clinicpress.checks.sqlite_cache import SqliteCache
 from clinicpress.site import SiteConfig
-from clinicpress.sources.article import Article
+from clinicpress.sources.article import Article, edition_language
 
 __all__ = ["FactsCache", "PrimeStats", "body_key", "facts_beside", "open_facts", "prime_facts"]
 
@@ -230,10 +230,11 @@ def _language_json(problems: Sequence[Problem]) -> str:
 def _prime_language(articles: Sequence[Article], site: SiteConfig, cache: FactsCache) -> int:
     """The language check's findings of every article known (from disk, or worked out once); the
     number of rows written."""
-    settings, language = site.checks.language, site.organization.language
+    settings = site.checks.language
     if not settings.enabled:
         return 0
-    keys = {language_key(a, settings, language): a for a in articles}
+    # Each in its edition's language, as verify_article checks it (a Spanish edition's findings).
+    keys = {language_key(a, settings, edition_language(a, site)): a for a in articles}
     kept = cache.get_many("language", list(keys))
     new: dict[str, str] = {}
     for key, article in keys.items():
@@ -244,7 +245,8 @@ def _prime_language(articles: Sequence[Article], site: SiteConfig, cache: FactsC
         if known is not None:
             know_language(key, known)
         else:
-            new[key] = _language_json(article_language_problems(article, settings, language))
+            found = article_language_problems(article, settings, edition_language(article, site))
+            new[key] = _language_json(found)
     return cache.put_many("language", new)
 
 

@@ -19,7 +19,7 @@ from clinicpress.checks.authority.run import (
 from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.collect import article_urls
 from clinicpress.checks.dates import check_licenses, check_review
-from clinicpress.checks.editions import Editions, edition_language, edition_problems
+from clinicpress.checks.editions import Editions, edition_problems
 from clinicpress.checks.facts_cache import FactsCache, facts_beside, prime_facts
 from clinicpress.checks.images import image_problems
 from clinicpress.checks.integrity.apply import (
@@ -45,7 +45,7 @@ from clinicpress.checks.model import (
 from clinicpress.checks.readability_es import readability_problems_in
 from clinicpress.checks.signoff import ReviewRecord, ReviewSource, approval_of, signoff_problems
 from clinicpress.site import SiteConfig
-from clinicpress.sources.article import Article
+from clinicpress.sources.article import Article, edition_language
 from clinicpress.sources.versioning import content_hash
 
 

@@ -47,7 +47,7 @@ from clinicpress.outputs.holds import HeldArticle, held_back
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.outputs.registry import Registry, at_addresses
 from clinicpress.outputs.registry_location import registry_exists, registry_url
-from clinicpress.outputs.release import live_versions
+from clinicpress.outputs.release import live_reports, live_versions
 from clinicpress.outputs.reviews import load_reviews
 from clinicpress.outputs.subscribers import load_subscribers
 from clinicpress.renderers.fingerprint import template_fingerprint
@@ -273,13 +273,18 @@ def _newsletters(
     # Imported only when there is something to send: the delivery package (its tables, SMTP) is
     # ~0.1 s of a publish process that sends nothing (issue 16).
     from clinicpress.flows.newsletter import ask_for_approval, send_newsletter_task
+    from clinicpress.outputs.delivery.audience import audience, live_editions
 
     recipients = [] if test_to or news.subscribers is None else list(load_subscribers(news.subscribers))
     articles = {(a.key, v): a for a, v in live if Channel.NEWSLETTER in a.channels}
 
+    # An article with translations live goes to each subscriber in their language (issue 26).
+    editions = live_editions(live_reports(Path(out_dir))) if recipients else {}
+
     def send(article: Article, version: str) -> SendReport:
+        readers = audience(recipients, article.key, editions)
         return send_newsletter_task(
-            article, version, site, out_dir, now, quoted(recipients), test_to, triggered_by, strict
+            article, version, site, out_dir, now, quoted(readers), test_to, triggered_by, strict
         )
 
     reports = [send(article, version) for (_, version), article in articles.items()]

@@ -288,6 +288,20 @@ def live_report(out_dir: Path, slug: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def live_reports(out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Slug → report of every article live now (an unreadable report is left out)."""
+    live = live_release(out_dir)
+    found: dict[str, dict[str, Any]] = {}
+    for report in (live / "reports").glob("*.json") if live is not None else []:
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            found[report.stem] = data
+    return found
+
+
 def _versions_in(release: Path) -> dict[str, str]:
     return _report_field(release, "version")
 

@@ -1,4 +1,8 @@
-"""The newsletter's subscribers: a CSV file with the header ``email[,unsubscribe_url][,name]``.
+"""The newsletter's subscribers: a CSV file with the header
+``email[,unsubscribe_url][,name][,language]``.
+
+``language`` (issue 26) is the language tag the subscriber reads (``es``, ``es-MX``): they get the
+edition of an article in that language when one is live, else the original (outputs/delivery/audience.py).
 
 Every problem names the file, the line and the field, so the person who
 exported the list can fix it (exit code 2, like any bad input). Addresses
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +22,9 @@ from pathlib import Path
 from clinicpress.addresses import address_problem, unsubscribe_url_problem
 from clinicpress.errors import InputError
 
-COLUMNS = ("email", "unsubscribe_url", "name")
+COLUMNS = ("email", "unsubscribe_url", "name", "language")
+# A BCP 47 language tag as people write them: "es", "es-MX", "zh-Hant".
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 MAX_SUBSCRIBERS_BYTES = 64 * 1024 * 1024
 
 
@@ -30,6 +37,7 @@ class Subscriber:
     email: str
     unsubscribe_url: str | None = None  # None: the site's [newsletter] unsubscribe_url
     name: str | None = None
+    language: str | None = None  # None: the original edition
 
     @property
     def key(self) -> str:
@@ -92,7 +100,11 @@ def load_subscribers(path: Path | str) -> SubscriberList:
         header = next(reader, None)
         if header is None:
             raise _error(
-                csv_path, 1, None, "the file is empty", "a header line: email[,unsubscribe_url][,name]"
+                csv_path,
+                1,
+                None,
+                "the file is empty",
+                "a header line: email[,unsubscribe_url][,name][,language]",
             )
         columns = [c.strip().lower() for c in header]
         unknown = [c for c in columns if c not in COLUMNS]
@@ -109,7 +121,7 @@ def load_subscribers(path: Path | str) -> SubscriberList:
                 1,
                 "header",
                 problem,
-                "the columns email, unsubscribe_url (optional), name (optional)",
+                "the columns email, unsubscribe_url, name, language (all but email optional)",
             )
         seen: dict[str, int] = {}
         found: list[Subscriber] = []
@@ -145,7 +157,11 @@ def _subscriber(path: Path, line: int, values: dict[str, str]) -> Subscriber:
     name = values.get("name") or None
     if name is not None and ("\r" in name or "\n" in name):
         raise _error(path, line, "name", "contains a line break", "a name on one line")
-    return Subscriber(email=email, unsubscribe_url=url, name=name)
+    language = values.get("language") or None
+    if language is not None and not LANGUAGE_TAG.fullmatch(language):
+        problem = f"{language[:40]!r} is not a language tag"
+        raise _error(path, line, "language", problem, "e.g. en, es or es-MX")
+    return Subscriber(email=email, unsubscribe_url=url, name=name, language=language)
 
 
 __all__ = [

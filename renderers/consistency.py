@@ -39,7 +39,7 @@ from clinicpress.renderers.handout import large_print_relpath
 from clinicpress.renderers.markdown import review_line
 from clinicpress.renderers.web import served_handout
 from clinicpress.site import SiteConfig
-from clinicpress.sources.article import Article, Channel
+from clinicpress.sources.article import Article, Channel, edition_language
 
 # lxml ships no type information; imported this way mypy --strict passes whether
 # or not the project later adds them to its ignore list (as in checks/linkcheck_html.py).
@@ -104,7 +104,7 @@ def squash(text: str) -> str:
 
 def expected_facts(article: Article, site: SiteConfig) -> Facts:
     has_handout = Channel.HANDOUT in article.channels
-    language = i18n.edition_language(article, site)
+    language = edition_language(article, site)
     return Facts(
         title=norm(article.title),
         licenses=[norm(line) for line in i18n.license_lines(site, language)],

@@ -52,11 +52,6 @@ def N_(message: str) -> str:  # gettext's name for "mark for extraction, transla
     return message
 
 
-def edition_language(article: Article, site: SiteConfig) -> str:
-    """The language an article's channels speak: its front matter ``language``, else the site's."""
-    return article.language or site.organization.language
-
-
 def site_language(site: SiteConfig) -> str:
     """The language of the site-wide pages (index, feed): ``[organization] language``."""
     return site.organization.language

@@ -35,7 +35,7 @@ from markupsafe import Markup
 from clinicpress.errors import RenderError
 from clinicpress.settings.crisis import DEFAULT_CRISIS_TEXT
 from clinicpress.site import SiteConfig
-from clinicpress.sources.article import Article, Channel
+from clinicpress.sources.article import Article, Channel, edition_language
 from clinicpress.sources.markdown import (
     IMAGE_TYPES,
     article_images,
@@ -259,7 +259,7 @@ def org_line(site: SiteConfig) -> str:
 
 def page_context(article: Article, site: SiteConfig, images: ImageMap | None = None) -> dict[str, Any]:
     """The template variables every channel shares, in the edition's language (its gettext too)."""
-    language = i18n.edition_language(article, site)
+    language = edition_language(article, site)
 
     def long_date(value: date) -> str:
         return i18n.long_date(value, language)

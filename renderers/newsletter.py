@@ -27,7 +27,7 @@ import css_inline
 from clinicpress.addresses import address_problem, unsubscribe_url_problem
 from clinicpress.errors import RenderError
 from clinicpress.site import SiteConfig
-from clinicpress.sources.article import Article, Channel
+from clinicpress.sources.article import Article, Channel, edition_language
 
 from . import i18n
 from .base import Artifact, RenderContext, Renderer
@@ -92,7 +92,7 @@ def message_id(article: Article, site: SiteConfig, context: RenderContext) -> st
 
 def render_newsletter_text(article: Article, site: SiteConfig) -> str:
     """The text/plain part: the article, then the footer every newsletter carries."""
-    language = i18n.edition_language(article, site)
+    language = edition_language(article, site)
     footer = [
         "-" * 40,
         wrap(disclaimer("newsletter", language)),
@@ -120,7 +120,7 @@ def render_newsletter_html(article: Article, site: SiteConfig) -> str:
         **page_context(article, site, channel_images(article, Channel.NEWSLETTER, site)),
         css=css_markup(STYLESHEET),
         unsubscribe_url=site.newsletter.unsubscribe_url,
-        disclaimer=disclaimer("newsletter", i18n.edition_language(article, site)),
+        disclaimer=disclaimer("newsletter", edition_language(article, site)),
     )
     result: str = _INLINER.inline(page)
     # css-inline puts the kept <style> first in <head>; the charset must stay in the first 1024 bytes.
@@ -178,7 +178,7 @@ def render_message_template(article: Article, site: SiteConfig, context: RenderC
         html=render_newsletter_html(article, site),
         # email picks a random boundary; one from the version keeps the .eml reproducible.
         boundary=f"=_clinicpress_{context.version[:32]}",
-        language=_check_header("Content-Language", i18n.edition_language(article, site)),
+        language=_check_header("Content-Language", edition_language(article, site)),
     )
 
 

@@ -15,7 +15,7 @@ from urllib.parse import urljoin
 from markdown_it.token import Token
 
 from clinicpress.site import SiteConfig
-from clinicpress.sources.article import Article
+from clinicpress.sources.article import Article, edition_language
 
 from . import i18n
 from .markdown import body_tokens, canonical_url, source_entries
@@ -190,7 +190,7 @@ def sources_text(article: Article) -> str:
 def render_article_text(article: Article, site: SiteConfig) -> str:
     """Title, dates, body and numbered sources (the email adds its own footer)."""
     url = canonical_url(article, site)
-    language = i18n.edition_language(article, site)
+    language = edition_language(article, site)
     parts = [
         underline(article.title, "="),
         wrap(article.summary),

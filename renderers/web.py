@@ -15,7 +15,7 @@ from typing import Any
 from markupsafe import Markup
 
 from clinicpress.site import SiteConfig
-from clinicpress.sources.article import Article, Channel
+from clinicpress.sources.article import Article, Channel, edition_language
 
 from . import i18n
 from .base import Artifact, RenderContext, Renderer
@@ -67,7 +67,7 @@ def json_ld(article: Article, site: SiteConfig) -> dict[str, Any]:
         "name": article.title,
         "headline": article.title,
         "description": article.summary,
-        "inLanguage": i18n.edition_language(article, site),
+        "inLanguage": edition_language(article, site),
         "datePublished": article.published.isoformat(),
         "lastReviewed": article.last_reviewed.isoformat(),
         "publisher": {"@type": "MedicalOrganization", "name": org.name, "url": f"{org.base_url}/"},
@@ -104,7 +104,7 @@ def _og_locale(language: str) -> str:
 def render_web_html(article: Article, site: SiteConfig, context: RenderContext) -> str:
     """The page as text; pure: every date comes from the article."""
     template = jinja_env().get_template(TEMPLATE)
-    language = i18n.edition_language(article, site)
+    language = edition_language(article, site)
     return template.render(
         **page_context(article, site),
         version=context.version,

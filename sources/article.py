@@ -11,13 +11,16 @@ import re
 import unicodedata
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from clinicpress.settings.registries import Npi
 from clinicpress.validation import single_line
+
+if TYPE_CHECKING:
+    from clinicpress.site import SiteConfig
 
 # ``[^3]`` in the body cites the third entry of ``sources``.
 CITATION = re.compile(r"\[\^(\d{1,3})\]")
@@ -317,3 +320,9 @@ class Article(FrontMatter):
     def cited_numbers(self) -> list[int]:
         """Source numbers cited in the body, in order of first appearance."""
         return list(dict.fromkeys(int(m.group(1)) for m in CITATION.finditer(self.body)))
+
+
+def edition_language(article: Article, site: SiteConfig) -> str:
+    """The language an edition speaks (its channels, its checks, its readers): its front matter
+    ``language``, else the site's ``[organization] language``. The one place that decides it."""
+    return article.language or site.organization.language

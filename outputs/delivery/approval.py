@@ -22,13 +22,14 @@ from sqlalchemy import select
 from clinicpress.checks.signoff import with_signoff
 from clinicpress.errors import InputError
 from clinicpress.hints import command
+from clinicpress.outputs.delivery.audience import audience, live_editions
 from clinicpress.outputs.delivery.people import approver_problem, person
 from clinicpress.outputs.delivery.report import SendReport
 from clinicpress.outputs.delivery.schema import Approval, sends
 from clinicpress.outputs.delivery.send import send_newsletter
 from clinicpress.outputs.delivery.store import DeliveryStore, now
 from clinicpress.outputs.registry import REGISTRY_FILE, registry_url
-from clinicpress.outputs.release import live_versions
+from clinicpress.outputs.release import live_reports, live_versions
 from clinicpress.outputs.reviews import load_reviews
 from clinicpress.outputs.subscribers import load_subscribers
 from clinicpress.renderers.base import RenderContext
@@ -230,7 +231,8 @@ def approve_and_send(
                 "review, the site config or the templates changed since)",
                 f"{command('publish')} first; the new version's send waits for approval in turn",
             )
-        recipients = list(load_subscribers(news.subscribers))  # a bad CSV: refused, nothing recorded
+        everyone = list(load_subscribers(news.subscribers))  # a bad CSV: refused, nothing recorded
+        recipients = audience(everyone, slug, live_editions(live_reports(out)))  # each in their language
         approved = record_approval(store, send, approver, now())
     context = RenderContext(published_at=send.published_at, version=send.version)
     report = send_newsletter(

@@ -241,6 +241,29 @@ def test_a_translation_citing_other_works_is_blocked(folder: Path, change: str) 
     )
 
 
+def test_a_translations_quotes_are_the_originals(folder: Path) -> None:
+    """Quotes are checked against the source: a translation's quote, when it has one, must be the
+    original's words (the same check then holds it), never a translated quote."""
+    site, original, translation = (
+        edition_site(folder),
+        load_slug(folder, ORIGINAL),
+        load_slug(folder, TRANSLATION),
+    )
+    quote = "ketamine may reduce cravings"
+
+    def quoting(article: Article, words: str | None) -> Article:
+        first, *rest = article.sources
+        return article.model_copy(update={"sources": [first.model_copy(update={"quote": words}), *rest]})
+
+    cited = quoting(original, quote)
+    for words, blocked in ((quote, False), (None, False), ("la ketamina puede reducir los antojos", True)):
+        # Translated from the original as it now reads (its quote is part of its text).
+        mine = quoting(translation, words).model_copy(update={"translated_from": content_hash(cited)})
+        found = edition_problems(mine, Editions({cited.key: cited, mine.key: mine}), site, TODAY)
+        assert [p.severity for p in found] == ([Severity.BLOCKED] if blocked else []), words
+    assert "source 1's quote is not the original's" in found[0].message
+
+
 def test_a_translation_of_an_unknown_slug_is_blocked(folder: Path) -> None:
     site, translation = edition_site(folder), load_slug(folder, TRANSLATION)
     [problem] = edition_problems(translation, Editions({translation.key: translation}), site, TODAY)

@@ -282,3 +282,23 @@ def test_a_cli_load_then_its_flow_load_parse_once(
     monkeypatch.setattr(loader_module, "_split_front_matter", refuse)
     monkeypatch.setattr(loader_module, "_recalled", refuse)
     assert load_articles(articles, memo=facts) == cli == first
+
+
+def test_a_warm_run_knows_a_spanish_editions_language_findings(
+    site: SiteConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The language check's findings are primed in each edition's language, as the check reads them
+    (a Spanish edition's findings are not worked out again on every run)."""
+    import clinicpress.checks.language as language_module
+
+    spanish = tmp_path / "terapia.md"
+    spanish.write_text((ROOT / "tests/fixtures/i18n/terapia-con-ketamina.md").read_text("utf-8"), "utf-8")
+    facts = open_facts(tmp_path / "out")
+    _reports([spanish], site, facts)
+    forget()
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("worked out again although the findings were on disk")
+
+    monkeypatch.setattr(language_module, "_article_language_problems", refuse)
+    _reports([spanish], site, facts)
