@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.site import License, format_date
 from clinicpress.sources.article import Article, Channel
 
@@ -22,7 +22,7 @@ def check_licenses(licenses: Sequence[License], on: date, warn_days: Sequence[in
         if lic.expires < on:
             problems.append(
                 Problem(
-                    check="license",
+                    check=Check.LICENSE,
                     severity=Severity.BLOCKED,
                     message=(
                         f"{_license_name(lic)} expired on {format_date(lic.expires)}: every channel "
@@ -35,7 +35,7 @@ def check_licenses(licenses: Sequence[License], on: date, warn_days: Sequence[in
         if days_left <= window:
             problems.append(
                 Problem(
-                    check="license",
+                    check=Check.LICENSE,
                     severity=Severity.WARNING,
                     message=(
                         f"{_license_name(lic)} expires on {format_date(lic.expires)}, in {days_left} "
@@ -59,7 +59,7 @@ def check_review(article: Article, on: date) -> list[Problem]:
     )
     return [
         Problem(
-            check="review",
+            check=Check.REVIEW,
             severity=Severity.BLOCKED if handout else Severity.WARNING,
             message=f"review overdue since {format_date(due)}: {consequence}",
         )

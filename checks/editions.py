@@ -24,13 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from clinicpress.checks.model import ArticleReport, Problem, Severity
+from clinicpress.checks.model import ArticleReport, Check, Problem, Severity
 from clinicpress.checks.signoff import text_diff
 from clinicpress.site import SiteConfig, format_date
 from clinicpress.sources.article import Article, EditionNote, edition_language
 from clinicpress.sources.versioning import content_hash, reviewed_text
 
-CHECK = "editions"
+CHECK = Check.EDITIONS
 
 
 class State(enum.StrEnum):

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.sources.article import Article
 from clinicpress.sources.markdown import BodyImage, LocalImage, article_images, body_images
 
-CHECK = "images"
+CHECK = Check.IMAGES
 SHOWN = 120
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from clinicpress.checks.body import parsed_prose
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.checks.readability import split_sentences
 from clinicpress.errors import InputError, SiteConfigError
 from clinicpress.settings.language import LanguageCheckSettings
@@ -404,7 +404,7 @@ def language_problems(
         allow=frozenset(settings.allow),
         names=settings.names,
     )
-    return [Problem(check="language", severity=Severity.WARNING, message=_message(f)) for f in findings]
+    return [Problem(check=Check.LANGUAGE, severity=Severity.WARNING, message=_message(f)) for f in findings]
 
 
 # Findings known without reading the article again (checks/facts_cache.py reads them from disk in a

@@ -79,17 +79,37 @@ class Severity(enum.StrEnum):
     BLOCKED = "blocked"
 
 
+class Check(enum.StrEnum):
+    """The kinds of problem: which check found it (the ``check`` of the JSON report, as written)."""
+
+    LINKS = "links"
+    NETWORK = "network"
+    LICENSE = "license"
+    REVIEW = "review"
+    REVIEW_SIGNOFF = "review-signoff"
+    READABILITY = "readability"
+    LANGUAGE = "language"
+    IMAGES = "images"
+    EDITIONS = "editions"
+    QUOTE = "quote"
+    INTEGRITY = "integrity"
+    LICENSE_REGISTRY = "license_registry"
+    REVIEWER_REGISTRY = "reviewer_registry"
+    CONSISTENCY = "consistency"
+    RENDER = "render"
+
+
 class Problem(BaseModel):
     """One reason for a verdict: which check, how bad, what to do."""
 
     model_config = ConfigDict(frozen=True)
 
-    check: str  # "license", "review", "links", "network", "integrity"
+    check: Check
     severity: Severity
     message: str
 
     def as_json(self) -> dict[str, Any]:
-        return {"check": self.check, "severity": self.severity.value, "message": self.message}
+        return {"check": self.check.value, "severity": self.severity.value, "message": self.message}
 
 
 def verdict_of(problems: list[Problem], *, strict: bool = False) -> Verdict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from clinicpress.checks.body import parsed_prose
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.sources.article import Article
 
 DEFAULT_MAX_GRADE = 8.0
@@ -194,7 +194,7 @@ def readability_problems(article: Article, max_grade: float = DEFAULT_MAX_GRADE)
         f"the body reads at grade {result.grade:g} (Flesch–Kincaid); aim for {max_grade:g} or below. "
         f"Hardest sentences: {named}"
     )
-    return [Problem(check="readability", severity=Severity.WARNING, message=message)]
+    return [Problem(check=Check.READABILITY, severity=Severity.WARNING, message=message)]
 
 
 __all__ = [

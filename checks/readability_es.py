@@ -35,7 +35,7 @@ import functools
 from dataclasses import dataclass
 
 from clinicpress.checks.body import parsed_prose
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.checks.readability import (
     DEFAULT_MAX_GRADE,
     HARDEST_SHOWN,
@@ -200,7 +200,7 @@ def spanish_readability_problems(article: Article, max_grade: float = DEFAULT_MA
         f"the body reads at grade {result.grade:g} ({FORMULA}: reading ease {result.ease:g}, "
         f"“{result.level}”); aim for {max_grade:g} or below. Hardest sentences: {named}"
     )
-    return [Problem(check="readability", severity=Severity.WARNING, message=message)]
+    return [Problem(check=Check.READABILITY, severity=Severity.WARNING, message=message)]
 
 
 def readability_problems_in(

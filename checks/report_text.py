@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from clinicpress.checks.model import ArticleReport, Integrity, LinkResult, LinkStatus
+from clinicpress.checks.model import ArticleReport, Check, Integrity, LinkResult, LinkStatus
 from clinicpress.sources.loader import Skipped
 
 __all__ = [
@@ -83,7 +83,7 @@ def _integrity_note(link: LinkResult) -> str:
 
 
 def _network_down(report: ArticleReport) -> bool:
-    return any(p.check == "network" for p in report.problems)
+    return any(p.check is Check.NETWORK for p in report.problems)
 
 
 def _link_line(link: LinkResult, *, with_reason: bool) -> str:
@@ -104,7 +104,9 @@ def report_lines(report: ArticleReport, *, action: str | None = None, list_ok: b
         lines.append(f"  {integrity}")
     # Link problems are shown in the status groups below; the rest (license, review, network) here.
     lines.extend(
-        f"  {p.severity.value:<8} {p.check}: {p.message}" for p in report.problems if p.check != "links"
+        f"  {p.severity.value:<8} {p.check}: {p.message}"
+        for p in report.problems
+        if p.check is not Check.LINKS
     )
     # A license found ok at DHCS: the state's record and the day it was read.
     lines.extend(f"  {'ok':<8} license_registry: {note}" for note in report.authority_notes)

@@ -20,13 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.hints import command
 from clinicpress.site import format_date
 from clinicpress.sources.article import DEFAULT_REVIEW_MONTHS, Article, Reviewer, add_months
 from clinicpress.sources.versioning import content_hash, reviewed_text
 
-CHECK = "review-signoff"
+CHECK = Check.REVIEW_SIGNOFF
 MAX_DIFF_LINES = 12  # a message, not a patch: enough to see what changed
 
 

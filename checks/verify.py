@@ -35,6 +35,7 @@ from clinicpress.checks.language import article_language_problems
 from clinicpress.checks.links import LinkReport, check_urls_async
 from clinicpress.checks.model import (
     ArticleReport,
+    Check,
     LinkResult,
     LinkStatus,
     Problem,
@@ -67,15 +68,15 @@ def link_problems(
         numbers.setdefault(source.url, []).append(str(index))
     problems: list[Problem] = []
     if network_summary:
-        problems.append(Problem(check="network", severity=Severity.WARNING, message=network_summary))
+        problems.append(Problem(check=Check.NETWORK, severity=Severity.WARNING, message=network_summary))
     for result in results:
         if result.status.blocks:
             problems.append(
-                Problem(check="links", severity=Severity.BLOCKED, message=_describe_link(numbers, result))
+                Problem(check=Check.LINKS, severity=Severity.BLOCKED, message=_describe_link(numbers, result))
             )
         elif result.status.warns and not (network_summary and result.status is LinkStatus.UNVERIFIED):
             problems.append(
-                Problem(check="links", severity=Severity.WARNING, message=_describe_link(numbers, result))
+                Problem(check=Check.LINKS, severity=Severity.WARNING, message=_describe_link(numbers, result))
             )
     return problems
 

@@ -33,7 +33,7 @@ from prefect.flow_runs import pause_flow_run
 
 from clinicpress import clock
 from clinicpress.checks.cache import open_cache
-from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
+from clinicpress.checks.model import ArticleReport, Check, Problem, Severity, Verdict
 from clinicpress.checks.signoff import ReviewRecord
 from clinicpress.checks.verify import check_articles
 from clinicpress.errors import ClinicpressError, InputError, RenderError
@@ -136,7 +136,7 @@ def render_for_review(
     )
     [rendered] = render_and_check_here([(article, site, context)])
     if isinstance(rendered, RenderError):
-        return {}, [Problem(check="render", severity=Severity.BLOCKED, message=str(rendered))]
+        return {}, [Problem(check=Check.RENDER, severity=Severity.BLOCKED, message=str(rendered))]
     reviews = private_dir(Path(out_dir) / REVIEWS_DIR)  # drafts of texts not published: owner-only
     files = write_review_files(review_folder(Path(out_dir), article), rendered.artifacts)
     private_tree(reviews)  # files 0600, folders 0700 (clinicpress/private.py)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from clinicpress.checks.model import ArticleReport, Problem, Severity, Verdict
+from clinicpress.checks.model import ArticleReport, Check, Problem, Severity, Verdict
 from clinicpress.errors import RenderError
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
 from clinicpress.renderers.base import RenderContext
@@ -86,7 +86,7 @@ def settle(run: ArticleRun) -> Settled:
     if run.rendered is None:
         raise ValueError(f"{run.article.key}: a version not live was not rendered")
     if isinstance(run.rendered, RenderError):
-        problem = Problem(check="render", severity=Severity.BLOCKED, message=str(run.rendered))
+        problem = Problem(check=Check.RENDER, severity=Severity.BLOCKED, message=str(run.rendered))
         return Settled(run, Fate.BLOCKED, _blocked_by(report, [problem]))
     if run.rendered.problems:
         # The three channels must state the same facts; any difference blocks the article.

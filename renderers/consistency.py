@@ -31,7 +31,7 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.pdftext import pdfium, read_pdf_content
 from clinicpress.renderers import i18n
 from clinicpress.renderers.base import Artifact
@@ -70,7 +70,7 @@ class _Reader:
     def differs(self, name: str, expected: object, found: object) -> None:
         shown = f"expected {_show(expected)}, found {_show(found)}"
         message = f"{self.channel}: {name} differs from the article: {shown}"
-        self.problems.append(Problem(check="consistency", severity=Severity.BLOCKED, message=message))
+        self.problems.append(Problem(check=Check.CONSISTENCY, severity=Severity.BLOCKED, message=message))
 
     def compare(self, name: str, expected: object, found: object) -> None:
         if expected == found:
@@ -329,7 +329,7 @@ def consistency_problems(article: Article, site: SiteConfig, artifacts: Sequence
             artifact = by_path.get(relpath)
             if artifact is None:
                 message = f"{name}: {relpath} was not rendered"
-                problems.append(Problem(check="consistency", severity=Severity.BLOCKED, message=message))
+                problems.append(Problem(check=Check.CONSISTENCY, severity=Severity.BLOCKED, message=message))
                 continue
             problems.extend(read(artifact.data, facts, name, relpath))
     return problems

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from clinicpress import clock
 from clinicpress.checks.authority.cache import AuthorityCache, fingerprint
 from clinicpress.checks.authority.http import JsonGet, Reply
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.settings.registries import LicenseRegistrySettings
 from clinicpress.site import License, format_date
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 AUTHORITY = "DHCS"
-CHECK = "license_registry"  # Problem.check, and the JSON key of check --format json
+CHECK = Check.LICENSE_REGISTRY  # Problem.check, and the JSON key of check --format json
 LicenseStatus = Literal["ok", "mismatch", "delisted", "unverified"]
 
 _MDY = re.compile(r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*")

@@ -35,7 +35,7 @@ from clinicpress.checks.authority.http import JsonGet, Reply
 from clinicpress.checks.authority.license import read_day
 from clinicpress.checks.authority.names import credentials as credentials_of
 from clinicpress.checks.authority.names import name_tokens, names_match
-from clinicpress.checks.model import Problem, Severity
+from clinicpress.checks.model import Check, Problem, Severity
 from clinicpress.settings.registries import ReviewerRegistrySettings, npi_check_digit, npi_problem
 
 __all__ = [
@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 API_VERSION = "2.1"
-CHECK = "reviewer_registry"  # Problem.check, and the JSON key of check --format json
+CHECK = Check.REVIEWER_REGISTRY  # Problem.check, and the JSON key of check --format json
 ReviewerStatus = Literal["ok", "not-found", "inactive", "name-mismatch", "unverified"]
 
 _DEACTIVATED = re.compile(r"\bdeactivated\b", re.IGNORECASE)

@@ -18,7 +18,7 @@ from clinicpress.checks.integrity.client import IntegrityReport
 from clinicpress.checks.integrity.quotes import quote_key
 from clinicpress.checks.integrity.titles import compare, mismatch_message
 from clinicpress.checks.integrity.verdict import CHECK, IntegrityVerdict, judge
-from clinicpress.checks.model import LinkResult, Problem, Severity
+from clinicpress.checks.model import Check, LinkResult, Problem, Severity
 from clinicpress.settings.integrity import IntegritySettings
 from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.sources.article import Article
@@ -93,7 +93,7 @@ def quote_problems(article: Article, report: IntegrityReport) -> list[Problem]:
                 f"source {number}: quote '{_quoted(source.quote)}' is not in the source's text "
                 f"({result.reason}); check the source still says it"
             )
-        problems.append(Problem(check="quote", severity=Severity.WARNING, message=message))
+        problems.append(Problem(check=Check.QUOTE, severity=Severity.WARNING, message=message))
     return problems
 
 
@@ -131,7 +131,7 @@ def apply_integrity(
         numbers.setdefault(source.url, []).append(index)
     problems: list[Problem] = []
     if report.network_down and report.summary and not network_line:
-        problems.append(Problem(check="network", severity=Severity.WARNING, message=report.summary))
+        problems.append(Problem(check=Check.NETWORK, severity=Severity.WARNING, message=report.summary))
     updated: list[LinkResult] = []
     for result in results:
         ident = identify(result.url, links)

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clinicpress.checks.integrity.record import Notice, Record
-from clinicpress.checks.model import Integrity, Problem, Severity
+from clinicpress.checks.model import Check, Integrity, Problem, Severity
 
 __all__ = ["CHECK", "Integrity", "IntegrityVerdict", "classify", "judge"]
 
-CHECK = "integrity"
+CHECK = Check.INTEGRITY
 
 RETRACTED_KINDS = frozenset({"retraction", "partial_retraction", "withdrawal", "removal"})
 CONCERN_KINDS = frozenset({"expression_of_concern"})

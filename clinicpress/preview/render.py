@@ -25,7 +25,7 @@ from clinicpress import clock
 from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.editions import Editions
 from clinicpress.checks.links import LinkReport
-from clinicpress.checks.model import ArticleReport, Problem, Severity, verdict_of
+from clinicpress.checks.model import ArticleReport, Check, Problem, Severity, verdict_of
 from clinicpress.checks.verify import check_articles, verify_article
 from clinicpress.errors import ArticleError, ClinicpressError
 from clinicpress.outputs.registry import read_addresses
@@ -394,7 +394,7 @@ def _unchecked(article: Article, site: SiteConfig, exc: Exception) -> ArticleRep
     """The checks without sources, and one more problem: why the sources were not checked."""
     quick = quick_report(article, site, clock.today())
     problem = Problem(
-        check="links", severity=Severity.WARNING, message=f"sources not checked: {_one_line(exc)}"
+        check=Check.LINKS, severity=Severity.WARNING, message=f"sources not checked: {_one_line(exc)}"
     )
     problems = [*quick.problems, problem]
     return quick.model_copy(update={"problems": problems, "verdict": verdict_of(problems)})
