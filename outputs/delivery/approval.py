@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from clinicpress import clock
 from clinicpress.checks.signoff import with_signoff
 from clinicpress.errors import InputError
 from clinicpress.hints import command
@@ -27,7 +28,7 @@ from clinicpress.outputs.delivery.people import approver_problem, person
 from clinicpress.outputs.delivery.report import SendReport
 from clinicpress.outputs.delivery.schema import Approval, sends
 from clinicpress.outputs.delivery.send import send_newsletter
-from clinicpress.outputs.delivery.store import DeliveryStore, now
+from clinicpress.outputs.delivery.store import DeliveryStore
 from clinicpress.outputs.registry import REGISTRY_FILE, registry_url
 from clinicpress.outputs.release import live_reports, live_versions
 from clinicpress.outputs.reviews import load_reviews
@@ -185,7 +186,8 @@ def approve_version(
     """
     out = Path(out_dir)
     with DeliveryStore(_registry(site, out)) as store:
-        return record_approval(store, waiting_send(store, out, slug, approver, version), approver, now())
+        send = waiting_send(store, out, slug, approver, version)
+        return record_approval(store, send, approver, clock.now())
 
 
 def article_at(site: SiteConfig, out_dir: Path, article: Article, version: str) -> Article | None:
@@ -233,7 +235,7 @@ def approve_and_send(
             )
         everyone = list(load_subscribers(news.subscribers))  # a bad CSV: refused, nothing recorded
         recipients = audience(everyone, slug, live_editions(live_reports(out)))  # each in their language
-        approved = record_approval(store, send, approver, now())
+        approved = record_approval(store, send, approver, clock.now())
     context = RenderContext(published_at=send.published_at, version=send.version)
     report = send_newsletter(
         live,

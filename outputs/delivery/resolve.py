@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clinicpress import clock
 from clinicpress.errors import InputError
 from clinicpress.hints import command
 from clinicpress.outputs.delivery.schema import State
-from clinicpress.outputs.delivery.store import DeliveryStore, Found, now
+from clinicpress.outputs.delivery.store import DeliveryStore, Found
 from clinicpress.outputs.registry import REGISTRY_FILE, registry_url
 from clinicpress.outputs.subscribers import address_key
 from clinicpress.site import SiteConfig
@@ -68,7 +69,7 @@ def choose(found: Sequence[Found], *, slug: str, address: str, version: str, slu
 def verdict(delivered: bool) -> tuple[State, dict[str, Any]]:
     """The state and columns a person's verdict sets."""
     if delivered:
-        return State.ACCEPTED, {"smtp_response": "confirmed by hand", "finished_at": now()}
+        return State.ACCEPTED, {"smtp_response": "confirmed by hand", "finished_at": clock.now()}
     # Back to the start: the next run claims it like any pending recipient.
     return State.PENDING, {"data_started": False, "run_id": None, "finished_at": None}
 

@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from clinicpress import clock
 from clinicpress.errors import ClinicpressError, InputError
 from clinicpress.faults import fault_point
 from clinicpress.outputs.delivery.dkim_sign import DkimSigner
@@ -33,7 +34,7 @@ from clinicpress.outputs.delivery.people import trigger_name
 from clinicpress.outputs.delivery.report import RecipientIssue, SendReport
 from clinicpress.outputs.delivery.schema import Approval, State
 from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, deliver
-from clinicpress.outputs.delivery.store import DeliveryStore, Queued, now
+from clinicpress.outputs.delivery.store import DeliveryStore, Queued
 from clinicpress.outputs.delivery.suppression import SuppressionStore
 from clinicpress.outputs.registry import registry_url
 from clinicpress.outputs.subscribers import Subscriber, address_problem
@@ -252,7 +253,7 @@ class _Run:
         fault_point("newsletter.claimed")
         started = functools.partial(self.store.mark, recipient.id, self.run_id, data_started=True)
         result = deliver(conn, template.from_address, recipient.address, msg, started)
-        self.store.mark(recipient.id, self.run_id, **recorded(result, now()))
+        self.store.mark(recipient.id, self.run_id, **recorded(result, clock.now()))
         if result.outcome is Outcome.ACCEPTED:
             self.sent += 1
         return result
@@ -260,7 +261,8 @@ class _Run:
     def _fail_unsendable(self, send_id: int, recipient: Queued, why: str) -> None:
         """A message that cannot be made for this recipient fails without a connection."""
         if self.store.claim(send_id, recipient.id, self.run_id, self.owner, self.ttl, self.max_attempts, ""):
-            self.store.mark(recipient.id, self.run_id, state=State.FAILED, last_error=why, finished_at=now())
+            at = clock.now()
+            self.store.mark(recipient.id, self.run_id, state=State.FAILED, last_error=why, finished_at=at)
 
 
 def _message(

@@ -18,12 +18,13 @@ import socket
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, event, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from clinicpress import clock
 from clinicpress.outputs.delivery.errors import DeliveryError, LeaseLost
 from clinicpress.outputs.delivery.lease import lease_dead
 from clinicpress.outputs.delivery.report import RecipientIssue, SendReport, tally
@@ -32,10 +33,6 @@ from clinicpress.outputs.registry import migrate, new_id, open_engine, shown_url
 from clinicpress.outputs.subscribers import Subscriber
 
 r = recipients_table.c
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 def durable_wal(dbapi_connection: Any, _record: Any) -> None:
@@ -130,7 +127,7 @@ class DeliveryStore:
             ).first()
         if found is not None:
             return Enqueued(int(found.id), found.published_at, Approval(found.approval))
-        at = now()
+        at = clock.now()
         first: dict[str, Subscriber] = {}
         for recipient in recipients:
             first.setdefault(recipient.key, recipient)  # the first line of a duplicate wins
@@ -179,7 +176,7 @@ class DeliveryStore:
 
     def acquire(self, send_id: int, owner: str, ttl: float) -> str | None:
         """Take the send's lease; None when taken, else who holds it."""
-        at = now()
+        at = clock.now()
         with self.tx() as conn:
             row = conn.execute(
                 select(sends.c.lease_owner, sends.c.lease_until).where(sends.c.id == send_id)
@@ -204,7 +201,7 @@ class DeliveryStore:
         done = conn.execute(
             sends.update()
             .where(sends.c.id == send_id, sends.c.lease_owner == owner)
-            .values(lease_until=now() + timedelta(seconds=ttl))
+            .values(lease_until=clock.now() + timedelta(seconds=ttl))
         ).rowcount
         if done != 1:
             raise LeaseLost("another run took this newsletter over; this run stopped")
@@ -219,7 +216,7 @@ class DeliveryStore:
 
     def recover(self, send_id: int) -> None:
         """Resolve recipients a killed run left claimed (we hold the lease: nobody else is sending)."""
-        at = now()
+        at = clock.now()
         claimed = (r.send_id == send_id) & (r.state == State.CLAIMED)
         with self.tx() as conn:
             # The data never left: resending is safe.
@@ -243,7 +240,7 @@ class DeliveryStore:
 
     def sync_list(self, send_id: int, keys: set[str]) -> None:
         """Honour unsubscribes since the first enqueue (and re-subscribes of those not yet sent)."""
-        at = now()
+        at = clock.now()
         with self.tx() as conn:
             rows = conn.execute(
                 select(r.id, r.address_key, r.state).where(
@@ -280,7 +277,7 @@ class DeliveryStore:
         self, send_id: int, rid: int, run_id: str, owner: str, ttl: float, max_attempts: int, message_id: str
     ) -> bool:
         """pending | failed → claimed (attempts + 1), renewing the lease; False when no longer eligible."""
-        at = now()
+        at = clock.now()
         with self.tx() as conn:
             self._renew(conn, send_id, owner, ttl)
             done = conn.execute(
@@ -304,7 +301,7 @@ class DeliveryStore:
             done = conn.execute(
                 recipients_table.update()
                 .where(r.id == rid, r.run_id == claimed_by, r.state == State.CLAIMED)
-                .values(updated_at=now(), **values)
+                .values(updated_at=clock.now(), **values)
             ).rowcount
         if done != 1:
             raise LeaseLost(f"recipient {rid} is no longer claimed by this run; stopped")
@@ -360,13 +357,14 @@ class DeliveryStore:
                 conn.execute(
                     sends.update()
                     .where(sends.c.id == send_id, sends.c.completed_at.is_(None))
-                    .values(completed_at=now())
+                    .values(completed_at=clock.now())
                 )
         return report
 
     def start_run(self, run_id: str, send_id: int, owner: str) -> None:
         with self.tx() as conn:
-            conn.execute(runs.insert().values(id=run_id, send_id=send_id, owner=owner, started_at=now()))
+            started = clock.now()
+            conn.execute(runs.insert().values(id=run_id, send_id=send_id, owner=owner, started_at=started))
 
     def finish_run(self, run_id: str, report: SendReport) -> None:
         with self.tx() as conn:
@@ -374,7 +372,10 @@ class DeliveryStore:
                 runs.update()
                 .where(runs.c.id == run_id)
                 .values(
-                    finished_at=now(), sent=report.sent, complete=report.complete, summary=report.summary()
+                    finished_at=clock.now(),
+                    sent=report.sent,
+                    complete=report.complete,
+                    summary=report.summary(),
                 )
             )
 
@@ -389,7 +390,7 @@ class DeliveryStore:
                         address=address,
                         state=State.CLAIMED,
                         message_id=message_id,
-                        created_at=now(),
+                        created_at=clock.now(),
                     )
                 ).inserted_primary_key
             )
@@ -397,7 +398,9 @@ class DeliveryStore:
     def finish_test_send(self, test_id: int, **values: Any) -> None:
         with self.tx() as conn:
             conn.execute(
-                test_sends.update().where(test_sends.c.id == test_id).values(finished_at=now(), **values)
+                test_sends.update()
+                .where(test_sends.c.id == test_id)
+                .values(finished_at=clock.now(), **values)
             )
 
     # -- manual resolution
@@ -447,7 +450,7 @@ class DeliveryStore:
 
     def resolve(self, rid: int, state: State, **values: Any) -> bool:
         """uncertain → ``state`` by a person's verdict; False when it was no longer uncertain."""
-        at = now()
+        at = clock.now()
         with self.tx() as conn:
             done = conn.execute(
                 recipients_table.update()
