@@ -32,7 +32,7 @@ from clinicpress.faults import fault_point
 from clinicpress.outputs.alerts import AlertKey
 from clinicpress.outputs.monitoring import AuthorityFindings, PrintedReviewer
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle
-from clinicpress.outputs.registry import PublishRecord, Registry
+from clinicpress.outputs.registry import PublishRecord, QuoteReading, Registry
 from clinicpress.outputs.release import live_release, live_report
 from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import SiteConfig
@@ -149,7 +149,7 @@ def monitor_integrity_task(
     links = site.checks.links
     with Registry.for_site(site, Path(out_dir)) as registry:
         recorded = registry.quotes(slugs)
-    pairs = list(dict.fromkeys((url, quote) for _, url, quote, _, _ in recorded))
+    pairs = list(dict.fromkeys((r.url, r.quote) for r in recorded))
     fetch_at: dict[str, str] = {}
     for url, _ in pairs:
         ident = identify(url, links)
@@ -170,9 +170,10 @@ def monitor_integrity_task(
     return MonitorIntegrity(verdicts_by_url(urls, report, links), report.quotes)
 
 
-def _readings(results: Iterable[QuoteResult]) -> list[tuple[str, str, str, bool | None, str | None]]:
+def _readings(results: Iterable[QuoteResult]) -> list[QuoteReading]:
     return [
-        (r.url, quote_key(r.url, r.quote).rsplit("#", 1)[1], r.quote, r.found, r.fingerprint) for r in results
+        QuoteReading(r.url, quote_key(r.url, r.quote).rsplit("#", 1)[1], r.quote, r.found, r.fingerprint)
+        for r in results
     ]
 
 

@@ -61,6 +61,28 @@ from clinicpress.sources.loader import Loaded
 
 
 @dataclass(frozen=True)
+class QuoteReading:
+    """One reading of a quote in its source, as publish or the monitor made it."""
+
+    url: str
+    quote_hash: str  # the quote's part of checks.integrity.quotes.quote_key
+    quote: str
+    found: bool | None  # None: the source could not be read
+    fingerprint: str | None  # of the source's text, when it was read
+
+
+@dataclass(frozen=True)
+class RecordedQuote:
+    """A quote a live article relies on, with its last reading."""
+
+    slug: str
+    url: str
+    quote: str
+    found: bool | None
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
 class PublishedSource:
     position: int
     title: str
@@ -435,7 +457,7 @@ class Registry:
     def replace_quotes(
         self,
         slug: str,
-        readings: Iterable[tuple[str, str, str, bool | None, str | None]],
+        readings: Iterable[QuoteReading],
         checked_at: datetime,
     ) -> None:
         """The quotes of ``slug``'s newly published version, replacing its earlier version's."""
@@ -444,48 +466,47 @@ class Registry:
             conn.execute(source_quotes.delete().where(source_quotes.c.slug == slug))
             if not readings:
                 return
-            ids = self._source_ids(conn, (url for url, *_ in readings))
+            ids = self._source_ids(conn, (r.url for r in readings))
             conn.execute(
                 source_quotes.insert(),
                 [
                     {
                         "slug": slug,
-                        "source_id": ids[url],
-                        "quote_hash": quote_hash,
-                        "quote": quote,
-                        "found": None if found is None else int(found),
-                        "text_fingerprint": mark,
+                        "source_id": ids[r.url],
+                        "quote_hash": r.quote_hash,
+                        "quote": r.quote,
+                        "found": None if r.found is None else int(r.found),
+                        "text_fingerprint": r.fingerprint,
                         "checked_at": checked_at,
                     }
-                    for url, quote_hash, quote, found, mark in dict.fromkeys(readings)
+                    for r in dict.fromkeys(readings)
                 ],
             )
 
-    def update_quotes(
-        self, readings: Iterable[tuple[str, str, str, bool | None, str | None]], checked_at: datetime
-    ) -> None:
+    def update_quotes(self, readings: Iterable[QuoteReading], checked_at: datetime) -> None:
         """A monitor's readings: every article's row for that source and quote gets them."""
         readings = list(readings)
         if not readings:
             return
         with self._tx() as conn:
-            ids = self._source_ids(conn, (url for url, *_ in readings))
-            for url, quote_hash, _, found, mark in readings:
-                where = (source_quotes.c.source_id == ids[url]) & (source_quotes.c.quote_hash == quote_hash)
+            ids = self._source_ids(conn, (r.url for r in readings))
+            for r in readings:
+                same = source_quotes.c.quote_hash == r.quote_hash
+                where = (source_quotes.c.source_id == ids[r.url]) & same
                 conn.execute(
                     source_quotes.update()
                     .where(where)
                     .values(
-                        found=None if found is None else int(found),
-                        text_fingerprint=mark,
+                        found=None if r.found is None else int(r.found),
+                        text_fingerprint=r.fingerprint,
                         checked_at=checked_at,
                     )
                 )
 
-    def quotes(self, slugs: Iterable[str]) -> list[tuple[str, str, str, bool | None, str | None]]:
-        """(slug, url, quote, found, text fingerprint) of the quotes of these articles."""
+    def quotes(self, slugs: Iterable[str]) -> list[RecordedQuote]:
+        """The quotes of these articles, with their last readings."""
         wanted = list(slugs)
-        found: list[tuple[str, str, str, bool | None, str | None]] = []
+        found: list[RecordedQuote] = []
         with self._tx() as conn:
             for start in range(0, len(wanted), _IN_CHUNK):
                 rows = conn.execute(
@@ -501,7 +522,7 @@ class Registry:
                     .order_by(source_quotes.c.id)
                 )
                 found += [
-                    (slug, url, quote, None if hit is None else bool(hit), mark)
+                    RecordedQuote(slug, url, quote, None if hit is None else bool(hit), mark)
                     for slug, url, quote, hit, mark in rows
                 ]
         return found

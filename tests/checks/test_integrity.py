@@ -677,7 +677,8 @@ def test_monitor_alerts_once_when_a_found_quote_is_gone(
     published = publish_flow(paths=[str(article)], site_path=str(site), out_dir=str(out))
     assert published.outcomes[0].published
     with Registry(f"sqlite:///{out / 'registry.sqlite'}") as registry:
-        [(slug, recorded_url, quote, found, mark)] = registry.quotes(["test-article"])
+        [row] = registry.quotes(["test-article"])
+        slug, recorded_url, quote, found, mark = row.slug, row.url, row.quote, row.found, row.fingerprint
     assert (slug, recorded_url, quote, found) == (
         "test-article",
         url,
@@ -698,7 +699,8 @@ def test_monitor_alerts_once_when_a_found_quote_is_gone(
     assert "Test Article (test-article) — handout" in alert.body
     assert run() == []
     with Registry(f"sqlite:///{out / 'registry.sqlite'}") as registry:
-        [(_, _, _, found, new_mark)] = registry.quotes(["test-article"])
+        [row] = registry.quotes(["test-article"])
+        found, new_mark = row.found, row.fingerprint
     assert found is False
     assert new_mark != mark
 
