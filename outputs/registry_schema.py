@@ -46,7 +46,7 @@ from clinicpress.private import private_sqlite
 # newsletter send's trigger and approval; 7: pending alerts and the monitor's lease; 8: the
 # authority snapshots and the newsletter's suppression tables; 9: a review's NPI; 10: held versions
 # and article addresses (see migrate()).
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -303,7 +303,9 @@ def _added_columns() -> list[tuple[Table, str]]:
     # 6 → 7: an alert's delivery state (issue 23).
     added += [(alerts, name) for name in ("status", "state", "attempts", "last_attempt_at", "delivered_at")]
     # 8 → 9: the NPI a sign-off was recorded with (issue 25).
-    return [*added, (reviews, "reviewer_npi")]
+    added.append((reviews, "reviewer_npi"))
+    # 10 → 11: the text a newsletter send carries (a new version of the same text continues it).
+    return [*added, (sends, "content_hash")]
 
 
 def _column_names(engine: Engine, table: str) -> set[str]:
@@ -368,5 +370,6 @@ def migrate(engine: Engine, what: str, error: type[ClinicpressError]) -> None:
             # above; older alerts keep status NULL: not pending) and the leases table; 7 → 8
             # added authority_snapshots and the suppression tables (create_all); 8 → 9 the
             # reviews' reviewer_npi (_add_missing_columns); 9 → 10 added held_versions and
-            # article_addresses (create_all). Only the number is left to change.
+            # article_addresses (create_all); 10 → 11 the sends' content_hash
+            # (_add_missing_columns). Only the number is left to change.
             conn.execute(schema_info.update().values(version=SCHEMA_VERSION))

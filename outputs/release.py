@@ -239,6 +239,18 @@ def release_texts(out_dir: Path, release_id: str) -> dict[str, str]:
     return _report_field(out_dir / RELEASES / release_id, "content_hash")
 
 
+def version_text(out_dir: Path, slug: str, version: str) -> str | None:
+    """The content hash of ``slug``'s text in ``version``, from the newest kept release whose report
+    lists that version (None: no kept release has it, or its report predates content hashes)."""
+    for release_id in reversed(release_ids(out_dir)):
+        found = _report_field_of(out_dir / RELEASES / release_id / "reports" / f"{slug}.json", "version")
+        if found == version:
+            return _report_field_of(
+                out_dir / RELEASES / release_id / "reports" / f"{slug}.json", "content_hash"
+            )
+    return None
+
+
 def rollback_site(out_dir: Path) -> tuple[str, str]:
     """Make the release before the live one live again; returns (from, to)."""
     lock = _lock(out_dir)
@@ -309,13 +321,19 @@ def _versions_in(release: Path) -> dict[str, str]:
 def _report_field(release: Path, field: str) -> dict[str, str]:
     found: dict[str, str] = {}
     for report in (release / "reports").glob("*.json"):
-        try:
-            data = json.loads(report.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # unreadable: treated as not live, so it is published again
-        if isinstance(data, dict) and isinstance(data.get(field), str):
-            found[report.stem] = data[field]
+        value = _report_field_of(report, field)
+        if value is not None:
+            found[report.stem] = value
     return found
+
+
+def _report_field_of(report: Path, field: str) -> str | None:
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # unreadable (or missing): treated as not live, so it is published again
+    value = data.get(field) if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def remove_stale_staging(out_dir: Path) -> None:

@@ -15,7 +15,8 @@ from clinicpress.sources.markdown import article_images
 
 # The parts of the site config that appear in the artifacts. Settings that only steer
 # checks, delivery or monitoring (the SMTP server, the subscribers file, alert URLs, …)
-# must not make a new version: a new version is a new newsletter to every subscriber.
+# must not make a new version: a new version re-renders every channel (a new version of the same
+# text continues that text's newsletter send rather than mailing it again: delivery/store.py).
 _SITE_PARTS_RENDERED: dict[str, bool | set[str]] = {
     "organization": True,
     "licenses": True,
@@ -30,7 +31,7 @@ def article_version(article: Article, site: SiteConfig, templates: str) -> str:
     """Hex sha256 over what decides the artifacts; the file's path is not part of it."""
     digest = hashlib.sha256()
     # The edition keys (issue 26) count only when set: an article that is no edition keeps the
-    # version it had before they existed (a new version is a new newsletter to every subscriber).
+    # version it had before they existed (a new version re-renders the article on every channel).
     unset = {name for name in _EDITION_FIELDS if getattr(article, name) is None}
     for part in (
         article.model_dump_json(exclude={"path", *unset}),

@@ -82,6 +82,12 @@ def article() -> Article:
     return load_article(REFERENCE_ARTICLE)
 
 
+def another_text(article: Article, body: str = "A corrected text.\n") -> Article:
+    """The article with another body: another text (``content_hash``), so another newsletter send
+    (a new version of the same text continues the send of that text)."""
+    return article.model_copy(update={"body": body})
+
+
 @pytest.fixture
 def write_article(tmp_path: Path) -> WriteArticle:
     """Write an article file: ``write_article(front_matter=..., body=..., name=...)``."""

@@ -1,4 +1,4 @@
-"""Newsletter delivery over SMTP: one message per subscriber and article version, never two.
+"""Newsletter delivery over SMTP: one message per subscriber and article text, never two.
 
 Called only after the release swap has committed (an email cannot be
 recalled). Every recipient of a newsletter version has a recorded state in
@@ -27,7 +27,11 @@ Rules:
   Failed at the cap counts as excluded in the report.
 - The recipient list of a version is fixed by its first enqueue (in one
   transaction with the send record); later enqueues add nobody. A new version
-  is a new send. Removals from the CSV are honoured (→ excluded).
+  with a new text is a new send; a new version of the text the article's latest send
+  carries (a template or site change) continues that send: its row takes the new
+  version, its recipients keep their states, so nobody gets one text twice
+  (``store.ensure_send``; the move is guarded on the version it read). Removals from
+  the CSV are honoured (→ excluded).
 - One run per version at a time: a run holds a lease on the send (renewed at
   every claim; a lease whose process is gone on this host, or that expired,
   may be taken over). A second run finds it held and says so.

@@ -69,6 +69,10 @@ sends = Table(
     Column("approval", String(16), nullable=False, server_default=Approval.NOT_REQUIRED.value),
     Column("approved_by", Text),
     Column("approved_at", UTCDateTime),
+    # Schema 11: the hash of the text the send carries (sources/versioning.content_hash; NULL for a
+    # send enqueued before). A later version with the same text, a template or site change, continues
+    # this send instead of starting a second one (store.ensure_send): nobody gets one text twice.
+    Column("content_hash", String(64)),
     UniqueConstraint("slug", "version", name="uq_newsletter_send_slug_version"),
 )
 

@@ -37,12 +37,14 @@ from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, de
 from clinicpress.outputs.delivery.store import DeliveryStore, Queued
 from clinicpress.outputs.delivery.suppression import SuppressionStore
 from clinicpress.outputs.registry import registry_url
+from clinicpress.outputs.release import version_text
 from clinicpress.outputs.subscribers import Subscriber, address_problem
 from clinicpress.postal import check_postal_address
 from clinicpress.renderers.base import RenderContext
 from clinicpress.renderers.newsletter import MessageTemplate, personalise, render_message_template
 from clinicpress.site import SiteConfig, Smtp
 from clinicpress.sources.article import Article, Channel
+from clinicpress.sources.versioning import content_hash
 
 TEST_SUBJECT_PREFIX = "[TEST] "
 
@@ -113,7 +115,7 @@ def send_newsletter(
             # version, and leaves (excluded) a version's list it was on.
             recipients, _suppressed = suppression.without_suppressed(recipients)
         run = _Run(store, session, article, site, context, recipients, triggered_by)
-        run.signer, run.strict = signer, strict
+        run.signer, run.strict, run.out_dir = signer, strict, Path(out_dir)
         return run.run()
 
 
@@ -146,16 +148,20 @@ class _Run:
         self.approval = Approval.AWAITING if required else Approval.NOT_REQUIRED
         self.signer: DkimSigner | None = None
         self.strict = False
+        self.out_dir: Path | None = None  # the releases whose reports know an older send's text
         self.links = LinkMaker.of(site.newsletter.unsubscribe_url, site.newsletter, article.key)
 
     def run(self) -> SendReport:
         fault_point("newsletter.enqueue")
+        slug = self.article.key
         send = self.store.ensure_send(
-            self.article.key,
+            slug,
             self.context.version,
             self.article.title,
             self.context.published_at,
             self.recipients,
+            text=content_hash(self.article),  # a new version of the same text continues its send
+            text_of=lambda version: version_text(self.out_dir, slug, version) if self.out_dir else None,
             triggered_by=self.triggered_by,
             approval=self.approval,
         )

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, Literal
 
 from sqlalchemy import ColumnElement, Connection, event, func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -33,6 +33,7 @@ from clinicpress.outputs.registry import migrate, new_id, open_engine, shown_url
 from clinicpress.outputs.subscribers import Subscriber
 
 r = recipients_table.c
+RACED: Final = "raced"  # _continue_send: another run moved the send between the read and the update
 
 
 def durable_wal(dbapi_connection: Any, _record: Any) -> None:
@@ -70,6 +71,7 @@ class Enqueued:
     id: int
     published_at: datetime
     approval: Approval
+    continued_from: str | None = None  # the earlier version of the same text this send continues
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,21 @@ class DeliveryStore:
         published_at: datetime,
         recipients: Sequence[Subscriber],
         *,
+        text: str | None = None,
+        text_of: Callable[[str], str | None] = lambda _version: None,
         triggered_by: str | None = None,
         approval: Approval = Approval.NOT_REQUIRED,
     ) -> Enqueued:
         """The send of this version, created with every recipient as pending in one transaction.
 
         ``triggered_by`` and ``approval`` are fixed by the first enqueue, like the recipients.
+
+        ``text`` is the hash of the text the version carries (``content_hash``). When the slug's
+        latest send carries that same text (a version made by a template or site change), that
+        send is continued under this version, its recipients' states and approval as they are:
+        nobody is sent one text twice. ``text_of`` gives the text of a version whose send was
+        recorded before sends kept theirs (from the release reports). Only the latest send is
+        continued: a text that comes back after another was sent is news again.
         """
         with self.tx() as conn:
             found = conn.execute(
@@ -127,6 +138,22 @@ class DeliveryStore:
             ).first()
         if found is not None:
             return Enqueued(int(found.id), found.published_at, Approval(found.approval))
+        if text is not None:
+            continued = self._continue_send(slug, version, text, text_of)
+            if isinstance(continued, Enqueued):
+                return continued
+            if continued == RACED:  # another run moved that send at the same moment: look again
+                return self.ensure_send(
+                    slug,
+                    version,
+                    title,
+                    published_at,
+                    recipients,
+                    text=text,
+                    text_of=text_of,
+                    triggered_by=triggered_by,
+                    approval=approval,
+                )
         at = clock.now()
         first: dict[str, Subscriber] = {}
         for recipient in recipients:
@@ -145,6 +172,7 @@ class DeliveryStore:
                             candidates=len(unique),
                             triggered_by=triggered_by,
                             approval=approval,
+                            content_hash=text,
                         )
                     ).inserted_primary_key
                 )
@@ -173,6 +201,31 @@ class DeliveryStore:
             raise DeliveryError(
                 f"delivery records {shown_url(self.url)}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _continue_send(
+        self, slug: str, version: str, text: str, text_of: Callable[[str], str | None]
+    ) -> Enqueued | Literal["raced"] | None:
+        """The slug's latest send moved to ``version`` when it carries ``text``; else None."""
+        with self.tx() as conn:
+            latest = conn.execute(
+                select(
+                    sends.c.id, sends.c.version, sends.c.content_hash, sends.c.published_at, sends.c.approval
+                )
+                .where(sends.c.slug == slug)
+                .order_by(sends.c.id.desc())
+                .limit(1)
+            ).first()
+            if latest is None or (latest.content_hash or text_of(latest.version)) != text:
+                return None
+            # The guard: only from the version read above (a concurrent run may have moved it).
+            moved = conn.execute(
+                sends.update()
+                .where(sends.c.id == latest.id, sends.c.version == latest.version)
+                .values(version=version, content_hash=text)
+            ).rowcount
+        if moved != 1:
+            return RACED
+        return Enqueued(int(latest.id), latest.published_at, Approval(latest.approval), latest.version)
 
     def acquire(self, send_id: int, owner: str, ttl: float) -> str | None:
         """Take the send's lease; None when taken, else who holds it."""

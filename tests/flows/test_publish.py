@@ -309,6 +309,52 @@ def test_publish_sends_the_newsletter_once_after_the_swap(
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_a_site_change_republishes_but_sends_nobody_the_same_text_twice(
+    write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path
+) -> None:
+    # A new phone number (or a clinicpress upgrade's templates) makes every article a new version;
+    # the readers already have each text: the newsletter goes out again only for a new text.
+    from smtpserver import SMTPTestServer
+
+    subscribers = tmp_path / "subscribers.csv"
+    subscribers.write_text("email\nann@example.org\nbob@example.org\n")
+    article = _article_citing(write_article)
+    out = tmp_path / "out"
+    with SMTPTestServer() as server:
+        site = write_site(timeout="2.0", retries="0")
+        site.write_text(
+            site.read_text().replace(
+                'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"',
+                'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"\n'
+                f'subscribers = "{subscribers}"\n\n[newsletter.smtp]\nhost = "127.0.0.1"\n'
+                f'port = {server.port}\nsecurity = "none"\ntimeout = 5',
+            )
+        )
+
+        def publish() -> str:
+            result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])
+            assert result.exit_code == 0, result.output
+            return result.stdout
+
+        publish()
+        assert len(server.accepted) == 2
+        [report] = (out / "reports").glob("*.json")
+        live = json.loads(report.read_text())["version"]
+
+        site.write_text(site.read_text().replace('phone = "424-235-2009"', 'phone = "424-235-2010"'))
+        republished = publish()
+        now_live = json.loads(report.read_text())["version"]
+        assert now_live != live, republished  # a new version went live (its pages show the new phone)
+        assert "424-235-2010" in next(out.glob("web/*/index.html")).read_text()
+        assert "0 sent by this run" in republished, republished
+        assert len(server.accepted) == 2  # nobody got the same text twice
+
+        article.write_text(article.read_text().replace("No sources.", "No sources yet."))
+        assert "2 sent by this run" in publish()
+        assert [len(server.messages_to(a)) for a in ("ann@example.org", "bob@example.org")] == [2, 2]
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_a_catalog_renders_in_worker_processes(
     write_article: WriteArticle,
     write_site: Callable[..., Path],

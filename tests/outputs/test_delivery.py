@@ -9,6 +9,7 @@ finishes the job.
 
 from __future__ import annotations
 
+import json
 import signal
 import smtplib
 import sqlite3
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REFERENCE_ARTICLE, site_text
+from conftest import REFERENCE_ARTICLE, another_text, site_text
 from requirements import need
 from smtpserver import SMTPTestServer, free_port, self_signed_cert
 from sqlalchemy import select
@@ -41,6 +42,7 @@ from clinicpress.outputs.delivery import (
     recipients_table,
     resolve_uncertain,
     send_newsletter,
+    sends,
     test_sends,
 )
 from clinicpress.outputs.delivery.errors import SmtpFatal, SmtpGone
@@ -193,7 +195,7 @@ def test_each_recipient_gets_one_message_of_their_own(
     assert len(ids) == 5  # one Message-ID per recipient
 
 
-def test_a_rerun_sends_nothing_and_a_new_version_sends_again(
+def test_a_rerun_sends_nothing_and_a_new_text_sends_again(
     article: Article, site: SiteConfig, tmp_path: Path, server: SMTPTestServer
 ) -> None:
     readers = subscribers(5)
@@ -204,10 +206,78 @@ def test_a_rerun_sends_nothing_and_a_new_version_sends_again(
     assert again.accepted == 5
     assert len(server.received) == 5
 
-    newer = send(article, site, tmp_path, server, readers, version=V2)
+    newer = send(another_text(article), site, tmp_path, server, readers, version=V2)
     assert newer.complete
     assert newer.sent == 5
     assert len(server.received) == 10
+    assert all(len(server.messages_to(r.email)) == 2 for r in readers)
+
+
+def test_a_new_version_of_the_same_text_continues_its_send_and_sends_nobody_twice(
+    article: Article, site: SiteConfig, tmp_path: Path, server: SMTPTestServer
+) -> None:
+    # A template or site change makes a new version of an unchanged text: the readers have it.
+    readers = subscribers(5)
+    first = send(article, site, tmp_path, server, readers[:3])  # two readers' messages still to go
+    assert first.accepted == 3
+    with DeliveryStore(registry_url(site, tmp_path)) as store, store.tx() as conn:
+        [send_id] = conn.execute(select(recipients_table.c.send_id).distinct()).scalars()
+        conn.execute(  # the two left pending, as a run stopped by a fault leaves them
+            recipients_table.insert(),
+            [
+                {
+                    "send_id": send_id,
+                    "address_key": r.key,
+                    "address": r.email,
+                    "state": State.PENDING,
+                    "attempts": 0,
+                    "data_started": False,
+                    "updated_at": PUBLISHED_AT,
+                    "unsubscribe_url": None,
+                }
+                for r in readers[3:]
+            ],
+        )
+        conn.execute(sends.update().values(candidates=5, completed_at=None))
+
+    newer = send(article, site, tmp_path, server, readers, version=V2)
+
+    assert newer.version == V2, newer.summary()
+    assert newer.complete, newer.summary()
+    assert newer.sent == 2  # only the two the first version had not reached
+    assert all(len(server.messages_to(r.email)) == 1 for r in readers)
+
+    # A text that comes back after another was sent is news again: the revert goes out.
+    send(another_text(article), site, tmp_path, server, readers, version="3" * 64)
+    back = send(article, site, tmp_path, server, readers, version="4" * 64)
+    assert back.sent == 5
+    assert all(len(server.messages_to(r.email)) == 3 for r in readers)
+
+
+def test_a_send_recorded_before_sends_kept_their_text_is_continued_by_the_release_report(
+    article: Article, site: SiteConfig, tmp_path: Path, server: SMTPTestServer
+) -> None:
+    from clinicpress.sources.versioning import content_hash
+
+    readers = subscribers(3)
+    send(article, site, tmp_path, server, readers)
+    with DeliveryStore(registry_url(site, tmp_path)) as store, store.tx() as conn:
+        conn.execute(sends.update().values(content_hash=None))  # as schema 10 recorded it
+
+    # No release says what V1's text was: a second send, as before sends kept their text.
+    unknown = send(article, site, tmp_path, server, readers, version=V2)
+    assert unknown.sent == 3
+    with DeliveryStore(registry_url(site, tmp_path)) as store, store.tx() as conn:
+        conn.execute(sends.update().values(content_hash=None))
+
+    # A kept release's report names V2's text: the next version of it continues that send.
+    reports = tmp_path / "releases" / "20260105T093000Z-a" / "reports"
+    reports.mkdir(parents=True)
+    report = {"slug": article.key, "version": V2, "content_hash": content_hash(article)}
+    (reports / f"{article.key}.json").write_text(json.dumps(report), encoding="utf-8")
+    known = send(article, site, tmp_path, server, readers, version="3" * 64)
+    assert known.sent == 0, known.summary()
+    assert known.complete
     assert all(len(server.messages_to(r.email)) == 2 for r in readers)
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import REFERENCE_SITE
+from conftest import REFERENCE_SITE, another_text
 from smtpserver import SMTPTestServer
 from typer.testing import CliRunner
 
@@ -121,7 +121,7 @@ def test_resolve_asks_for_the_version_when_uncertain_in_two(
 ) -> None:
     server.drop_after_data = {1, 4}  # reader0 in both versions
     send(article, site, tmp_path, server, V1)
-    send(article, site, tmp_path, server, V2)
+    send(another_text(article), site, tmp_path, server, V2)
     code, _, err = resolve(tmp_path, article.key, "reader0@example.org", "--sent")
     assert code == 2
     assert "uncertain in 2 versions" in err
