@@ -33,7 +33,7 @@ from clinicpress.sources.versioning import content_hash, reviewed_text
 CHECK = Check.EDITIONS
 
 
-class State(enum.StrEnum):
+class EditionState(enum.StrEnum):
     CURRENT = "current"
     STALE = "stale"
     BLOCKED = "blocked"
@@ -68,7 +68,7 @@ class Standing:
     slug: str
     original: str
     language: str
-    state: State
+    state: EditionState
     original_hash: str | None  # None: the original is unknown
     translated_from: str
     since: datetime | None = None  # stale: when the changed original first went live (None: not yet)
@@ -77,9 +77,9 @@ class Standing:
 
     def line(self) -> str:
         """``current`` / ``stale since D (blocked on D')`` / ``blocked: …``, as translate-status prints it."""
-        if self.state is State.CURRENT:
+        if self.state is EditionState.CURRENT:
             return "current"
-        if self.state is State.STALE:
+        if self.state is EditionState.STALE:
             if self.since is None:
                 return "stale (the original's new text is not published yet)"
             assert self.blocked_on is not None
@@ -157,7 +157,9 @@ def standing(translation: Article, editions: Editions, site: SiteConfig, on: dat
     original = editions.articles.get(name)
 
     def blocked(reason: str, original_hash: str | None = None) -> Standing:
-        return Standing(translation.key, name, language, State.BLOCKED, original_hash, prefix, reason=reason)
+        return Standing(
+            translation.key, name, language, EditionState.BLOCKED, original_hash, prefix, reason=reason
+        )
 
     if original is None:
         return blocked(f"translation_of: no article has the slug {name!r}; expected an original's slug")
@@ -177,16 +179,16 @@ def standing(translation: Article, editions: Editions, site: SiteConfig, on: dat
             current,
         )
     if current.startswith(prefix):
-        return Standing(translation.key, name, language, State.CURRENT, current, prefix)
+        return Standing(translation.key, name, language, EditionState.CURRENT, current, prefix)
     since = stale_since(editions.history.get(name, ()), prefix, current)
     if since is None:
-        return Standing(translation.key, name, language, State.STALE, current, prefix)
+        return Standing(translation.key, name, language, EditionState.STALE, current, prefix)
     blocked_on = (since + timedelta(days=site.editions.stale_grace_days)).date()
-    state = State.BLOCKED if on >= blocked_on else State.STALE
+    state = EditionState.BLOCKED if on >= blocked_on else EditionState.STALE
     reason = (
         f"stale since {format_date(since.date())}, past the {site.editions.stale_grace_days}-day grace "
         "period ([editions] stale_grace_days)"
-        if state is State.BLOCKED
+        if state is EditionState.BLOCKED
         else ""
     )
     return Standing(translation.key, name, language, state, current, prefix, since, blocked_on, reason)
@@ -208,9 +210,9 @@ def edition_problems(article: Article, editions: Editions, site: SiteConfig, on:
     if article.translation_of is None:
         return []
     found = standing(article, editions, site, on)
-    if found.state is State.CURRENT:
+    if found.state is EditionState.CURRENT:
         return []
-    if found.state is State.BLOCKED and found.since is None:  # not a matter of time: a wrong edition
+    if found.state is EditionState.BLOCKED and found.since is None:  # not a matter of time: a wrong edition
         return [Problem(check=CHECK, severity=Severity.BLOCKED, message=found.reason)]
     what = (
         f"translation of {found.original} is stale: the original's text is now {found.original_hash[:12]}"
@@ -219,7 +221,7 @@ def edition_problems(article: Article, editions: Editions, site: SiteConfig, on:
     ) + f", translated_from is {found.translated_from[:12]}"
     if found.since is None:
         what += "; the new text is not published yet (the grace period starts when it is)"
-    elif found.state is State.BLOCKED:
+    elif found.state is EditionState.BLOCKED:
         what += f"; {found.reason}: update the translation and its translated_from"
     else:
         assert found.blocked_on is not None
@@ -234,7 +236,7 @@ def edition_problems(article: Article, editions: Editions, site: SiteConfig, on:
         )
     else:
         what += "\n    the original changed since:\n" + "\n".join(f"    {line}" for line in diff)
-    severity = Severity.BLOCKED if found.state is State.BLOCKED else Severity.WARNING
+    severity = Severity.BLOCKED if found.state is EditionState.BLOCKED else Severity.WARNING
     return [Problem(check=CHECK, severity=severity, message=what)]
 
 
@@ -258,7 +260,7 @@ def with_edition_note(article: Article, editions: Editions, site: SiteConfig, on
     language = edition_language(original, site)
     article = article.model_copy(update={"original_language": language})
     found = standing(article, editions, site, on)
-    if found.state is not State.STALE or found.since is None:
+    if found.state is not EditionState.STALE or found.since is None:
         return article
     note = EditionNote(original_language=language, updated_on=found.since.date())
     return article.model_copy(update={"edition_note": note})

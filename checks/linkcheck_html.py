@@ -20,7 +20,7 @@ from typing import Any
 etree: Any = importlib.import_module("lxml.etree")
 
 __all__ = [
-    "Page",
+    "HtmlFindings",
     "analyse_page",
     "bot_wall_marker",
     "fragment_present",
@@ -89,7 +89,7 @@ _WALL_BODY: tuple[tuple[bytes, str], ...] = (
 
 
 @dataclass(frozen=True)
-class Page:
+class HtmlFindings:
     """What one HTML body told us. ``anchors`` is None when they were not collected."""
 
     soft_404: str | None = None  # the title/heading text that says "not found"
@@ -149,7 +149,7 @@ def _text(element: Any) -> str:
     return " ".join("".join(element.itertext()).split())
 
 
-def analyse_page(body: bytes, content_type: str | None, *, soft_404: bool, anchors: bool) -> Page:
+def analyse_page(body: bytes, content_type: str | None, *, soft_404: bool, anchors: bool) -> HtmlFindings:
     """Parse only what is needed: a page without any hint word cannot be a soft-404."""
     charset = charset_of(content_type, body)
     if charset.startswith(("utf-16", "utf-32")):
@@ -158,14 +158,14 @@ def analyse_page(body: bytes, content_type: str | None, *, soft_404: bool, ancho
     lowered = body.lower()
     need_soft = soft_404 and any(hint in lowered for hint in _SOFT_404_HINTS)
     if not (need_soft or anchors) or not body.strip():
-        return Page(anchors=frozenset() if anchors else None)
+        return HtmlFindings(anchors=frozenset() if anchors else None)
     parser = etree.HTMLParser(encoding=charset, recover=True, no_network=True, remove_comments=True)
     try:
         root = etree.fromstring(body, parser)
     except (etree.LxmlError, ValueError):
         root = None
     if root is None:
-        return Page(anchors=frozenset() if anchors else None)
+        return HtmlFindings(anchors=frozenset() if anchors else None)
     said: str | None = None
     if need_soft:
         for element in (root.find(".//title"), root.find(".//h1")):
@@ -177,7 +177,7 @@ def analyse_page(body: bytes, content_type: str | None, *, soft_404: bool, ancho
     if anchors:
         values = root.xpath("//@id | //@name")
         found = frozenset(str(v) for v in values) if isinstance(values, list) else frozenset()
-    return Page(soft_404=said, anchors=found)
+    return HtmlFindings(soft_404=said, anchors=found)
 
 
 def fragment_present(fragment: str, anchors: frozenset[str]) -> bool:

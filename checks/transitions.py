@@ -43,7 +43,7 @@ ALL_CLEAR = frozenset({Kind.SOURCE_RECOVERED, Kind.LICENSE_RENEWED})
 
 
 @dataclass(frozen=True)
-class State:
+class KeptState:
     """What the registry keeps per key between runs."""
 
     state: str
@@ -57,8 +57,8 @@ class State:
 
 
 def source_transition(
-    previous: State | None, result: LinkResult, now: datetime, threshold: int
-) -> tuple[State, Kind | None]:
+    previous: KeptState | None, result: LinkResult, now: datetime, threshold: int
+) -> tuple[KeptState, Kind | None]:
     """The next state of one source and the transition, if any.
 
     ``broken``/``refused`` count as failures; only ``threshold`` consecutive
@@ -66,23 +66,23 @@ def source_transition(
     ``unverified``, ``bot-blocked`` and ``skipped`` say nothing about the
     source: they neither count as a failure nor reset the count.
     """
-    prev = previous or State("ok", now, 0)
+    prev = previous or KeptState("ok", now, 0)
     status = result.status
     if status.blocks:
         failures = prev.failures + 1
         # "since" is the first failed run of this streak: the alert says how long it has been down.
         since = prev.since if prev.failures else now
         if prev.state != "broken" and failures >= threshold:
-            return State("broken", since, failures), Kind.SOURCE_BROKEN
-        return State(prev.state, since if prev.state != "broken" else prev.since, failures), None
+            return KeptState("broken", since, failures), Kind.SOURCE_BROKEN
+        return KeptState(prev.state, since if prev.state != "broken" else prev.since, failures), None
     if status is LinkStatus.OK:
         if prev.state == "broken":
-            return State("ok", now, 0), Kind.SOURCE_RECOVERED
-        return State("ok", prev.since if prev.state == "ok" else now, 0), None
+            return KeptState("ok", now, 0), Kind.SOURCE_RECOVERED
+        return KeptState("ok", prev.since if prev.state == "ok" else now, 0), None
     if status is LinkStatus.REDIRECTED:
         if prev.state != "redirected":
-            return State("redirected", now, 0), Kind.SOURCE_MOVED
-        return State("redirected", prev.since, 0), None
+            return KeptState("redirected", now, 0), Kind.SOURCE_MOVED
+        return KeptState("redirected", prev.since, 0), None
     return prev, None
 
 
@@ -109,40 +109,42 @@ def integrity_state(status: Integrity, notice: str | None) -> str:
 
 
 def integrity_transition(
-    previous: State | None, status: Integrity | None, notice: str | None, now: datetime
-) -> tuple[State, Kind | None]:
+    previous: KeptState | None, status: Integrity | None, notice: str | None, now: datetime
+) -> tuple[KeptState, Kind | None]:
     """Alert once per new notice: retracted, concern or corrected, the first run that sees it.
 
     A new notice of the same status (a second correction) alerts again; a notice that goes
     away (a retraction reversed) changes the state without an alert; ``unknown`` (no answer)
     and None (not looked up) keep the previous state.
     """
-    prev = previous or State("clean", now)
+    prev = previous or KeptState("clean", now)
     if status is None or status == "unknown":
         return prev, None
     state = integrity_state(status, notice)
     if state == prev.state:
         return prev, None
     kind = _INTEGRITY_KINDS.get(status)
-    return State(state, now), kind
+    return KeptState(state, now), kind
 
 
 # -- quotes ---------------------------------------------------------------------------------------
 # States: "found", "missing". The baseline is what publishing saw; a quote never found is no news.
 
 
-def quote_transition(previous: State | None, found: bool | None, now: datetime) -> tuple[State, Kind | None]:
+def quote_transition(
+    previous: KeptState | None, found: bool | None, now: datetime
+) -> tuple[KeptState, Kind | None]:
     """Alert once when a quote that was found is no longer in its source.
 
     None (the source could not be read) keeps the state: an outage is not a changed text.
     """
     if found is None:
-        return previous or State("found", now), None
+        return previous or KeptState("found", now), None
     state = "found" if found else "missing"
-    prev = previous or State("found", now)
+    prev = previous or KeptState("found", now)
     if state == prev.state:
         return prev, None
-    return State(state, now), Kind.SOURCE_QUOTE_MISSING if state == "missing" else None
+    return KeptState(state, now), Kind.SOURCE_QUOTE_MISSING if state == "missing" else None
 
 
 # -- licenses --------------------------------------------------------------------------------
@@ -166,14 +168,14 @@ def _severity(bucket: str) -> float:
 
 
 def license_transition(
-    previous: State | None, expires: date, today: date, thresholds: Sequence[int], now: datetime
-) -> tuple[State, Kind | None]:
+    previous: KeptState | None, expires: date, today: date, thresholds: Sequence[int], now: datetime
+) -> tuple[KeptState, Kind | None]:
     """Alert when a license crosses a threshold toward expiry, expires, or is renewed."""
     bucket = license_bucket(expires, today, thresholds)
-    prev = previous or State("ok", now)
+    prev = previous or KeptState("ok", now)
     if bucket == prev.state:
         return prev, None
-    state = State(bucket, now)
+    state = KeptState(bucket, now)
     if _severity(bucket) > _severity(prev.state):
         return state, Kind.LICENSE_EXPIRED if bucket == "expired" else Kind.LICENSE_EXPIRING
     if bucket == "ok":
@@ -186,13 +188,13 @@ def license_transition(
 
 
 def review_transition(
-    previous: State | None, next_review: date, today: date, now: datetime
-) -> tuple[State, Kind | None]:
+    previous: KeptState | None, next_review: date, today: date, now: datetime
+) -> tuple[KeptState, Kind | None]:
     """Alert once when an article's review falls due; a re-publish with a new date resets it."""
     due = next_review < today
-    prev = previous or State("ok", now)
+    prev = previous or KeptState("ok", now)
     if due and prev.state != "due":
-        return State("due", now), Kind.REVIEW_DUE
+        return KeptState("due", now), Kind.REVIEW_DUE
     if not due and prev.state == "due":
-        return State("ok", now), None
+        return KeptState("ok", now), None
     return prev, None

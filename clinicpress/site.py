@@ -283,7 +283,7 @@ class Alerts(_Strict):
     retries: int = Field(default=2, ge=0, le=5, description="Extra tries per alert destination")
 
 
-class Registry(_Strict):
+class RegistrySettings(_Strict):
     """Where the record of what was published lives (SQLAlchemy URL)."""
 
     url: str | None = Field(
@@ -371,7 +371,7 @@ class SiteConfig(BaseSettings):
     publishing: Publishing = Field(default_factory=Publishing)
     alerts: Alerts = Field(default_factory=Alerts)
     monitor: Monitor = Field(default_factory=Monitor)
-    registry: Registry = Field(default_factory=Registry)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
     archive: Archive = Field(default_factory=Archive)
     review: Review = Field(default_factory=Review)
     crisis: CrisisSettings = Field(default_factory=CrisisSettings, description="The crisis box per language")

@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 
 from clinicpress import clock
 from clinicpress.checks.model import LinkResult
-from clinicpress.checks.transitions import State
+from clinicpress.checks.transitions import KeptState
 from clinicpress.faults import fault_point
 from clinicpress.flows.json_flow import flow
 from clinicpress.flows.tasks import (
@@ -48,7 +48,7 @@ from clinicpress.flows.tasks import (
     monitor_integrity_task,
     quoted,
 )
-from clinicpress.outputs.alerts import Alert, AlertKey, Delivery, deliver
+from clinicpress.outputs.alerts import Alert, AlertDelivery, AlertKey, deliver
 from clinicpress.outputs.delivery.lease import owner_name
 from clinicpress.outputs.delivery.loop import SendRates, sends_heard
 from clinicpress.outputs.monitoring import (
@@ -226,12 +226,12 @@ def record_monitor(
 @task(name="deliver-alerts", cache_policy=NO_CACHE)
 def deliver_alerts(
     site: SiteConfig, out_dir: str, lock: Lock, pending: list[PendingAlert], now: datetime
-) -> dict[int, list[Delivery]]:
+) -> dict[int, list[AlertDelivery]]:
     """Each pending alert to every destination, its attempt recorded at once: delivered when one
     destination accepted it, else still pending. No task retries: retries happen per destination
     inside deliver(), so one dead channel never resends to the others."""
     name, owner, ttl = lock
-    sent: dict[int, list[Delivery]] = {}
+    sent: dict[int, list[AlertDelivery]] = {}
     failed: set[int] = set()  # destinations that failed this run: one try each for the next alerts
     with Registry.for_site(site, Path(out_dir)) as registry:
         for alert in pending:
@@ -254,7 +254,7 @@ def _emit(alert: Alert) -> None:
     )
 
 
-def _outcome(alert: PendingAlert, sent: list[Delivery], late: bool) -> AlertOutcome:
+def _outcome(alert: PendingAlert, sent: list[AlertDelivery], late: bool) -> AlertOutcome:
     return AlertOutcome(
         kind=alert.kind,
         title=alert.title,
@@ -339,6 +339,6 @@ def _monitor(site: SiteConfig, out_dir: str, lock: Lock, today: date | None) -> 
     )
 
 
-def _failing_unalerted(key: str, state: State) -> bool:
+def _failing_unalerted(key: str, state: KeptState) -> bool:
     """A source that failed this run but has not failed ``failures_before_alert`` runs in a row."""
     return AlertKey.is_source(key) and state.failures > 0 and state.state != "broken"

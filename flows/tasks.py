@@ -26,7 +26,7 @@ from clinicpress.checks.integrity.client import IntegrityReport, lookup, run_qui
 from clinicpress.checks.integrity.quotes import QuoteResult, quote_key
 from clinicpress.checks.integrity.verdict import IntegrityVerdict
 from clinicpress.checks.links import LinkBatch, LinkReport, check_batch, merge_batches, plan_batches
-from clinicpress.checks.transitions import State, integrity_state
+from clinicpress.checks.transitions import KeptState, integrity_state
 from clinicpress.checks.verify import all_urls, check_authorities, check_integrity, site_contact
 from clinicpress.faults import fault_point
 from clinicpress.outputs.alerts import AlertKey
@@ -177,13 +177,13 @@ def _readings(results: Iterable[QuoteResult]) -> list[QuoteReading]:
     ]
 
 
-def _integrity_baseline(ready: list[ReadyArticle], now: datetime) -> dict[str, State]:
+def _integrity_baseline(ready: list[ReadyArticle], now: datetime) -> dict[str, KeptState]:
     """What publishing saw of each DOI/PMID source: the monitor alerts only on what changes after."""
-    states: dict[str, State] = {}
+    states: dict[str, KeptState] = {}
     for item in ready:
         for link in item.report.links:
             if link.integrity is not None and link.integrity != "unknown":
-                states[AlertKey.integrity(link.url)] = State(
+                states[AlertKey.integrity(link.url)] = KeptState(
                     integrity_state(link.integrity, link.integrity_notice), now
                 )
     return states
@@ -264,7 +264,7 @@ def record_publish(
             for reading in readings:
                 if reading.found is not None:
                     key = AlertKey.quote(quote_key(reading.url, reading.quote))
-                    baseline[key] = State("found" if reading.found else "missing", published_at)
+                    baseline[key] = KeptState("found" if reading.found else "missing", published_at)
         registry.save_states(baseline)
         # No archive lookups when the network is down: they would only time out.
         if not links.network_down:

@@ -124,7 +124,7 @@ class Alert:
 
 
 @dataclass(frozen=True)
-class Delivery:
+class AlertDelivery:
     destination: str  # destination_label(): apprise URLs carry tokens
     ok: bool
     error: str | None = None
@@ -499,7 +499,7 @@ def deliver(
     retries: int,
     backoff: float = 1.0,
     failed: set[int] | None = None,
-) -> list[Delivery]:
+) -> list[AlertDelivery]:
     """Send one alert to every destination; each is tried alone, ``retries`` more times on failure.
 
     Nothing a destination does (an unparseable URL, a plugin that raises) stops the others. An
@@ -511,7 +511,7 @@ def deliver(
     failed = set() if failed is None else failed
     kind = alert_kind(alert.kind)
     message = outgoing_message(alert, now)
-    deliveries: list[Delivery] = []
+    deliveries: list[AlertDelivery] = []
     for index, url in enumerate(urls):
         name = destination_label(index, url)
         sender = apprise.Apprise()
@@ -520,14 +520,14 @@ def deliver(
         except Exception as exc:
             problem = f"apprise failed on it ({type(exc).__name__})"
         if problem is not None:
-            deliveries.append(Delivery(name, ok=False, error=problem))
+            deliveries.append(AlertDelivery(name, ok=False, error=problem))
             continue
         error = "the service did not accept the alert"
         tries = 1 if index in failed else retries + 1
         for attempt in range(tries):
             try:
                 if sender.notify(title=alert.title, body=message, notify_type=_NOTIFY_TYPE[kind]):
-                    deliveries.append(Delivery(name, ok=True))
+                    deliveries.append(AlertDelivery(name, ok=True))
                     break
             except Exception as exc:  # a broken plugin must not stop the other destinations
                 error = f"the apprise plugin raised {type(exc).__name__}"
@@ -536,5 +536,5 @@ def deliver(
         else:
             failed.add(index)
             _LOG.warning("alert %s not delivered to %s: %s", alert.kind, name, error)
-            deliveries.append(Delivery(name, ok=False, error=error))
+            deliveries.append(AlertDelivery(name, ok=False, error=error))
     return deliveries

@@ -30,8 +30,8 @@ from clinicpress.checks.integrity.verdict import IntegrityVerdict
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import (
     ALL_CLEAR,
+    KeptState,
     Kind,
-    State,
     integrity_transition,
     license_transition,
     quote_transition,
@@ -57,7 +57,7 @@ from clinicpress.site import License, SiteConfig, format_date
 
 @dataclass(frozen=True)
 class Evaluation:
-    states: dict[str, State]  # every key evaluated, with its new state
+    states: dict[str, KeptState]  # every key evaluated, with its new state
     alerts: list[Alert]
     not_ok: list[tuple[LinkResult, tuple[str, ...]]]  # sources not ok, with the slugs citing them
     snapshots: list[Snapshot] = field(default_factory=list)  # authority answers that changed: kept
@@ -94,7 +94,7 @@ def cited_by(catalog: Sequence[PublishedArticle]) -> dict[str, list[PublishedArt
 def evaluate(
     catalog: Sequence[PublishedArticle],
     results: Mapping[str, LinkResult],
-    previous: Mapping[str, State],
+    previous: Mapping[str, KeptState],
     archives: Mapping[str, Archived],
     site: SiteConfig,
     *,
@@ -109,7 +109,7 @@ def evaluate(
     ``quotes``: each recorded quote read again, by ``quote_key`` (None: not read);
     ``authority``: DHCS's and the NPI registry's answers, read again (None: not asked);
     ``sends``: every newsletter send's complaint and bounce counts (None: not read)."""
-    states: dict[str, State] = {}
+    states: dict[str, KeptState] = {}
     alerts: list[Alert] = []
     not_ok: list[tuple[LinkResult, tuple[str, ...]]] = []
 
@@ -192,22 +192,22 @@ RATE_OK, RATE_OVER = "ok", "over"
 
 
 def rate_transition(
-    previous: State | None, percent: float, threshold: float, now: datetime
-) -> tuple[State, bool]:
+    previous: KeptState | None, percent: float, threshold: float, now: datetime
+) -> tuple[KeptState, bool]:
     """The next state of one send's rate, and whether it passed ``threshold`` just now (alert)."""
     if previous is not None and previous.state == RATE_OVER:
         return previous, False
     if percent > threshold:
-        return State(RATE_OVER, now), True
-    return previous or State(RATE_OK, now), False
+        return KeptState(RATE_OVER, now), True
+    return previous or KeptState(RATE_OK, now), False
 
 
 def _send_rates(
     rates: SendRates,
-    previous: Mapping[str, State],
+    previous: Mapping[str, KeptState],
     site: SiteConfig,
     now: datetime,
-    states: dict[str, State],
+    states: dict[str, KeptState],
     alerts: list[Alert],
 ) -> None:
     """newsletter.complaints / newsletter.bounces, once per send each."""
@@ -236,18 +236,18 @@ def _status(before: Snapshot | None) -> ReviewerStatus | None:
     return next((status for status in statuses if before is not None and before.status == status), None)
 
 
-def _kept_state(previous: Mapping[str, State], key: str, state: str, now: datetime) -> State:
+def _kept_state(previous: Mapping[str, KeptState], key: str, state: str, now: datetime) -> KeptState:
     prev = previous.get(key)
-    return prev if prev is not None and prev.state == state else State(state, now)
+    return prev if prev is not None and prev.state == state else KeptState(state, now)
 
 
 def _authority(
     catalog: Sequence[PublishedArticle],
     found: AuthorityFindings,
-    previous: Mapping[str, State],
+    previous: Mapping[str, KeptState],
     site: SiteConfig,
     now: datetime,
-    states: dict[str, State],
+    states: dict[str, KeptState],
     alerts: list[Alert],
 ) -> list[Snapshot]:
     """license.changed / license.delisted / reviewer.inactive, once each (checks/authority/
@@ -297,7 +297,7 @@ class Outbox:
 
 
 def plan_outbox(
-    alerts: Sequence[Alert], states: Mapping[str, State], pending: Sequence[PendingAlert]
+    alerts: Sequence[Alert], states: Mapping[str, KeptState], pending: Sequence[PendingAlert]
 ) -> Outbox:
     """What this run does with alerts, given its new ``states`` and the alerts still ``pending``.
 

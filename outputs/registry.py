@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
-from clinicpress.checks.transitions import State
+from clinicpress.checks.transitions import KeptState
 from clinicpress.errors import RegistryError
 from clinicpress.outputs.holds import Hold
 from clinicpress.outputs.registry_location import REGISTRY_FILE, registry_exists, registry_url, shown_url
@@ -528,12 +528,12 @@ class Registry:
         return found
 
     # -- alert state -----------------------------------------------------
-    def states(self) -> dict[str, State]:
+    def states(self) -> dict[str, KeptState]:
         with self._tx() as conn:
             rows = conn.execute(select(alert_state))
-            return {key: State(state, since, failures) for key, state, since, failures in rows}
+            return {key: KeptState(state, since, failures) for key, state, since, failures in rows}
 
-    def save_states(self, changed: Mapping[str, State]) -> None:
+    def save_states(self, changed: Mapping[str, KeptState]) -> None:
         with self._tx() as conn:
             _save_states(conn, changed)
 
@@ -549,7 +549,7 @@ class Registry:
         renewed_at: datetime,
         results: Iterable[LinkResult],
         checked_at: datetime,
-        states: Mapping[str, State],
+        states: Mapping[str, KeptState],
         superseded: Sequence[int],
         raised: Sequence[AlertRecord],
         snapshots: Sequence[Snapshot] = (),
@@ -847,7 +847,7 @@ def _holds_of(slug: str, versioned: Versioned) -> Any:
     return held_versions.delete().where(held_versions.c.slug == slug, match)
 
 
-def _save_states(conn: Connection, changed: Mapping[str, State]) -> None:
+def _save_states(conn: Connection, changed: Mapping[str, KeptState]) -> None:
     for key, row in changed.items():
         conn.execute(alert_state.delete().where(alert_state.c.key == key))
         conn.execute(

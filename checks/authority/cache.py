@@ -21,9 +21,9 @@ from typing import Literal
 
 from clinicpress.checks.sqlite_cache import SqliteCache
 
-__all__ = ["AuthorityCache", "Registry", "authority_cache_beside", "fingerprint"]
+__all__ = ["AuthorityCache", "AuthorityName", "authority_cache_beside", "fingerprint"]
 
-Registry = Literal["dhcs", "npi"]
+AuthorityName = Literal["dhcs", "npi"]
 _TABLES: dict[str, str] = {"dhcs": "license_answers", "npi": "reviewer_answers"}
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {table} (
@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS {table} (
 _FORMAT = "1"  # bump when an answer model changes shape: older rows are then not read
 
 
-def fingerprint(registry: Registry, url: str) -> str:
+def fingerprint(registry: AuthorityName, url: str) -> str:
     """Which endpoint (and answer format) a row came from."""
     return hashlib.sha256("\n".join([_FORMAT, registry, url]).encode()).hexdigest()[:16]
 
@@ -48,7 +48,7 @@ class AuthorityCache(SqliteCache):
     def __init__(
         self,
         path: Path | str,
-        registry: Registry,
+        registry: AuthorityName,
         *,
         max_age_hours: float = 24.0,
         clock: Callable[[], float] = time.time,
@@ -89,7 +89,7 @@ class AuthorityCache(SqliteCache):
 
 
 def authority_cache_beside(
-    link_cache_path: Path | None, registry: Registry, max_age_hours: float
+    link_cache_path: Path | None, registry: AuthorityName, max_age_hours: float
 ) -> AuthorityCache | None:
     """``registry``'s cache next to the link cache's file; none when the link cache is off (--no-cache)."""
     if link_cache_path is None:

@@ -16,8 +16,8 @@ from clinicpress.checks.links.fetch import LinkRun
 from clinicpress.checks.links.report import (
     BatchItem,
     LinkBatch,
+    LinkOutcome,
     LinkReport,
-    Outcome,
     internal_error,
     merge_batches,
 )
@@ -72,12 +72,12 @@ async def check_batch_async(
     unique = list(dict.fromkeys(urls))
     hits = cache.get_many(unique, settings) if cache is not None else {}
     todo = [url for url in unique if url not in hits]
-    fresh: dict[str, Outcome] = {}
+    fresh: dict[str, LinkOutcome] = {}
     run = LinkRun(settings, backoff, transport)
     async with run.fetcher:
         done = await asyncio.gather(*run.start(todo), return_exceptions=True) if todo else []
         fresh = {
-            url: item if isinstance(item, Outcome) else internal_error(url, item)
+            url: item if isinstance(item, LinkOutcome) else internal_error(url, item)
             for url, item in zip(todo, done, strict=True)
         }
     items = [

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from clinicpress.checks.linkcheck_html import Page, fragment_present
+from clinicpress.checks.linkcheck_html import HtmlFindings, fragment_present
 from clinicpress.checks.links.report import short
 from clinicpress.checks.model import LinkStatus
 from clinicpress.network import retryable
@@ -25,8 +25,8 @@ __all__ = [
     "PERMANENT",
     "REDIRECTS",
     "WALL_CODES",
+    "Classified",
     "Reply",
-    "Verdict",
     "anchor_verdict",
     "classify",
     "head_unreliable",
@@ -50,13 +50,13 @@ class Reply:
     retry_after: float | None = None
     method: str = "GET"
     tries: int = 1
-    page: Page | None = None  # 2xx HTML, when read
+    page: HtmlFindings | None = None  # 2xx HTML, when read
     wall: str | None = None  # bot-wall marker found in headers or body
     browser: int | None = None  # status a browser User-Agent got (after a plain 403)
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Classified:
     status: LinkStatus
     reason: str
 
@@ -70,7 +70,7 @@ def classify(
     kind: Literal["doi", "pmid"] | None = None,
     ident: str = "",
     went_home: bool = False,
-) -> Verdict:
+) -> Classified:
     """The status of a link whose redirect chain ended with ``got``.
 
     ``final_url``: where the chain ended, if it was redirected; ``first_status``: the first
@@ -85,75 +85,79 @@ def classify(
 
     if 200 <= code < 300:
         if got.page is not None and got.page.soft_404:
-            return Verdict(LinkStatus.BROKEN, f"soft 404: the page says “{got.page.soft_404}”{via}")
+            return Classified(LinkStatus.BROKEN, f"soft 404: the page says “{got.page.soft_404}”{via}")
         if final_url and went_home:
-            return Verdict(
+            return Classified(
                 LinkStatus.BROKEN,
                 f"soft 404: redirects to the site's home page ({short(final_url)}), not to the page",
             )
         if kind is not None:
             # The resolver's redirect to the publisher is the normal case: the DOI is the citation.
             resolves = f" to {short(final_url)}" if final_url else ""
-            return Verdict(LinkStatus.OK, f"{label} {ident} resolves{resolves} ({phrase})")
+            return Classified(LinkStatus.OK, f"{label} {ident} resolves{resolves} ({phrase})")
         if final_url and first_status in PERMANENT:
-            return Verdict(
+            return Classified(
                 LinkStatus.REDIRECTED, f"moved permanently ({first_status}): cite {short(final_url)} instead"
             )
         reason = f"{phrase} via temporary redirect ({first_status})" if final_url else phrase
-        return Verdict(LinkStatus.OK, reason)
+        return Classified(LinkStatus.OK, reason)
     if code in GONE and kind is not None and hops == 0:
-        return Verdict(LinkStatus.BROKEN, f"{label} not found: {ident} (the resolver answered {phrase})")
+        return Classified(LinkStatus.BROKEN, f"{label} not found: {ident} (the resolver answered {phrase})")
     if code in GONE:
-        return Verdict(LinkStatus.BROKEN, f"{phrase}{via}")
+        return Classified(LinkStatus.BROKEN, f"{phrase}{via}")
     if got.wall:
-        return Verdict(
+        return Classified(
             LinkStatus.BOT_BLOCKED, f"{phrase}{via}: bot wall ({got.wall}); open it in a browser to confirm"
         )
     if code == 999:
-        return Verdict(LinkStatus.BOT_BLOCKED, f"{phrase}{via}: bot wall (999 is only sent to bots)")
+        return Classified(LinkStatus.BOT_BLOCKED, f"{phrase}{via}: bot wall (999 is only sent to bots)")
     if code == 403 and got.browser is not None and 200 <= got.browser < 300:
-        return Verdict(
+        return Classified(
             LinkStatus.BOT_BLOCKED,
             f"403 to the checker but {got.browser} to a browser User-Agent{via}: bot wall; the page exists",
         )
     if code == 403:
         # Not gone (no 404/410) and not shown to be a bot wall: a human must look.
         also = f" (a browser User-Agent got {got.browser})" if got.browser is not None else ""
-        return Verdict(
+        return Classified(
             LinkStatus.UNVERIFIED,
             f"{phrase}{via}{also}, no bot-wall markers: access denied, not gone; "
             "open it in a browser to confirm",
         )
     if code == 401:
         login = f"{phrase}{via}: needs a login; open it in a browser to confirm"
-        return Verdict(LinkStatus.UNVERIFIED, login)
+        return Classified(LinkStatus.UNVERIFIED, login)
     if code == 429:
-        return Verdict(LinkStatus.UNVERIFIED, f"rate limited ({phrase}){tries}{via}")
+        return Classified(LinkStatus.UNVERIFIED, f"rate limited ({phrase}){tries}{via}")
     if retryable(code):
-        return Verdict(LinkStatus.UNVERIFIED, f"server error {phrase}{tries}{via}")
+        return Classified(LinkStatus.UNVERIFIED, f"server error {phrase}{tries}{via}")
     if code in REDIRECTS:
-        return Verdict(LinkStatus.UNVERIFIED, f"{phrase} without a Location header{via}")
+        return Classified(LinkStatus.UNVERIFIED, f"{phrase} without a Location header{via}")
     if 400 <= code < 500:
-        return Verdict(LinkStatus.BROKEN, f"HTTP {phrase}{via}")
-    return Verdict(LinkStatus.UNVERIFIED, f"unexpected HTTP status {phrase}{via}")
+        return Classified(LinkStatus.BROKEN, f"HTTP {phrase}{via}")
+    return Classified(LinkStatus.UNVERIFIED, f"unexpected HTTP status {phrase}{via}")
 
 
-def anchor_verdict(fragment: str, page: Page | None, final_url: str | None, before: Verdict) -> Verdict:
+def anchor_verdict(
+    fragment: str, page: HtmlFindings | None, final_url: str | None, before: Classified
+) -> Classified:
     """``before`` (an ``ok``/``redirected`` verdict) after checking ``#fragment`` on the final page.
 
     Not HTML: noted as not checked, never guessed. Absent from a page cut short: ``unverified``.
     """
     if page is None or page.anchors is None:
-        return Verdict(before.status, f"{before.reason}; #{fragment} not checked (not an HTML page)")
+        return Classified(before.status, f"{before.reason}; #{fragment} not checked (not an HTML page)")
     if fragment_present(fragment, page.anchors):
-        return Verdict(before.status, f"{before.reason}; anchor #{fragment} found")
+        return Classified(before.status, f"{before.reason}; anchor #{fragment} found")
     where = f" on {short(final_url)}" if final_url else ""
     if not page.complete:
-        return Verdict(
+        return Classified(
             LinkStatus.UNVERIFIED,
             f"anchor #{fragment} not in the part of the page read{where} (page cut short)",
         )
-    return Verdict(LinkStatus.BROKEN, f"missing anchor #{fragment}: no element with that id or name{where}")
+    return Classified(
+        LinkStatus.BROKEN, f"missing anchor #{fragment}: no element with that id or name{where}"
+    )
 
 
 def went_home(start_path: str, final_url: str) -> bool:

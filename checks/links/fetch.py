@@ -24,19 +24,19 @@ from dataclasses import replace
 
 import httpx
 
-from clinicpress.checks.linkcheck_html import Page, analyse_page, bot_wall_marker, checkable_fragment
+from clinicpress.checks.linkcheck_html import HtmlFindings, analyse_page, bot_wall_marker, checkable_fragment
 from clinicpress.checks.links.bodies import plan, wants_page
 from clinicpress.checks.links.classify import (
     WALL_CODES,
+    Classified,
     Reply,
-    Verdict,
     anchor_verdict,
     classify,
     head_unreliable,
     went_home,
 )
 from clinicpress.checks.links.politeness import Politeness
-from clinicpress.checks.links.report import Outcome, internal_error, short
+from clinicpress.checks.links.report import LinkOutcome, internal_error, short
 from clinicpress.checks.links.targets import Target, TargetReader
 from clinicpress.checks.model import LinkStatus
 from clinicpress.network import Fetcher, FetchError, Policy, RedirectFailed, Refused, host_of, retryable
@@ -66,7 +66,7 @@ class LinkRun:
         # One transport holds the run's connections (aiohttp's pool has no per-connection cost).
         policy = replace(Policy.of(settings), backoff=backoff, connections=settings.concurrency)
         self.fetcher = Fetcher(policy, transport=transport, slot=self.polite.slot)
-        self.fetches: dict[str, asyncio.Task[Outcome]] = {}
+        self.fetches: dict[str, asyncio.Task[LinkOutcome]] = {}
         self.want_anchors: set[str] = set()  # fetch keys some input URL has a #fragment for
 
     @property
@@ -78,7 +78,7 @@ class LinkRun:
         return self.polite.policy(host)
 
     # -- the input URLs -----------------------------------------------------------------
-    def start(self, urls: Sequence[str]) -> list[asyncio.Future[Outcome]]:
+    def start(self, urls: Sequence[str]) -> list[asyncio.Future[LinkOutcome]]:
         """Read every URL first (so shared fetches know which need anchors), then check them."""
         targets = [self._read_safely(url) for url in urls]
         for target in targets:
@@ -91,14 +91,14 @@ class LinkRun:
                 self.want_anchors.add(str(target.fetch))
         return [asyncio.ensure_future(self.check(t)) for t in targets]
 
-    def _read_safely(self, url: str) -> Target | Outcome:
+    def _read_safely(self, url: str) -> Target | LinkOutcome:
         try:
             return self.targets.read(url)
         except Exception as exc:  # a check returns a result for every URL, whatever happens
             return internal_error(url, exc)
 
-    async def check(self, target: Target | Outcome) -> Outcome:
-        if isinstance(target, Outcome):
+    async def check(self, target: Target | LinkOutcome) -> LinkOutcome:
+        if isinstance(target, LinkOutcome):
             return target
         try:
             key = str(target.fetch)
@@ -112,7 +112,7 @@ class LinkRun:
         except Exception as exc:  # a check returns a result for every URL, whatever happens
             return internal_error(target.url, exc)
 
-    def _check_fragment(self, target: Target, outcome: Outcome) -> Outcome:
+    def _check_fragment(self, target: Target, outcome: LinkOutcome) -> LinkOutcome:
         fragment = target.fragment
         if not fragment or not checkable_fragment(fragment):
             return outcome
@@ -125,7 +125,7 @@ class LinkRun:
         if not all(self.policy(h).check_fragments for h in hosts):
             return outcome
         verdict = anchor_verdict(
-            fragment, outcome.page, outcome.final_url, Verdict(outcome.status, outcome.reason)
+            fragment, outcome.page, outcome.final_url, Classified(outcome.status, outcome.reason)
         )
         return replace(outcome, status=verdict.status, reason=verdict.reason)
 
@@ -133,7 +133,7 @@ class LinkRun:
     def _wants_body(self, url: httpx.URL, key: str) -> bool:
         return key in self.want_anchors or self.policy(host_of(url)).soft_404
 
-    async def _follow(self, target: Target) -> Outcome:
+    async def _follow(self, target: Target) -> LinkOutcome:
         """Walk the redirect chain from ``target``; classify where it ends, or why it stopped."""
         key = str(target.fetch)
         anchors = key in self.want_anchors
@@ -162,7 +162,7 @@ class LinkRun:
             ident=target.ident,
             went_home=home and went_home(target.fetch.path, final_url or ""),
         )
-        return Outcome("", verdict.status, verdict.reason, got.status, final_url, page=got.page)
+        return LinkOutcome("", verdict.status, verdict.reason, got.status, final_url, page=got.page)
 
     # -- one hop, with retries, the HEAD → GET fallback and the browser retry -----------
     async def _hop(self, url: httpx.URL, use_get: bool, anchors: bool) -> Reply:
@@ -217,7 +217,7 @@ class LinkRun:
         got = await self.fetcher.exchange(
             method, url, accept=ACCEPT, read=plan(method, policy, anchors), headers=headers
         )
-        page: Page | None = None
+        page: HtmlFindings | None = None
         wall: str | None = None
         # Parsing happens outside the host's slot: it needs no connection.
         if wants_page(method, got.status, got.headers, policy, anchors):
@@ -239,7 +239,7 @@ class LinkRun:
         )
 
 
-def _failed(exc: FetchError) -> Outcome:
+def _failed(exc: FetchError) -> LinkOutcome:
     """A hop that got no answer: refused (never contacted), or unverified (retries spent)."""
     status = LinkStatus.REFUSED if isinstance(exc, Refused) else LinkStatus.UNVERIFIED
     reason = f"{exc.reason} ({exc.tries} tries)" if exc.tries > 1 else exc.reason
@@ -248,7 +248,7 @@ def _failed(exc: FetchError) -> Outcome:
         reason = f"redirect to {short(last.url)} refused: {reason}"
     elif last is not None:
         reason = f"after redirect to {short(last.url)}: {reason}"
-    return Outcome(
+    return LinkOutcome(
         "",
         status,
         reason,
@@ -259,12 +259,12 @@ def _failed(exc: FetchError) -> Outcome:
     )
 
 
-def _stopped(stop: RedirectFailed) -> Outcome:
+def _stopped(stop: RedirectFailed) -> LinkOutcome:
     """A walk the network layer stopped: a disallowed scheme, an unreadable Location, a loop, too many."""
     if stop.kind == "scheme":
-        return Outcome("", LinkStatus.REFUSED, stop.reason, stop.status, stop.target)
+        return LinkOutcome("", LinkStatus.REFUSED, stop.reason, stop.status, stop.target)
     if stop.kind == "unreadable":
         # Browsers are more lenient than httpx: we cannot tell, so we do not block.
         final_url = stop.hops[-1].url if stop.hops else None
-        return Outcome("", LinkStatus.UNVERIFIED, stop.reason, stop.status, final_url)
-    return Outcome("", LinkStatus.BROKEN, stop.reason, stop.status, stop.target)
+        return LinkOutcome("", LinkStatus.UNVERIFIED, stop.reason, stop.status, final_url)
+    return LinkOutcome("", LinkStatus.BROKEN, stop.reason, stop.status, stop.target)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from clinicpress.checks.linkcheck_html import Page
+from clinicpress.checks.linkcheck_html import HtmlFindings
 from clinicpress.checks.model import LinkResult, LinkStatus
 from clinicpress.network import NetFailure
 from clinicpress.sources.identifiers import identifier_of
@@ -23,8 +23,8 @@ __all__ = [
     "REASON_LIMIT",
     "BatchItem",
     "LinkBatch",
+    "LinkOutcome",
     "LinkReport",
-    "Outcome",
     "internal_error",
     "merge_batches",
     "one_line",
@@ -66,7 +66,7 @@ class LinkBatch(BaseModel):
 
 
 @dataclass(frozen=True)
-class Outcome:
+class LinkOutcome:
     """One link's result inside a run (what a batch item is made from)."""
 
     url: str
@@ -76,7 +76,7 @@ class Outcome:
     final_url: str | None = None
     net: NetFailure | None = None  # set when the link failed at DNS or connect level
     transient: bool = False  # worth another try (timeouts, dropped connections, DNS hiccups)
-    page: Page | None = field(default=None, compare=False)  # what the final page's body told us
+    page: HtmlFindings | None = field(default=None, compare=False)  # what the final page's body told us
 
     def result(self) -> LinkResult:
         return LinkResult(
@@ -100,8 +100,8 @@ def short(url: str, limit: int = 120) -> str:
     return url if len(url) <= limit else url[: limit - 1] + "…"
 
 
-def internal_error(url: str, exc: BaseException) -> Outcome:
-    return Outcome(url, LinkStatus.UNVERIFIED, f"check failed unexpectedly ({type(exc).__name__})")
+def internal_error(url: str, exc: BaseException) -> LinkOutcome:
+    return LinkOutcome(url, LinkStatus.UNVERIFIED, f"check failed unexpectedly ({type(exc).__name__})")
 
 
 def merge_batches(batches: Iterable[LinkBatch], urls: Sequence[str] | None = None) -> LinkReport:

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from clinicpress.checks.links.report import Outcome
+from clinicpress.checks.links.report import LinkOutcome
 from clinicpress.checks.model import LinkStatus
 from clinicpress.network import disallowed_reason, literal_ip
 from clinicpress.settings.links import LinkCheckSettings
@@ -49,23 +49,23 @@ class TargetReader:
         self.settings = settings
         self.excludes = [re.compile(p) for p in settings.exclude]
 
-    def read(self, url: str) -> Target | Outcome:
+    def read(self, url: str) -> Target | LinkOutcome:
         # Browsers drop tabs/newlines and outer control characters; read the scheme as they would.
         cleaned = re.sub(r"[\t\n\r]", "", url).strip(_C0_AND_SPACE)
         scheme, sep, rest = cleaned.partition(":")
         scheme = scheme.lower() if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.\-]*", scheme) else ""
         if scheme not in _SCHEMES:
-            return Outcome(url, LinkStatus.REFUSED, _scheme_reason(scheme))
+            return LinkOutcome(url, LinkStatus.REFUSED, _scheme_reason(scheme))
         for pattern in self.excludes:
             if pattern.search(url):
-                return Outcome(url, LinkStatus.SKIPPED, f"excluded by config ({pattern.pattern})")
+                return LinkOutcome(url, LinkStatus.SKIPPED, f"excluded by config ({pattern.pattern})")
         if scheme in ("mailto", "tel"):
             return _vet_non_http(url, scheme, rest)
         if scheme in ("doi", "pmid"):
             ident = self.identifier(cleaned)
             if ident is None:
                 example = "doi:10.1000/xyz123" if scheme == "doi" else "pmid:12345678"
-                return Outcome(url, LinkStatus.BROKEN, f"malformed {scheme}: link (expected {example})")
+                return LinkOutcome(url, LinkStatus.BROKEN, f"malformed {scheme}: link (expected {example})")
             return Target(url, self.at_resolver(ident), None, ident.kind, ident.value)
         try:
             target = httpx.URL(cleaned)
@@ -77,10 +77,10 @@ class TargetReader:
                 literal = None
             why = disallowed_reason(literal) if literal is not None else None
             if why:
-                return Outcome(url, LinkStatus.REFUSED, f"{why} is not allowed")
-            return Outcome(url, LinkStatus.BROKEN, f"not a valid URL ({exc})")
+                return LinkOutcome(url, LinkStatus.REFUSED, f"{why} is not allowed")
+            return LinkOutcome(url, LinkStatus.BROKEN, f"not a valid URL ({exc})")
         if not target.raw_host:
-            return Outcome(url, LinkStatus.BROKEN, "not a valid URL (no host)")
+            return LinkOutcome(url, LinkStatus.BROKEN, "not a valid URL (no host)")
         fragment = target.fragment or None
         ident = self.identifier(str(target.copy_with(fragment=None)))
         if ident is not None:
@@ -101,16 +101,18 @@ class TargetReader:
         return httpx.URL(where).copy_with(fragment=None)
 
 
-def _vet_non_http(url: str, scheme: str, rest: str) -> Outcome:
+def _vet_non_http(url: str, scheme: str, rest: str) -> LinkOutcome:
     if scheme == "mailto":
         addresses = [a.strip() for a in unquote(rest.split("?", 1)[0]).split(",")]
         if addresses and all(_MAILTO.match(a) for a in addresses):
-            return Outcome(url, LinkStatus.SKIPPED, "email address: not checked")
-        return Outcome(url, LinkStatus.REFUSED, "malformed mailto: link (expected mailto:name@example.org)")
+            return LinkOutcome(url, LinkStatus.SKIPPED, "email address: not checked")
+        return LinkOutcome(
+            url, LinkStatus.REFUSED, "malformed mailto: link (expected mailto:name@example.org)"
+        )
     number = unquote(rest).split(";", 1)[0]
     if _TEL.match(number) and sum(c.isdigit() for c in number) >= 3:
-        return Outcome(url, LinkStatus.SKIPPED, "phone number: not checked")
-    return Outcome(url, LinkStatus.REFUSED, "malformed tel: link (expected tel:+1-555-0100)")
+        return LinkOutcome(url, LinkStatus.SKIPPED, "phone number: not checked")
+    return LinkOutcome(url, LinkStatus.REFUSED, "malformed tel: link (expected tel:+1-555-0100)")
 
 
 def _scheme_reason(scheme: str) -> str:

@@ -49,7 +49,7 @@ __all__ = [
     "DomainReport",
     "Lookup",
     "RecordCheck",
-    "Verdict",
+    "RecordStatus",
     "aligned",
     "check_domain",
     "evaluate_dkim",
@@ -72,7 +72,7 @@ TWO_LABEL_SUFFIXES = frozenset(
 DMARC_POLICIES = ("none", "quarantine", "reject")
 
 
-class Verdict(enum.StrEnum):
+class RecordStatus(enum.StrEnum):
     OK = "ok"
     MISSING = "missing"
     MISMATCH = "mismatch"
@@ -85,7 +85,7 @@ class RecordCheck:
 
     record: str
     name: str
-    verdict: Verdict
+    verdict: RecordStatus
     detail: str
 
     def line(self) -> str:
@@ -100,12 +100,12 @@ class DomainReport:
     @property
     def problems(self) -> tuple[RecordCheck, ...]:
         """What blocks a send: a missing or mismatched record."""
-        return tuple(c for c in self.checks if c.verdict in (Verdict.MISSING, Verdict.MISMATCH))
+        return tuple(c for c in self.checks if c.verdict in (RecordStatus.MISSING, RecordStatus.MISMATCH))
 
     @property
     def warnings(self) -> tuple[RecordCheck, ...]:
         """What blocks only with ``--strict``: DNS did not answer."""
-        return tuple(c for c in self.checks if c.verdict is Verdict.UNREACHABLE)
+        return tuple(c for c in self.checks if c.verdict is RecordStatus.UNREACHABLE)
 
     def blocks(self, *, strict: bool = False) -> bool:
         return bool(self.problems or (strict and self.warnings))
@@ -198,17 +198,17 @@ def evaluate_spf(domain: str, txts: Sequence[str]) -> RecordCheck:
         return RecordCheck(
             "SPF",
             domain,
-            Verdict.MISSING,
+            RecordStatus.MISSING,
             'no TXT record "v=spf1 …" (publish the one your mail provider gives)',
         )
     if len(records) > 1:
         return RecordCheck(
             "SPF",
             domain,
-            Verdict.MISMATCH,
+            RecordStatus.MISMATCH,
             f"{len(records)} SPF records; receivers accept exactly one (merge them)",
         )
-    return RecordCheck("SPF", domain, Verdict.OK, records[0].strip())
+    return RecordCheck("SPF", domain, RecordStatus.OK, records[0].strip())
 
 
 def _probe() -> bytes:
@@ -226,15 +226,20 @@ def evaluate_dkim(signer: DkimSigner, txts: Sequence[str]) -> RecordCheck:
     records = [t for t in txts if "p" in _tags(t)]
     if not records:
         return RecordCheck(
-            "DKIM", name, Verdict.MISSING, 'no DKIM key record ("v=DKIM1; k=rsa; p=…" from your key file)'
+            "DKIM",
+            name,
+            RecordStatus.MISSING,
+            'no DKIM key record ("v=DKIM1; k=rsa; p=…" from your key file)',
         )
     if len(records) > 1:
-        return RecordCheck("DKIM", name, Verdict.MISMATCH, f"{len(records)} key records; publish exactly one")
+        return RecordCheck(
+            "DKIM", name, RecordStatus.MISMATCH, f"{len(records)} key records; publish exactly one"
+        )
     tags = _tags(records[0])
     if not tags["p"]:
-        return RecordCheck("DKIM", name, Verdict.MISMATCH, "the key is revoked (empty p=)")
+        return RecordCheck("DKIM", name, RecordStatus.MISMATCH, "the key is revoked (empty p=)")
     if tags.get("k", "rsa").lower() != "rsa":
-        return RecordCheck("DKIM", name, Verdict.MISMATCH, f"k={tags['k']}; the key file is an RSA key")
+        return RecordCheck("DKIM", name, RecordStatus.MISMATCH, f"k={tags['k']}; the key file is an RSA key")
     probe = _probe()
     header = signer.signature_of(probe, ("from", "from", "subject", "date"))
     published = records[0].encode("ascii", "replace")
@@ -244,9 +249,9 @@ def evaluate_dkim(signer: DkimSigner, txts: Sequence[str]) -> RecordCheck:
 
     if not dkim.verify(header + probe, dnsfunc=dnsfunc):
         return RecordCheck(
-            "DKIM", name, Verdict.MISMATCH, "the published key is not the public half of key_file"
+            "DKIM", name, RecordStatus.MISMATCH, "the published key is not the public half of key_file"
         )
-    return RecordCheck("DKIM", name, Verdict.OK, f"the key of key_file ({signer.bits}-bit RSA)")
+    return RecordCheck("DKIM", name, RecordStatus.OK, f"the key of key_file ({signer.bits}-bit RSA)")
 
 
 def evaluate_dmarc(
@@ -258,19 +263,22 @@ def evaluate_dmarc(
         return RecordCheck(
             "DMARC",
             f"_dmarc.{from_domain}",
-            Verdict.MISSING,
+            RecordStatus.MISSING,
             f'no record "v=DMARC1; p=none" at _dmarc.{from_domain}'
             + (f" or _dmarc.{organizational_domain(from_domain)}" if at_organization else ""),
         )
     if len(records) > 1:
         return RecordCheck(
-            "DMARC", name, Verdict.MISMATCH, f"{len(records)} DMARC records; receivers ignore them all"
+            "DMARC", name, RecordStatus.MISMATCH, f"{len(records)} DMARC records; receivers ignore them all"
         )
     tags = _tags(records[0])
     policy = tags.get("sp", tags.get("p", "")) if at_organization else tags.get("p", "")
     if policy.lower() not in DMARC_POLICIES:
         return RecordCheck(
-            "DMARC", name, Verdict.MISMATCH, f"p={policy or '(none)'}; expected p=none, quarantine or reject"
+            "DMARC",
+            name,
+            RecordStatus.MISMATCH,
+            f"p={policy or '(none)'}; expected p=none, quarantine or reject",
         )
     mode = tags.get("adkim", "r").lower()
     if dkim_domain is not None and not aligned(dkim_domain, from_domain, mode):
@@ -278,18 +286,18 @@ def evaluate_dmarc(
         return RecordCheck(
             "DMARC",
             name,
-            Verdict.MISMATCH,
+            RecordStatus.MISMATCH,
             f"the DKIM domain {dkim_domain} is not aligned with the From domain {from_domain} "
             f"(adkim={mode}, {how})",
         )
-    return RecordCheck("DMARC", name, Verdict.OK, f"p={policy.lower()}, adkim={mode}")
+    return RecordCheck("DMARC", name, RecordStatus.OK, f"p={policy.lower()}, adkim={mode}")
 
 
 def _asked(record: str, name: str, lookup: Lookup) -> list[str] | RecordCheck:
     try:
         return lookup(name)
     except DnsUnreachable as exc:
-        return RecordCheck(record, name, Verdict.UNREACHABLE, f"DNS did not answer: {exc}")
+        return RecordCheck(record, name, RecordStatus.UNREACHABLE, f"DNS did not answer: {exc}")
 
 
 def check_domain(from_address: str, signer: DkimSigner | None, lookup: Lookup) -> DomainReport:
@@ -303,7 +311,7 @@ def check_domain(from_address: str, signer: DkimSigner | None, lookup: Lookup) -
     if signer is None:
         name = f"<selector>._domainkey.{domain}"
         checks.append(
-            RecordCheck("DKIM", name, Verdict.MISSING, "no [newsletter.dkim]: messages go unsigned")
+            RecordCheck("DKIM", name, RecordStatus.MISSING, "no [newsletter.dkim]: messages go unsigned")
         )
     else:
         key_name = f"{signer.selector.decode()}._domainkey.{signer.domain.decode()}"

@@ -35,7 +35,7 @@ from clinicpress.sources.importer.license_footer import take_license
 from clinicpress.sources.importer.metadata import addresses, dates, meta, title, title_tag
 from clinicpress.sources.importer.sources_list import take_sources
 from clinicpress.sources.importer.write import (
-    Page,
+    ImportedPage,
     address_slug,
     article_text,
     choose_slug,
@@ -47,7 +47,7 @@ from clinicpress.sources.loader import load_article
 __all__ = [
     "MAX_PAGE_BYTES",
     "ImportResult",
-    "Page",
+    "ImportedPage",
     "fetch_page",
     "import_page",
     "page_to_article",
@@ -133,13 +133,13 @@ def page_to_article(
     charset: str | None = None,
     origin: str = "page",
     site_url: str | None = None,
-) -> Page:
+) -> ImportedPage:
     """Read one page into its parts (no file written): title, dates, body, sources, license.
 
     ``base_url`` is where the page was fetched from; ``site_url`` the site's base URL.
     """
     soup = BeautifulSoup(data, "lxml", from_encoding=charset if isinstance(data, bytes) else None)
-    page = Page()
+    page = ImportedPage()
     # Everything read off <head> and the whole page comes first: the extraction takes the page apart.
     where = addresses(soup, base_url, site_url)
     base, base_name = where.base()

@@ -26,7 +26,7 @@ REQUIRED_FIELDS = ("title", "summary", "published", "last_reviewed")
 
 
 @dataclass
-class Page:
+class ImportedPage:
     """What was read from the page, before it becomes front matter."""
 
     title: str | None = None
@@ -58,7 +58,7 @@ def address_slug(url: str | None) -> str | None:
     return slug if _usable(slug) else None
 
 
-def choose_slug(page: Page, source: str) -> str:
+def choose_slug(page: ImportedPage, source: str) -> str:
     """From the legacy URL's last path segment (keeps old links mappable), else from the title."""
     candidates = [address_slug(page.canonical), address_slug(source)]
     if page.title:
@@ -73,7 +73,7 @@ def choose_slug(page: Page, source: str) -> str:
     )
 
 
-def article_text(page: Page, slug: str) -> tuple[str, list[str]]:
+def article_text(page: ImportedPage, slug: str) -> tuple[str, list[str]]:
     """The file's text (front matter, then the body) and the required fields the page did not state."""
     front: dict[str, Any] = {}
     missing: list[str] = []

@@ -15,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from clinicpress.checks.linkcheck_html import Page
+from clinicpress.checks.linkcheck_html import HtmlFindings
 from clinicpress.checks.links import LinkReport, check_urls_async
 from clinicpress.checks.links.classify import (
+    Classified,
     Reply,
-    Verdict,
     anchor_verdict,
     classify,
     head_unreliable,
@@ -42,7 +42,9 @@ TABLE = [
     case(Reply(404, "Not Found"), {}, BROKEN, "404 Not Found", id="404"),
     case(Reply(410, "Gone"), {}, BROKEN, "410 Gone", id="410"),
     case(Reply(404), {"final_url": FINAL, "hops": 1}, BROKEN, "redirected to", id="404-via"),
-    case(Reply(200, page=Page(soft_404="Page not found")), {}, BROKEN, "the page says", id="soft-404"),
+    case(
+        Reply(200, page=HtmlFindings(soft_404="Page not found")), {}, BROKEN, "the page says", id="soft-404"
+    ),
     case(
         Reply(200), {"final_url": "https://example.org/", "went_home": True}, BROKEN, "home page", id="home"
     ),
@@ -86,16 +88,16 @@ def test_classify(reply: Reply, facts: dict[str, object], status: LinkStatus, wo
 
 
 def test_missing_anchor() -> None:
-    ok = Verdict(OK, "200 OK")
-    page = Page(anchors=frozenset({"methods", "results"}))
-    assert anchor_verdict("results", page, None, ok) == Verdict(OK, "200 OK; anchor #results found")
+    ok = Classified(OK, "200 OK")
+    page = HtmlFindings(anchors=frozenset({"methods", "results"}))
+    assert anchor_verdict("results", page, None, ok) == Classified(OK, "200 OK; anchor #results found")
     missing = anchor_verdict("dosage", page, FINAL, ok)
     assert missing.status is BROKEN
     assert missing.reason.startswith("missing anchor #dosage")
     assert FINAL in missing.reason
-    cut = anchor_verdict("dosage", Page(anchors=frozenset(), complete=False), None, ok)
+    cut = anchor_verdict("dosage", HtmlFindings(anchors=frozenset(), complete=False), None, ok)
     assert cut.status is UNVERIFIED  # absent from a page cut short: not concluded
-    pdf = anchor_verdict("page=3x", None, None, Verdict(REDIRECTED, "moved"))
+    pdf = anchor_verdict("page=3x", None, None, Classified(REDIRECTED, "moved"))
     assert pdf.status is REDIRECTED
     assert "not checked (not an HTML page)" in pdf.reason
 

@@ -36,8 +36,8 @@ from clinicpress import clock
 from clinicpress.checks.editions import (
     CHECK,
     Editions,
+    EditionState,
     PublishedText,
-    State,
     edition_problems,
     stale_since,
     standing,
@@ -102,7 +102,7 @@ def test_the_fixture_translation_is_current_and_its_report_carries_content_hashe
     assert translation.language == "es"
     assert original.language is None  # the site's
     editions = Editions({a.key: a for a in (original, translation)})
-    assert standing(translation, editions, site, TODAY).state is State.CURRENT
+    assert standing(translation, editions, site, TODAY).state is EditionState.CURRENT
     no_links = LinkReport(results={}, network_down=False, summary=None)
     report = verify_article(translation, site, no_links, on=TODAY, editions=editions)
     assert not [p for p in report.problems if p.check == CHECK]
@@ -137,7 +137,7 @@ def test_an_edited_original_makes_the_translation_stale_then_blocked_after_the_g
     assert grace == 14
 
     stale = standing(translation, editions, site, TODAY)
-    assert stale.state is State.STALE
+    assert stale.state is EditionState.STALE
     assert stale.since == noon(changed_on)
     assert stale.blocked_on == changed_on + timedelta(days=grace)
     [problem] = edition_problems(translation, editions, site, TODAY)
@@ -146,9 +146,9 @@ def test_an_edited_original_makes_the_translation_stale_then_blocked_after_the_g
     assert f"+{NEW_DOSE}" in problem.message
 
     last_day = changed_on + timedelta(days=grace - 1)
-    assert standing(translation, editions, site, last_day).state is State.STALE
+    assert standing(translation, editions, site, last_day).state is EditionState.STALE
     blocked_on = changed_on + timedelta(days=grace)
-    assert standing(translation, editions, site, blocked_on).state is State.BLOCKED
+    assert standing(translation, editions, site, blocked_on).state is EditionState.BLOCKED
     [problem] = edition_problems(translation, editions, site, blocked_on)
     assert problem.severity is Severity.BLOCKED
     assert "grace period" in problem.message
@@ -162,7 +162,7 @@ def test_an_unpublished_change_warns_without_starting_the_grace_period(folder: P
     editions = Editions({edited.key: edited, translation.key: translation}, history)
     far = TODAY + timedelta(days=365)
     found = standing(translation, editions, site, far)
-    assert found.state is State.STALE
+    assert found.state is EditionState.STALE
     assert found.since is None
     [problem] = edition_problems(translation, editions, site, far)
     assert problem.severity is Severity.WARNING

@@ -15,8 +15,8 @@ import pytest
 
 from clinicpress.checks.model import LinkResult, LinkStatus
 from clinicpress.checks.transitions import (
+    KeptState,
     Kind,
-    State,
     integrity_state,
     integrity_transition,
     license_bucket,
@@ -40,25 +40,25 @@ def _link(status: LinkStatus) -> LinkResult:
 
 def test_source_states_step_by_step() -> None:
     steps = [
-        (LinkStatus.BROKEN, State("ok", t(0), 1), None),  # one failure: counted, no alert
-        (LinkStatus.BROKEN, State("broken", t(0), 2), Kind.SOURCE_BROKEN),  # since: the first failure
-        (LinkStatus.REFUSED, State("broken", t(0), 3), None),  # still broken: no second alert
-        (LinkStatus.UNVERIFIED, State("broken", t(0), 3), None),  # says nothing: kept
-        (LinkStatus.OK, State("ok", t(4), 0), Kind.SOURCE_RECOVERED),
-        (LinkStatus.OK, State("ok", t(4), 0), None),
-        (LinkStatus.REDIRECTED, State("redirected", t(6), 0), Kind.SOURCE_MOVED),
-        (LinkStatus.REDIRECTED, State("redirected", t(6), 0), None),
-        (LinkStatus.OK, State("ok", t(8), 0), None),  # back from a redirect: no alert, a new since
-        (LinkStatus.REFUSED, State("ok", t(9), 1), None),
-        (LinkStatus.SKIPPED, State("ok", t(9), 1), None),
-        (LinkStatus.BOT_BLOCKED, State("ok", t(9), 1), None),
-        (LinkStatus.OK, State("ok", t(9), 0), None),  # the count resets
-        (LinkStatus.BROKEN, State("ok", t(13), 1), None),  # a new streak starts at one
-        (LinkStatus.BROKEN, State("broken", t(13), 2), Kind.SOURCE_BROKEN),
-        (LinkStatus.REDIRECTED, State("redirected", t(15), 0), Kind.SOURCE_MOVED),
-        (LinkStatus.BROKEN, State("redirected", t(16), 1), None),
+        (LinkStatus.BROKEN, KeptState("ok", t(0), 1), None),  # one failure: counted, no alert
+        (LinkStatus.BROKEN, KeptState("broken", t(0), 2), Kind.SOURCE_BROKEN),  # since: the first failure
+        (LinkStatus.REFUSED, KeptState("broken", t(0), 3), None),  # still broken: no second alert
+        (LinkStatus.UNVERIFIED, KeptState("broken", t(0), 3), None),  # says nothing: kept
+        (LinkStatus.OK, KeptState("ok", t(4), 0), Kind.SOURCE_RECOVERED),
+        (LinkStatus.OK, KeptState("ok", t(4), 0), None),
+        (LinkStatus.REDIRECTED, KeptState("redirected", t(6), 0), Kind.SOURCE_MOVED),
+        (LinkStatus.REDIRECTED, KeptState("redirected", t(6), 0), None),
+        (LinkStatus.OK, KeptState("ok", t(8), 0), None),  # back from a redirect: no alert, a new since
+        (LinkStatus.REFUSED, KeptState("ok", t(9), 1), None),
+        (LinkStatus.SKIPPED, KeptState("ok", t(9), 1), None),
+        (LinkStatus.BOT_BLOCKED, KeptState("ok", t(9), 1), None),
+        (LinkStatus.OK, KeptState("ok", t(9), 0), None),  # the count resets
+        (LinkStatus.BROKEN, KeptState("ok", t(13), 1), None),  # a new streak starts at one
+        (LinkStatus.BROKEN, KeptState("broken", t(13), 2), Kind.SOURCE_BROKEN),
+        (LinkStatus.REDIRECTED, KeptState("redirected", t(15), 0), Kind.SOURCE_MOVED),
+        (LinkStatus.BROKEN, KeptState("redirected", t(16), 1), None),
     ]
-    state: State | None = None
+    state: KeptState | None = None
     for day, (status, want_state, want_kind) in enumerate(steps):
         state, kind = source_transition(state, _link(status), t(day), threshold=2)
         assert (state, kind) == (want_state, want_kind), f"step {day}: {status}"
@@ -66,20 +66,20 @@ def test_source_states_step_by_step() -> None:
 
 def test_a_threshold_of_one_alerts_on_the_first_failure() -> None:
     assert source_transition(None, _link(LinkStatus.BROKEN), t(0), 1) == (
-        State("broken", t(0), 1),
+        KeptState("broken", t(0), 1),
         Kind.SOURCE_BROKEN,
     )
     state, kind = source_transition(None, _link(LinkStatus.BROKEN), t(0), 3)
     state, kind = source_transition(state, _link(LinkStatus.BROKEN), t(1), 3)
-    assert (state, kind) == (State("ok", t(0), 2), None)
+    assert (state, kind) == (KeptState("ok", t(0), 2), None)
     assert source_transition(state, _link(LinkStatus.BROKEN), t(2), 3) == (
-        State("broken", t(0), 3),
+        KeptState("broken", t(0), 3),
         Kind.SOURCE_BROKEN,
     )
     first = source_transition(None, _link(LinkStatus.OK), t(0), 2)
-    assert first == (State("ok", t(0), 0), None)
+    assert first == (KeptState("ok", t(0), 0), None)
     unverified = source_transition(None, _link(LinkStatus.UNVERIFIED), t(0), 2)
-    assert unverified == (State("ok", t(0), 0), None)
+    assert unverified == (KeptState("ok", t(0), 0), None)
 
 
 def _mark(notice: str) -> str:
@@ -93,18 +93,33 @@ def test_integrity_states_step_by_step() -> None:
     assert len(integrity_state("retracted", None)) == len("retracted:") + 8
     assert integrity_state("corrected", None) == f"corrected:{_mark('')}"
     steps = [
-        (None, None, State("clean", t(0)), None),  # not looked up: kept
-        ("clean", None, State("clean", t(0)), None),
-        ("unknown", "doi:10.1/a", State("clean", t(0)), None),
-        ("retracted", "doi:10.1/a", State(f"retracted:{_mark('doi:10.1/a')}", t(3)), Kind.SOURCE_RETRACTED),
-        ("retracted", "DOI:10.1/A", State(f"retracted:{_mark('doi:10.1/a')}", t(3)), None),
-        ("unknown", None, State(f"retracted:{_mark('doi:10.1/a')}", t(3)), None),
-        ("clean", None, State("clean", t(6)), None),  # reversed: no alert
-        ("corrected", "doi:10.1/c1", State(f"corrected:{_mark('doi:10.1/c1')}", t(7)), Kind.SOURCE_CORRECTED),
-        ("corrected", "doi:10.1/c2", State(f"corrected:{_mark('doi:10.1/c2')}", t(8)), Kind.SOURCE_CORRECTED),
-        ("concern", "doi:10.1/e", State(f"concern:{_mark('doi:10.1/e')}", t(9)), Kind.SOURCE_CONCERN),
+        (None, None, KeptState("clean", t(0)), None),  # not looked up: kept
+        ("clean", None, KeptState("clean", t(0)), None),
+        ("unknown", "doi:10.1/a", KeptState("clean", t(0)), None),
+        (
+            "retracted",
+            "doi:10.1/a",
+            KeptState(f"retracted:{_mark('doi:10.1/a')}", t(3)),
+            Kind.SOURCE_RETRACTED,
+        ),
+        ("retracted", "DOI:10.1/A", KeptState(f"retracted:{_mark('doi:10.1/a')}", t(3)), None),
+        ("unknown", None, KeptState(f"retracted:{_mark('doi:10.1/a')}", t(3)), None),
+        ("clean", None, KeptState("clean", t(6)), None),  # reversed: no alert
+        (
+            "corrected",
+            "doi:10.1/c1",
+            KeptState(f"corrected:{_mark('doi:10.1/c1')}", t(7)),
+            Kind.SOURCE_CORRECTED,
+        ),
+        (
+            "corrected",
+            "doi:10.1/c2",
+            KeptState(f"corrected:{_mark('doi:10.1/c2')}", t(8)),
+            Kind.SOURCE_CORRECTED,
+        ),
+        ("concern", "doi:10.1/e", KeptState(f"concern:{_mark('doi:10.1/e')}", t(9)), Kind.SOURCE_CONCERN),
     ]
-    state: State | None = None
+    state: KeptState | None = None
     for day, (status, notice, want_state, want_kind) in enumerate(steps):
         state, kind = integrity_transition(state, status, notice, t(day))  # type: ignore[arg-type]
         assert (state, kind) == (want_state, want_kind), f"step {day}: {status}"
@@ -112,19 +127,19 @@ def test_integrity_states_step_by_step() -> None:
 
 def test_quote_states_step_by_step() -> None:
     steps = [
-        (None, State("found", t(0)), None),
-        (True, State("found", t(0)), None),
-        (False, State("missing", t(2)), Kind.SOURCE_QUOTE_MISSING),
-        (None, State("missing", t(2)), None),  # the source could not be read: kept
-        (False, State("missing", t(2)), None),
-        (True, State("found", t(5)), None),
-        (False, State("missing", t(6)), Kind.SOURCE_QUOTE_MISSING),
+        (None, KeptState("found", t(0)), None),
+        (True, KeptState("found", t(0)), None),
+        (False, KeptState("missing", t(2)), Kind.SOURCE_QUOTE_MISSING),
+        (None, KeptState("missing", t(2)), None),  # the source could not be read: kept
+        (False, KeptState("missing", t(2)), None),
+        (True, KeptState("found", t(5)), None),
+        (False, KeptState("missing", t(6)), Kind.SOURCE_QUOTE_MISSING),
     ]
-    state: State | None = None
+    state: KeptState | None = None
     for day, (found, want_state, want_kind) in enumerate(steps):
         state, kind = quote_transition(state, found, t(day))
         assert (state, kind) == (want_state, want_kind), f"step {day}: {found}"
-    assert quote_transition(None, False, t(0)) == (State("missing", t(0)), Kind.SOURCE_QUOTE_MISSING)
+    assert quote_transition(None, False, t(0)) == (KeptState("missing", t(0)), Kind.SOURCE_QUOTE_MISSING)
 
 
 @pytest.mark.parametrize(
@@ -138,20 +153,20 @@ def test_license_buckets_at_their_edges(days_left: int, bucket: str) -> None:
 def test_license_states_step_by_step() -> None:
     thresholds = (150, 90, 30)
     steps = [
-        (200, State("ok", t(0)), None),
-        (150, State("150", t(1)), Kind.LICENSE_EXPIRING),
-        (100, State("150", t(1)), None),
-        (90, State("90", t(3)), Kind.LICENSE_EXPIRING),
-        (30, State("30", t(4)), Kind.LICENSE_EXPIRING),
-        (-1, State("expired", t(5)), Kind.LICENSE_EXPIRED),
-        (-2, State("expired", t(5)), None),
-        (10, State("30", t(7)), None),  # renewed to a close date: less severe, no alert
-        (120, State("150", t(8)), None),
-        (400, State("ok", t(9)), Kind.LICENSE_RENEWED),
-        (-5, State("expired", t(10)), Kind.LICENSE_EXPIRED),
-        (400, State("ok", t(11)), Kind.LICENSE_RENEWED),
+        (200, KeptState("ok", t(0)), None),
+        (150, KeptState("150", t(1)), Kind.LICENSE_EXPIRING),
+        (100, KeptState("150", t(1)), None),
+        (90, KeptState("90", t(3)), Kind.LICENSE_EXPIRING),
+        (30, KeptState("30", t(4)), Kind.LICENSE_EXPIRING),
+        (-1, KeptState("expired", t(5)), Kind.LICENSE_EXPIRED),
+        (-2, KeptState("expired", t(5)), None),
+        (10, KeptState("30", t(7)), None),  # renewed to a close date: less severe, no alert
+        (120, KeptState("150", t(8)), None),
+        (400, KeptState("ok", t(9)), Kind.LICENSE_RENEWED),
+        (-5, KeptState("expired", t(10)), Kind.LICENSE_EXPIRED),
+        (400, KeptState("ok", t(11)), Kind.LICENSE_RENEWED),
     ]
-    state: State | None = None
+    state: KeptState | None = None
     for day, (days_left, want_state, want_kind) in enumerate(steps):
         expires = DAY + timedelta(days=day + days_left)
         state, kind = license_transition(state, expires, DAY + timedelta(days=day), thresholds, t(day))
@@ -160,21 +175,26 @@ def test_license_states_step_by_step() -> None:
 
 def test_a_zero_day_threshold_is_the_most_severe_window() -> None:
     first, kind = license_transition(None, DAY + timedelta(days=5), DAY, (0, 30), t(0))
-    assert (first, kind) == (State("30", t(0)), Kind.LICENSE_EXPIRING)
-    assert license_transition(first, DAY, DAY, (0, 30), t(1)) == (State("0", t(1)), Kind.LICENSE_EXPIRING)
+    assert (first, kind) == (KeptState("30", t(0)), Kind.LICENSE_EXPIRING)
+    assert license_transition(first, DAY, DAY, (0, 30), t(1)) == (KeptState("0", t(1)), Kind.LICENSE_EXPIRING)
 
 
 def test_review_states_step_by_step() -> None:
     due_on = DAY + timedelta(days=2)
     steps = [
-        (due_on, DAY, State("ok", t(0)), None),
-        (due_on, due_on, State("ok", t(0)), None),  # due the day after next_review, not on it
-        (due_on, due_on + timedelta(days=1), State("due", t(2)), Kind.REVIEW_DUE),
-        (due_on, due_on + timedelta(days=2), State("due", t(2)), None),
-        (due_on + timedelta(days=365), due_on + timedelta(days=3), State("ok", t(4)), None),  # re-published
-        (due_on + timedelta(days=365), due_on + timedelta(days=4), State("ok", t(4)), None),
+        (due_on, DAY, KeptState("ok", t(0)), None),
+        (due_on, due_on, KeptState("ok", t(0)), None),  # due the day after next_review, not on it
+        (due_on, due_on + timedelta(days=1), KeptState("due", t(2)), Kind.REVIEW_DUE),
+        (due_on, due_on + timedelta(days=2), KeptState("due", t(2)), None),
+        (
+            due_on + timedelta(days=365),
+            due_on + timedelta(days=3),
+            KeptState("ok", t(4)),
+            None,
+        ),  # re-published
+        (due_on + timedelta(days=365), due_on + timedelta(days=4), KeptState("ok", t(4)), None),
     ]
-    state: State | None = None
+    state: KeptState | None = None
     for day, (next_review, today, want_state, want_kind) in enumerate(steps):
         state, kind = review_transition(state, next_review, today, t(day))
         assert (state, kind) == (want_state, want_kind), f"step {day}"
@@ -183,6 +203,6 @@ def test_review_states_step_by_step() -> None:
 def test_a_stored_state_cannot_be_changed_in_place() -> None:
     """The registry compares the state it read with the one a transition returns: never the same object
     edited."""
-    state = State("ok", t(0))
+    state = KeptState("ok", t(0))
     with pytest.raises(dataclasses.FrozenInstanceError):
         state.failures = 3  # type: ignore[misc]

@@ -18,7 +18,7 @@ from dnsserver import DNSTestServer, closed_port
 from clinicpress.outputs.delivery.dkim_sign import DkimSigner
 from clinicpress.outputs.delivery.domain_check import (
     DomainReport,
-    Verdict,
+    RecordStatus,
     aligned,
     check_domain,
     organizational_domain,
@@ -57,13 +57,13 @@ def _check(dns: DNSTestServer, signer: DkimSigner | None, from_address: str = FR
     return check_domain(from_address, signer, txt_lookup([dns.nameserver], timeout=5.0))
 
 
-def _verdicts(report: DomainReport) -> dict[str, Verdict]:
+def _verdicts(report: DomainReport) -> dict[str, RecordStatus]:
     return {check.record: check.verdict for check in report.checks}
 
 
 def test_a_domain_set_up_right_passes(dns: DNSTestServer, signer: DkimSigner) -> None:
     report = _check(dns, signer)
-    assert _verdicts(report) == {"SPF": Verdict.OK, "DKIM": Verdict.OK, "DMARC": Verdict.OK}
+    assert _verdicts(report) == {"SPF": RecordStatus.OK, "DKIM": RecordStatus.OK, "DMARC": RecordStatus.OK}
     assert not report.blocks(strict=True)
     asked = {name for name, _ in dns.queries}
     assert asked == {f"{DOMAIN}.", f"{KEY_NAME}.", f"_dmarc.{DOMAIN}."}  # all of it from our server
@@ -74,21 +74,25 @@ def test_a_domain_without_dmarc_blocks_naming_the_record(dns: DNSTestServer, sig
     report = _check(dns, signer)
     assert report.blocks()
     (problem,) = report.problems
-    assert (problem.record, problem.verdict, problem.name) == ("DMARC", Verdict.MISSING, f"_dmarc.{DOMAIN}")
+    assert (problem.record, problem.verdict, problem.name) == (
+        "DMARC",
+        RecordStatus.MISSING,
+        f"_dmarc.{DOMAIN}",
+    )
     assert f"_dmarc.{DOMAIN}" in report.reason()
     assert "v=DMARC1; p=none" in report.reason()
 
 
 def test_a_txt_record_that_is_not_dmarc_is_no_dmarc(dns: DNSTestServer, signer: DkimSigner) -> None:
     dns.txt[f"_dmarc.{DOMAIN}"] = ["some-verification=1"]
-    assert _verdicts(_check(dns, signer))["DMARC"] is Verdict.MISSING
+    assert _verdicts(_check(dns, signer))["DMARC"] is RecordStatus.MISSING
 
 
 def test_a_subdomain_finds_dmarc_at_its_organizational_domain(dns: DNSTestServer, signer: DkimSigner) -> None:
     dns.txt[f"news.{DOMAIN}"] = [SPF]
     dns.txt[f"_dmarc.{DOMAIN}"] = ["v=DMARC1; p=reject; sp=quarantine"]
     report = _check(dns, signer, f"letters@news.{DOMAIN}")
-    assert _verdicts(report) == {"SPF": Verdict.OK, "DKIM": Verdict.OK, "DMARC": Verdict.OK}
+    assert _verdicts(report) == {"SPF": RecordStatus.OK, "DKIM": RecordStatus.OK, "DMARC": RecordStatus.OK}
     (dmarc,) = [c for c in report.checks if c.record == "DMARC"]
     assert dmarc.name == f"_dmarc.{DOMAIN}"
     assert "p=quarantine" in dmarc.detail  # sp= applies below the organizational domain
@@ -110,13 +114,13 @@ def test_a_dmarc_record_that_does_not_work_is_a_mismatch(
     dns.txt[f"_dmarc.news.{DOMAIN}"] = [record]
     report = _check(dns, parent_signer, f"letters@news.{DOMAIN}")  # d=clinic.example, From news.…
     (problem,) = report.problems
-    assert (problem.record, problem.verdict) == ("DMARC", Verdict.MISMATCH)
+    assert (problem.record, problem.verdict) == ("DMARC", RecordStatus.MISMATCH)
     assert why in problem.detail
 
 
 def test_two_dmarc_records_are_a_mismatch(dns: DNSTestServer, signer: DkimSigner) -> None:
     dns.txt[f"_dmarc.{DOMAIN}"] = [DMARC, "v=DMARC1; p=reject"]
-    assert _verdicts(_check(dns, signer))["DMARC"] is Verdict.MISMATCH
+    assert _verdicts(_check(dns, signer))["DMARC"] is RecordStatus.MISMATCH
 
 
 def test_a_dkim_domain_of_another_organization_is_not_aligned(
@@ -134,18 +138,18 @@ def test_a_domain_without_spf_blocks(dns: DNSTestServer, signer: DkimSigner) -> 
     dns.txt[DOMAIN] = ["google-site-verification=abc123"]
     report = _check(dns, signer)
     (problem,) = report.problems
-    assert (problem.record, problem.verdict, problem.name) == ("SPF", Verdict.MISSING, DOMAIN)
+    assert (problem.record, problem.verdict, problem.name) == ("SPF", RecordStatus.MISSING, DOMAIN)
 
 
 def test_two_spf_records_are_a_mismatch(dns: DNSTestServer, signer: DkimSigner) -> None:
     dns.txt[DOMAIN] = [SPF, "v=spf1 mx -all"]
-    assert _verdicts(_check(dns, signer))["SPF"] is Verdict.MISMATCH
+    assert _verdicts(_check(dns, signer))["SPF"] is RecordStatus.MISMATCH
 
 
 def test_an_unpublished_dkim_key_blocks(dns: DNSTestServer, signer: DkimSigner) -> None:
     del dns.txt[KEY_NAME]
     (problem,) = _check(dns, signer).problems
-    assert (problem.record, problem.verdict, problem.name) == ("DKIM", Verdict.MISSING, KEY_NAME)
+    assert (problem.record, problem.verdict, problem.name) == ("DKIM", RecordStatus.MISSING, KEY_NAME)
 
 
 def test_a_published_key_that_is_not_the_key_files_is_a_mismatch(
@@ -153,7 +157,7 @@ def test_a_published_key_that_is_not_the_key_files_is_a_mismatch(
 ) -> None:
     dns.txt[KEY_NAME] = [key_record(rsa.generate_private_key(public_exponent=65537, key_size=1024))]
     (problem,) = _check(dns, signer).problems
-    assert (problem.record, problem.verdict) == ("DKIM", Verdict.MISMATCH)
+    assert (problem.record, problem.verdict) == ("DKIM", RecordStatus.MISMATCH)
     assert "not the public half of key_file" in problem.detail
 
 
@@ -169,13 +173,13 @@ def test_a_key_behind_a_cname_and_split_in_strings_is_found(dns: DNSTestServer) 
     dns.txt["news2026.dkim.mailprovider.example"] = [key_record(big)]
     del dns.txt[KEY_NAME]
     report = _check(dns, DkimSigner(SELECTOR, DOMAIN, private_pem(big)))
-    assert _verdicts(report)["DKIM"] is Verdict.OK
+    assert _verdicts(report)["DKIM"] is RecordStatus.OK
 
 
 def test_no_dkim_settings_is_a_missing_dkim(dns: DNSTestServer) -> None:
     report = _check(dns, None)
     (problem,) = report.problems
-    assert (problem.record, problem.verdict) == ("DKIM", Verdict.MISSING)
+    assert (problem.record, problem.verdict) == ("DKIM", RecordStatus.MISSING)
     assert "[newsletter.dkim]" in problem.detail
 
 
@@ -184,7 +188,7 @@ def test_dns_that_fails_is_a_warning_that_strict_makes_a_block(
 ) -> None:
     dns.servfail.add(f"_dmarc.{DOMAIN}")
     report = _check(dns, signer)
-    assert _verdicts(report)["DMARC"] is Verdict.UNREACHABLE
+    assert _verdicts(report)["DMARC"] is RecordStatus.UNREACHABLE
     assert report.problems == ()
     assert not report.blocks()
     assert report.blocks(strict=True)
@@ -193,7 +197,7 @@ def test_dns_that_fails_is_a_warning_that_strict_makes_a_block(
 def test_dns_that_is_down_is_unreachable_not_missing(signer: DkimSigner) -> None:
     lookup = txt_lookup([f"127.0.0.1:{closed_port()}"], timeout=0.3)
     report = check_domain(FROM, signer, lookup)
-    assert set(_verdicts(report).values()) == {Verdict.UNREACHABLE}
+    assert set(_verdicts(report).values()) == {RecordStatus.UNREACHABLE}
     assert not report.blocks()
     assert report.blocks(strict=True)
 

@@ -26,8 +26,8 @@ from webhook import Receiver
 
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
 from clinicpress.checks.transitions import (
+    KeptState,
     Kind,
-    State,
     license_bucket,
     license_transition,
     review_transition,
@@ -56,7 +56,7 @@ def _result(status: LinkStatus, url: str = "https://example.org/a") -> LinkResul
 
 def test_source_alerts_once_after_the_threshold_and_once_on_recovery() -> None:
     sequence = [LinkStatus.OK, LinkStatus.BROKEN, LinkStatus.BROKEN, LinkStatus.BROKEN, LinkStatus.OK]
-    state: State | None = None
+    state: KeptState | None = None
     kinds = []
     for day, status in enumerate(sequence):
         state, kind = source_transition(state, _result(status), NOW + timedelta(days=day), threshold=2)
@@ -65,7 +65,7 @@ def test_source_alerts_once_after_the_threshold_and_once_on_recovery() -> None:
 
 
 def test_flapping_and_unverified_sources_page_no_one() -> None:
-    state: State | None = None
+    state: KeptState | None = None
     kinds = []
     for status in [LinkStatus.BROKEN, LinkStatus.OK, LinkStatus.BROKEN, LinkStatus.UNVERIFIED, LinkStatus.OK]:
         state, kind = source_transition(state, _result(status), NOW, threshold=2)
@@ -103,7 +103,7 @@ def test_license_buckets(today: date, bucket: str) -> None:
 
 def test_license_alerts_once_per_threshold_with_a_clock_we_control() -> None:
     expires = date(2027, 4, 30)
-    state: State | None = None
+    state: KeptState | None = None
     alerts = []
     day = date(2026, 11, 1)
     while day <= date(2027, 5, 10):  # every day from 180 days before expiry to 10 days after
@@ -228,9 +228,9 @@ def test_registry_records_publishes_history_and_state(registry: Registry) -> Non
         "https://example.org/a"
     }
 
-    registry.save_states({"source:x": State("broken", NOW, 2)})
-    registry.save_states({"source:x": State("ok", NOW, 0)})
-    assert registry.states() == {"source:x": State("ok", NOW, 0)}
+    registry.save_states({"source:x": KeptState("broken", NOW, 2)})
+    registry.save_states({"source:x": KeptState("ok", NOW, 0)})
+    assert registry.states() == {"source:x": KeptState("ok", NOW, 0)}
 
 
 # -- pending alerts and the monitor's lease (issue 23) ----------------------------------------------
@@ -245,7 +245,7 @@ def _raised(key: str = "source:x", state: str = "broken", kind: str = "source.br
 def _record_run(
     registry: Registry, lock: tuple[str, str, float], raised: list[AlertRecord], at: datetime = NOW
 ) -> list[PendingAlert]:
-    states = {alert.key: State(alert.state, at, 2) for alert in raised}
+    states = {alert.key: KeptState(alert.state, at, 2) for alert in raised}
     return registry.record_monitor(
         lock=lock, renewed_at=at, results=[], checked_at=at, states=states, superseded=[], raised=raised
     )
@@ -342,9 +342,9 @@ def test_a_pending_alert_is_sent_until_its_news_is_over_and_an_unheard_all_clear
     due = _pending(3, "review:s", "due", Kind.REVIEW_DUE)
     retracted = _pending(4, "integrity:d", "retracted:1a2b3c4d", Kind.SOURCE_RETRACTED)
     states = {
-        "source:a": State("ok", NOW),  # works again: the broken alert's news is over ...
-        "license:L": State("90", NOW),  # a later threshold: its own alert replaces the 150-day one
-        "review:s": State("due", NOW),  # still due: sent again
+        "source:a": KeptState("ok", NOW),  # works again: the broken alert's news is over ...
+        "license:L": KeptState("90", NOW),  # a later threshold: its own alert replaces the 150-day one
+        "review:s": KeptState("due", NOW),  # still due: sent again
         # integrity:d not evaluated this run (no answer): kept, not dropped
     }
     alerts = [_alert(Kind.SOURCE_RECOVERED, "source:a"), _alert(Kind.LICENSE_EXPIRING, "license:L")]

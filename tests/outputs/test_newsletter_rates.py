@@ -23,7 +23,7 @@ from smtpserver import SMTPTestServer
 from typer.testing import CliRunner
 from webhook import Receiver
 
-from clinicpress.checks.transitions import State
+from clinicpress.checks.transitions import KeptState
 from clinicpress.cli import app
 from clinicpress.outputs.alerts import AlertKey, LoopKind, alert_kind
 from clinicpress.outputs.delivery import send_newsletter
@@ -49,7 +49,7 @@ def rates(accepted: int, bounced: int = 0, complained: int = 0, version: str = V
 
 
 def test_a_rate_alerts_the_run_it_passes_the_threshold_and_never_again() -> None:
-    state: State | None = None
+    state: KeptState | None = None
     passed = []
     for percent in [0.0, 0.1, 0.2, 0.3, 0.05, 0.4]:  # 0.1 is not past 0.1; a dip and a rise: no news
         state, alert = rate_transition(state, percent, 0.1, NOW)
