@@ -38,6 +38,7 @@ from clinicpress.flows.json_flow import flow
 from clinicpress.flows.publish import ArticleOutcome, PublishResult
 from clinicpress.outputs.holds import HeldArticle
 from clinicpress.sources.loader import Skipped, discover_articles
+from clinicpress.workspace import PublishOptions, Workspace
 
 DEFAULT_BATCH_SIZE = 50
 DEFAULT_WAIT_SECONDS = 3600.0  # for all batches together; a run still going after that fails the parent
@@ -249,8 +250,11 @@ def publish_catalog_flow(
 ) -> CatalogResult:
     """Publish the articles as one ``publish/<work_pool>`` flow run per batch; fail if any batch fails.
 
-    Paths must be absolute (or valid where the workers run): the batches run elsewhere.
+    Paths must be absolute (or valid where the workers run): the batches run elsewhere. Each batch
+    gets this run's ``Workspace`` (resolved) and ``PublishOptions`` as the publish flow's parameters.
     """
+    workspace = Workspace.of(site_path, out_dir).resolved()
+    options = PublishOptions(strict, force, use_cache, test_to, triggered_by)
     from clinicpress.outputs.delivery.people import trigger_problem  # the delivery package: on use
 
     if problem := trigger_problem(triggered_by):  # refused before any batch is triggered
@@ -258,7 +262,7 @@ def publish_catalog_flow(
     files = [str(path.resolve()) for path in discover_articles(paths)]
     batches = batched(files, batch_size)
     deployment = pool_deployment_name(work_pool)
-    results_dir = Path(out_dir).resolve() / RESULTS_DIR
+    results_dir = workspace.out_dir / RESULTS_DIR
     context = FlowRunContext.get()
     # Outside a flow run (the function called directly) there is no retry to guard: a fresh key, so two
     # calls never share "none:batch-1" and the second is never handed the first one's runs.
@@ -267,16 +271,12 @@ def publish_catalog_flow(
     runs = [
         _trigger(
             deployment,
+            # Who published (triggered_by) goes along, for [newsletter] approval_required; a batch
+            # never pauses for the form (it is no deployment's own run: flows/newsletter.py).
             parameters={
                 "paths": batch,
-                "site_path": str(Path(site_path).resolve()),
-                "out_dir": str(Path(out_dir).resolve()),
-                "strict": strict,
-                "force": force,
-                "use_cache": use_cache,
-                "test_to": test_to,
-                # Who published, for [newsletter] approval_required; a batch never pauses for the form.
-                "triggered_by": triggered_by,
+                **workspace.flow_parameters(),
+                **options.flow_parameters(approval_wait=False),
             },
             name=f"batch-{number}-of-{len(batches)}",
             job_variables=_batch_job_variables(results_dir),

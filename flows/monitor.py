@@ -139,37 +139,37 @@ class MonitorResult(BaseModel):
 
 
 @task(name="take-monitor-lock", cache_policy=NO_CACHE)
-def take_lock(site: SiteConfig, out_dir: str, lock: Lock) -> str | None:
+def take_lock(site: SiteConfig, out_dir: Path, lock: Lock) -> str | None:
     """None when this run holds the monitor lock, else who holds it."""
     name, owner, ttl = lock
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         return registry.take_lease(name, owner, ttl, clock.now())
 
 
-def _drop_lock(site: SiteConfig, out_dir: str, lock: Lock) -> None:
+def _drop_lock(site: SiteConfig, out_dir: Path, lock: Lock) -> None:
     name, owner, _ = lock
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         registry.drop_lease(name, owner)
 
 
 @task(name="load-catalog", cache_policy=NO_CACHE)
-def load_catalog(site: SiteConfig, out_dir: str) -> list[PublishedArticle]:
-    with Registry.for_site(site, Path(out_dir)) as registry:
+def load_catalog(site: SiteConfig, out_dir: Path) -> list[PublishedArticle]:
+    with Registry.for_site(site, out_dir) as registry:
         # What is live (after a rollback, not the newest recorded version).
-        return registry.latest_publishes(live_versions(Path(out_dir)) or None)
+        return registry.latest_publishes(live_versions(out_dir) or None)
 
 
 @task(name="load-sends", cache_policy=NO_CACHE)
-def load_sends(site: SiteConfig, out_dir: str) -> list[SendRates]:
+def load_sends(site: SiteConfig, out_dir: Path) -> list[SendRates]:
     """Every newsletter send's accepted messages, hard bounces and complaints (as ``newsletter
     stats`` counts them)."""
-    return sends_heard(registry_url(site, Path(out_dir)))
+    return sends_heard(registry_url(site, out_dir))
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate_catalog(
     site: SiteConfig,
-    out_dir: str,
+    out_dir: Path,
     catalog: list[PublishedArticle],
     results: dict[str, LinkResult],
     today: date,
@@ -178,7 +178,7 @@ def evaluate_catalog(
     authority: AuthorityFindings | None = None,
     sends: list[SendRates] | None = None,
 ) -> tuple[Evaluation, Outbox]:
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         previous = registry.states()
         pending = registry.pending_alerts()
         archives = registry.archives(cited_by(catalog))
@@ -202,7 +202,7 @@ def evaluate_catalog(
 @task(name="record-monitor", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
 def record_monitor(
     site: SiteConfig,
-    out_dir: str,
+    out_dir: Path,
     lock: Lock,
     evaluation: Evaluation,
     outbox: Outbox,
@@ -210,7 +210,7 @@ def record_monitor(
     now: datetime,
 ) -> list[PendingAlert]:
     """States and alerts in one transaction, under the lock; returns every alert to send now."""
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         return registry.record_monitor(
             lock=lock,
             renewed_at=clock.now(),
@@ -225,7 +225,7 @@ def record_monitor(
 
 @task(name="deliver-alerts", cache_policy=NO_CACHE)
 def deliver_alerts(
-    site: SiteConfig, out_dir: str, lock: Lock, pending: list[PendingAlert], now: datetime
+    site: SiteConfig, out_dir: Path, lock: Lock, pending: list[PendingAlert], now: datetime
 ) -> dict[int, list[AlertDelivery]]:
     """Each pending alert to every destination, its attempt recorded at once: delivered when one
     destination accepted it, else still pending. No task retries: retries happen per destination
@@ -233,7 +233,7 @@ def deliver_alerts(
     name, owner, ttl = lock
     sent: dict[int, list[AlertDelivery]] = {}
     failed: set[int] = set()  # destinations that failed this run: one try each for the next alerts
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         for alert in pending:
             registry.renew_lease(name, owner, ttl, clock.now())  # a run that lost the lock stops here
             deliveries = deliver(alert, site.alerts.urls, now=now, retries=site.alerts.retries, failed=failed)
@@ -272,18 +272,18 @@ def monitor_flow(
     today: date | None = None,
 ) -> MonitorResult:
     """Re-check every source of every published article; alert on transitions, one run at a time."""
-    site = load_site(site_path)
+    site, out = load_site(site_path), Path(out_dir)
     lock: Lock = (MONITOR_LOCK, owner_name(uuid.uuid4().hex), LOCK_SECONDS)
-    busy = take_lock(site, out_dir, lock)
+    busy = take_lock(site, out, lock)
     if busy is not None:
         return MonitorResult(busy=busy, destinations=len(site.alerts.urls))
     try:
-        return _monitor(site, out_dir, lock, today)
+        return _monitor(site, out, lock, today)
     finally:
-        _drop_lock(site, out_dir, lock)
+        _drop_lock(site, out, lock)
 
 
-def _monitor(site: SiteConfig, out_dir: str, lock: Lock, today: date | None) -> MonitorResult:
+def _monitor(site: SiteConfig, out_dir: Path, lock: Lock, today: date | None) -> MonitorResult:
     catalog = load_catalog(site, out_dir)
     now = clock.now()
     day = today or clock.today()

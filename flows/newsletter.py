@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -32,6 +33,7 @@ from clinicpress.outputs.subscribers import Subscriber
 from clinicpress.renderers.base import RenderContext
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
+from clinicpress.workspace import PublishOptions
 
 APPROVAL_POLL_SECONDS = 5  # how soon a paused run notices the form was sent
 
@@ -41,16 +43,15 @@ def send_newsletter_task(
     article: Article,
     version: str,
     site: SiteConfig,
-    out_dir: str,
+    out_dir: Path,
     published_at: datetime,
     recipients: list[Subscriber],
-    test_to: str | None,
-    triggered_by: str | None = None,
-    strict: bool = False,
+    options: PublishOptions,
 ) -> SendReport:
     """Only after the swap committed: an email cannot be recalled (docs/architecture.md).
 
-    ``strict`` (publish --strict): DNS that does not answer the From domain's check stops the send.
+    ``options.strict`` (publish --strict): DNS that does not answer the From domain's check stops
+    the send; ``options.test_to``: one [TEST] message to that address only.
     """
     assert site.newsletter.smtp is not None
     context = RenderContext(published_at=published_at, version=version)
@@ -61,14 +62,14 @@ def send_newsletter_task(
         out_dir,
         recipients=recipients,
         smtp=site.newsletter.smtp,
-        test_to=test_to,
-        triggered_by=triggered_by,
-        strict=strict,
+        test_to=options.test_to,
+        triggered_by=options.triggered_by,
+        strict=options.strict,
     )
 
 
 @task(name="approve-newsletter", cache_policy=NO_CACHE)
-def approve_task(site: SiteConfig, out_dir: str, slug: str, version: str, approver: str) -> str | None:
+def approve_task(site: SiteConfig, out_dir: Path, slug: str, version: str, approver: str) -> str | None:
     """Record the form's approval, as ``clinicpress approve-send`` does; the refusal, or None."""
     try:
         approve_version(site, out_dir, slug, version, approver)
@@ -132,7 +133,7 @@ def _running_again() -> None:
 def ask_for_approval(
     reports: list[SendReport],
     site: SiteConfig,
-    out_dir: str,
+    out_dir: Path,
     wait_seconds: int,
     send_again: Callable[[SendReport], SendReport],
 ) -> list[SendReport]:

@@ -65,6 +65,7 @@ from clinicpress.sources.addresses import Moves
 from clinicpress.sources.article import Article, Channel
 from clinicpress.sources.loader import Loaded, Skipped, discover_articles, load_articles, load_each
 from clinicpress.sources.versioning import article_version, content_hash
+from clinicpress.workspace import PublishOptions, Workspace
 
 if TYPE_CHECKING:
     from clinicpress.outputs.delivery import SendReport
@@ -99,7 +100,7 @@ class PublishResult(BaseModel):
 
 @task(name="load-inputs", cache_policy=NO_CACHE)
 def load_inputs(
-    paths: list[str], site_path: str, facts: FactsCache | None = None, strict: bool = False
+    paths: list[str], site_path: Path, facts: FactsCache | None = None, strict: bool = False
 ) -> tuple[SiteConfig, Loaded]:
     """The site and the articles that load; a file that does not is skipped with its error
     (issue 24), or with ``strict`` stops the run with it (all or nothing)."""
@@ -117,14 +118,14 @@ def load_inputs(
 
 @task(name="load-reviews", cache_policy=NO_CACHE)
 def signed_off(
-    articles: list[Article], site: SiteConfig, out_dir: str
+    articles: list[Article], site: SiteConfig, out_dir: Path
 ) -> tuple[list[Article], list[ReviewRecord], dict[str, ReviewSource]]:
     """The articles with their review line from the sign-off records (issue 15), and the records.
 
     Before the version hash and the renders: every channel, the version and the consistency
     check see the same reviewer.
     """
-    records = load_reviews(site, Path(out_dir), [a.key for a in articles])
+    records = load_reviews(site, out_dir, [a.key for a in articles])
     signed = [with_signoff(article, records) for article in articles]
     return [a for a, _ in signed], records, {a.key: source for a, source in signed}
 
@@ -132,7 +133,7 @@ def signed_off(
 @task(name="held-versions", cache_policy=NO_CACHE)
 def held_versions(
     site: SiteConfig,
-    out_dir: str,
+    out_dir: Path,
     articles: list[Article],
     versions: list[str],
     live: dict[str, str],
@@ -146,9 +147,9 @@ def held_versions(
     candidates = {
         a.key: (v, content_hash(a)) for a, v in zip(articles, versions, strict=True) if live.get(a.key) != v
     }
-    if force or not candidates or not registry_exists(registry_url(site, Path(out_dir))):
+    if force or not candidates or not registry_exists(registry_url(site, out_dir)):
         return []  # nothing published there yet: no rollback, no hold (and no registry made)
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         held = held_back(candidates, live, registry.holds(), force=force)
     return [
         HeldArticle(
@@ -205,7 +206,7 @@ def render_batch(renders: RenderRun, start: int, stop: int) -> list[Checked | Re
 
 @task(name="publish-release", cache_policy=NO_CACHE)
 def publish(
-    out_dir: str,
+    out_dir: Path,
     ready: list[ReadyArticle],
     site: SiteConfig,
     published_at: datetime,
@@ -214,15 +215,15 @@ def publish(
     withdraw: list[str] | None = None,
 ) -> PublishedRelease | None:
     return publish_release(
-        Path(out_dir), ready, site, published_at, force=force, redirects=redirects, withdraw=withdraw or []
+        out_dir, ready, site, published_at, force=force, redirects=redirects, withdraw=withdraw or []
     )
 
 
 @task(name="addresses", cache_policy=NO_CACHE)
-def addressed(site: SiteConfig, site_path: str, out_dir: str, loaded: Loaded) -> tuple[Loaded, Moves]:
+def addressed(site: SiteConfig, workspace: Workspace, loaded: Loaded) -> tuple[Loaded, Moves]:
     """Each article at its permanent address (issue 24, sources/addresses.py): a title edit keeps
     the slug its file published; an article that would take another's old address is skipped."""
-    return at_addresses(site, Path(site_path), Path(out_dir), loaded)
+    return at_addresses(site, workspace.site_path, workspace.out_dir, loaded)
 
 
 def summary_markdown(result: PublishResult) -> str:
@@ -254,20 +255,18 @@ def summary_markdown(result: PublishResult) -> str:
 
 def _newsletters(
     site: SiteConfig,
-    out_dir: str,
+    out_dir: Path,
     now: datetime,
     live: list[tuple[Article, str]],
-    test_to: str | None,
-    triggered_by: str | None = None,
-    approval_wait: int = 0,
-    strict: bool = False,
+    options: PublishOptions,
 ) -> list[SendReport]:
     """Send (or resume) each live version's newsletter, when an SMTP server is configured.
 
     A send waiting for a second person's approval ([newsletter] approval_required) pauses a
-    deployment's run for the approval form, up to ``approval_wait`` seconds (flows/newsletter.py).
+    deployment's run for the approval form, up to ``options.approval_wait_seconds``
+    (flows/newsletter.py).
     """
-    news = site.newsletter
+    news, test_to = site.newsletter, options.test_to
     if news.smtp is None or (test_to is None and news.subscribers is None):
         return []  # the .eml outbox is the only newsletter output
     # Imported only when there is something to send: the delivery package (its tables, SMTP) is
@@ -279,17 +278,19 @@ def _newsletters(
     articles = {(a.key, v): a for a, v in live if Channel.NEWSLETTER in a.channels}
 
     # An article with translations live goes to each subscriber in their language (issue 26).
-    editions = live_editions(live_reports(Path(out_dir))) if recipients else {}
+    editions = live_editions(live_reports(out_dir)) if recipients else {}
 
     def send(article: Article, version: str) -> SendReport:
         readers = audience(recipients, article.key, editions)
-        return send_newsletter_task(
-            article, version, site, out_dir, now, quoted(readers), test_to, triggered_by, strict
-        )
+        return send_newsletter_task(article, version, site, out_dir, now, quoted(readers), options)
 
     reports = [send(article, version) for (_, version), article in articles.items()]
     return ask_for_approval(
-        reports, site, out_dir, approval_wait, lambda r: send(articles[r.slug, r.version], r.version)
+        reports,
+        site,
+        out_dir,
+        options.approval_wait_seconds,
+        lambda r: send(articles[r.slug, r.version], r.version),
     )
 
 
@@ -314,24 +315,35 @@ def publish_flow(
     run from a deployment, a send waiting for approval pauses the run for the approval form up
     to ``approval_wait_seconds`` (flows/newsletter.py). It names one person: "A, B" is refused
     before anything is published (A could otherwise approve their own send).
+
+    The parameters are flat because they are a deployment's (clinicpress/workspace.py says why);
+    past this signature they travel as one ``Workspace`` and one ``PublishOptions``.
     """
-    if triggered_by is not None:
+    workspace = Workspace.of(site_path, out_dir)
+    options = PublishOptions(strict, force, use_cache, test_to, triggered_by, approval_wait_seconds)
+    return _publish(paths or [], workspace, options)
+
+
+def _publish(paths: list[str], workspace: Workspace, options: PublishOptions) -> PublishResult:
+    """The publish flow's body (see :func:`publish_flow`)."""
+    out_dir, strict, force = workspace.out_dir, options.strict, options.force
+    if options.triggered_by is not None:
         from clinicpress.outputs.delivery.people import trigger_problem  # the delivery package: on use
 
-        if problem := trigger_problem(triggered_by):
+        if problem := trigger_problem(options.triggered_by):
             raise InputError(None, "triggered_by", problem, "one person's name (who publishes), or none")
-    facts = open_facts(out_dir, enabled=use_cache)
-    site, loaded = load_inputs(paths or [], site_path, facts, strict)
-    loaded, moved = addressed(site, site_path, out_dir, quoted(loaded))
+    facts = open_facts(out_dir, enabled=options.use_cache)
+    site, loaded = load_inputs(paths, workspace.site_path, facts, strict)
+    loaded, moved = addressed(site, workspace, quoted(loaded))
     articles = loaded.articles
     articles, reviews, review_sources = signed_off(quoted(articles), site, out_dir)
     now = clock.local_now()
     # Translations (issue 26): their originals and published texts; a stale one's page says so.
-    editions = edition_context(site, Path(out_dir), articles, Path(site_path).parent)
+    editions = edition_context(site, out_dir, articles, workspace.content_dir)
     if editions is not None:
         articles = [with_edition_note(a, editions, site, now.date()) for a in articles]
     templates = template_fingerprint()
-    live = {} if force else live_versions(Path(out_dir))
+    live = {} if force else live_versions(out_dir)
     versions = [article_version(a, site, templates) for a in articles]
     # A version a rollback took out stays out (issue 24): not checked, rendered or published.
     held = held_versions(site, out_dir, quoted(articles), versions, live, force)
@@ -346,11 +358,11 @@ def publish_flow(
     progress.start("render", len(to_render))
     # A catalog's artifacts wait in files (a spool in --out), not in this process's memory, until
     # the release hard-links them; the spool goes when the release is written.
-    spool = Spool(Path(out_dir)) if is_catalog(len(to_render)) else None
+    spool = Spool(out_dir) if is_catalog(len(to_render)) else None
     if spool is None:
         # A killed catalog run's spool goes even when this run renders nothing (opening a Spool
         # would do it otherwise): tests/flows/test_faults.py, the catalog's switched-kill case.
-        remove_dead_spools(Path(out_dir))
+        remove_dead_spools(out_dir)
     with spool or contextlib.nullcontext():
         # The renders run while the sources are checked (they do not depend on the check).
         jobs = [run.render_job(site, now) for run in to_render]
@@ -364,7 +376,7 @@ def publish_flow(
             ) as pool,
             RenderRun(jobs, pool) as renders,
         ):
-            cache = open_cache(out_dir, site.checks.links, enabled=use_cache)
+            cache = open_cache(out_dir, site.checks.links, enabled=options.use_cache)
             prime_facts(
                 articles, facts, site
             )  # links, grade, language findings: from disk or worked out once
@@ -408,32 +420,25 @@ def publish_flow(
             site, out_dir, release, quoted([s.ready for s in went_live]), quoted(links), now, records
         )
         if force and release.release_id is not None:  # a held version published again: no longer held
-            with Registry.for_site(site, Path(out_dir)) as registry:
+            with Registry.for_site(site, out_dir) as registry:
                 registry.lift_holds(
                     {s.run.article.key: (s.run.version, content_hash(s.run.article)) for s in went_live},
                     release_id=release.release_id,
-                    by=triggered_by or "unknown",
+                    by=options.triggered_by or "unknown",
                     at=now,
                 )
     live_unchanged = [(s.run.article, s.run.version) for s in unchanged]
     live_files = moved.published(s.run.article.key for s in [*went_live, *unchanged])
     if live_files:
-        with Registry.for_site(site, Path(out_dir)) as registry:
+        with Registry.for_site(site, out_dir) as registry:
             registry.record_addresses(live_files, now)  # which file published which slug
     # The texts that are live, each kept once with when it first went live (translations' grace).
-    record_texts(site, Path(out_dir), [s.run.article for s in [*went_live, *unchanged]], now)
+    record_texts(site, out_dir, [s.run.article for s in [*went_live, *unchanged]], now)
     if live_unchanged:
         record_unrecorded_live(site, out_dir, quoted(live_unchanged), now)
     # After the swap: live versions (new, or unchanged with a send left to resume) get their newsletter.
     sends = _newsletters(
-        site,
-        out_dir,
-        now,
-        [(s.run.article, s.run.version) for s in went_live] + live_unchanged,
-        test_to,
-        triggered_by,
-        approval_wait_seconds,
-        strict,
+        site, out_dir, now, [(s.run.article, s.run.version) for s in went_live] + live_unchanged, options
     )
     result = _result(out_dir, release, settled, {s.run.article.key for s in unchanged}, sends, review_sources)
     result.skipped = loaded.skipped
@@ -444,7 +449,7 @@ def publish_flow(
 
 
 def _result(
-    out_dir: str,
+    out_dir: Path,
     release: PublishedRelease | None,
     settled: list[Settled],
     unchanged: set[str],
@@ -453,7 +458,7 @@ def _result(
 ) -> PublishResult:
     files = release.files if release else {}
     return PublishResult(
-        out_dir=out_dir,
+        out_dir=str(out_dir),
         release_id=release.release_id if release else None,  # None: no new release
         outcomes=[
             ArticleOutcome(

@@ -22,6 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -62,6 +63,7 @@ from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig
 from clinicpress.sources.article import Article, Channel
 from clinicpress.sources.loader import load_article
 from clinicpress.sources.versioning import article_version, content_hash
+from clinicpress.workspace import PublishOptions, Workspace
 
 REVIEWS_DIR = "reviews"  # under --out, beside the releases: never part of what is published
 # Long enough for a clinician's weekend; the paused run holds its process (and a `serve` slot)
@@ -116,19 +118,20 @@ def write_review_files(folder: Path, artifacts: Sequence[AnyArtifact]) -> dict[s
 def check_for_review(
     articles: list[Article],
     site: SiteConfig,
-    out_dir: str,
-    strict: bool,
-    use_cache: bool,
+    out_dir: Path,
+    options: PublishOptions,
     reviews: list[ReviewRecord],
 ) -> list[ArticleReport]:
     """What ``clinicpress check`` runs: every check, on today's date, with the link cache."""
-    cache = open_cache(out_dir, site.checks.links, enabled=use_cache)
-    return check_articles(articles, site, on=clock.today(), strict=strict, cache=cache, reviews=reviews)
+    cache = open_cache(out_dir, site.checks.links, enabled=options.use_cache)
+    return check_articles(
+        articles, site, on=clock.today(), strict=options.strict, cache=cache, reviews=reviews
+    )
 
 
 @task(name="render-for-review", cache_policy=NO_CACHE)
 def render_for_review(
-    article: Article, site: SiteConfig, out_dir: str
+    article: Article, site: SiteConfig, out_dir: Path
 ) -> tuple[dict[str, Path], list[Problem]]:
     """The three channels as publishing renders them (consistency check included), into the folder."""
     context = RenderContext(
@@ -137,15 +140,15 @@ def render_for_review(
     [rendered] = render_and_check_here([(article, site, context)])
     if isinstance(rendered, RenderError):
         return {}, [Problem(check=Check.RENDER, severity=Severity.BLOCKED, message=str(rendered))]
-    reviews = private_dir(Path(out_dir) / REVIEWS_DIR)  # drafts of texts not published: owner-only
-    files = write_review_files(review_folder(Path(out_dir), article), rendered.artifacts)
+    reviews = private_dir(out_dir / REVIEWS_DIR)  # drafts of texts not published: owner-only
+    files = write_review_files(review_folder(out_dir, article), rendered.artifacts)
     private_tree(reviews)  # files 0600, folders 0700 (clinicpress/private.py)
     return files, rendered.problems
 
 
 @task(name="record-review", cache_policy=NO_CACHE)  # no retries: a review must never be recorded twice
-def record_review_task(site: SiteConfig, out_dir: str, record: ReviewRecord) -> ReviewRecord:
-    return record_review(site, Path(out_dir), record)
+def record_review_task(site: SiteConfig, out_dir: Path, record: ReviewRecord) -> ReviewRecord:
+    return record_review(site, out_dir, record)
 
 
 def ask_reviewer(article: Article, verdict: Verdict, timeout_seconds: float) -> Submitted:
@@ -170,9 +173,7 @@ def ask_reviewer(article: Article, verdict: Verdict, timeout_seconds: float) -> 
         logger.warning("%s: review form refused, nothing recorded: %s", article.key, refused)
 
 
-def _publish_approved(
-    result: ReviewResult, site_path: str, out_dir: str, strict: bool, use_cache: bool
-) -> None:
+def _publish_approved(result: ReviewResult, workspace: Workspace, options: PublishOptions) -> None:
     """Publish the approved texts that are still the files' texts; notes say why not, per article.
 
     One publish per reviewer, who is recorded as who published each of their articles: with
@@ -191,7 +192,10 @@ def _publish_approved(
             continue
         ready.setdefault(reviewed.reviewer_name, []).append(reviewed)
     for reviewer, group in ready.items():
-        _publish_group(result, group, reviewer, site_path, out_dir, strict, use_cache)
+        # The approving clinician published: with [newsletter] approval_required the send then
+        # waits for someone else (approve-send); a subflow never pauses for that form.
+        as_reviewer = replace(options, triggered_by=reviewer, approval_wait_seconds=0)
+        _publish_group(result, group, workspace, as_reviewer)
     if ready:
         result.published = [r.slug for group in ready.values() for r in group if r.published]
 
@@ -199,24 +203,13 @@ def _publish_approved(
 def _publish_group(
     result: ReviewResult,
     group: list[ArticleReviewed],
-    reviewer: str | None,
-    site_path: str,
-    out_dir: str,
-    strict: bool,
-    use_cache: bool,
+    workspace: Workspace,
+    options: PublishOptions,
 ) -> None:
     """One reviewer's approved articles, published by the publish flow (a subflow) as theirs."""
     try:
         published = publish_flow(
-            paths=[r.path for r in group],
-            site_path=site_path,
-            out_dir=out_dir,
-            strict=strict,
-            use_cache=use_cache,
-            # The approving clinician published: with [newsletter] approval_required the send then
-            # waits for someone else (approve-send); a subflow never pauses for that form.
-            triggered_by=reviewer,
-            approval_wait_seconds=0,
+            paths=[r.path for r in group], **workspace.flow_parameters(), **options.flow_parameters()
         )
     except ClinicpressError as exc:
         for reviewed in group:
@@ -267,18 +260,19 @@ def review_flow(
             None, "timeout_hours", f"got {timeout_hours:g}", f"more than 0, at most {MAX_TIMEOUT_HOURS:g}"
         )
     logger = get_run_logger()
+    workspace = Workspace.of(site_path, out_dir)
+    options = PublishOptions(strict=strict, use_cache=use_cache)
+    out = workspace.out_dir
     # Every file given is reviewed: one that does not load stops the run (nothing recorded).
-    site, loaded = load_inputs(paths, site_path, strict=True)
+    site, loaded = load_inputs(paths, workspace.site_path, strict=True)
     articles = loaded.articles
     # The review line as publishing prints it (the records), and the checks `check` runs.
-    printed, records, _ = signed_off(quoted(articles), site, out_dir)
-    reports = check_for_review(quoted(printed), site, out_dir, strict, use_cache, quoted(records))
+    printed, records, _ = signed_off(quoted(articles), site, out)
+    reports = check_for_review(quoted(printed), site, out, options, quoted(records))
     result = ReviewResult(out_dir=out_dir, reviews=[], publish_on_approve=site.review.publish_on_approve)
     for index, (article, shown, report) in enumerate(zip(articles, printed, reports, strict=True)):
-        files, render_problems = render_for_review(quoted(shown), site, out_dir)
-        baseline = live_baseline(
-            live_report(Path(out_dir), article.key), [r for r in records if r.slug == article.key]
-        )
+        files, render_problems = render_for_review(quoted(shown), site, out)
+        baseline = live_baseline(live_report(out, article.key), [r for r in records if r.slug == article.key])
         create_markdown_artifact(
             review_markdown(shown, report, render_problems, files, baseline, site.review.publish_on_approve),
             key=f"review-{article.key}",
@@ -289,7 +283,7 @@ def review_flow(
             path=str(article.path),
             content_hash=content_hash(article),
             verdict=report.verdict.value,
-            folder=str(review_folder(Path(out_dir), article)),
+            folder=str(review_folder(out, article)),
         )
         result.reviews.append(reviewed)
         try:
@@ -303,16 +297,14 @@ def review_flow(
             )
             create_markdown_artifact(result_markdown(result) + f"\n{message}\n", key="review-result")
             raise FlowPauseTimeout(message) from None
-        record = record_review_task(
-            site, out_dir, review_record(article, submitted, clock.today(), clock.now())
-        )
+        record = record_review_task(site, out, review_record(article, submitted, clock.today(), clock.now()))
         reviewed.decision, reviewed.reviewer, reviewed.review_id = record.decision, record.who(), record.id
         reviewed.reviewer_name = record.reviewer.name
         logger.info(
             "%s: review #%s recorded: %s by %s", article.key, record.id, record.decision.value, record.who()
         )
     if site.review.publish_on_approve:
-        _publish_approved(result, site_path, out_dir, strict, use_cache)
+        _publish_approved(result, workspace, options)
     create_markdown_artifact(result_markdown(result), key="review-result", description="clinicpress review")
     logger.info("%s", result.next_step())
     return result

@@ -115,12 +115,12 @@ def printed_reviewers(out_dir: Path, slugs: Iterable[str]) -> dict[str, PrintedR
 
 
 @task(name="monitor-authorities", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
-def monitor_authority_task(site: SiteConfig, out_dir: str, slugs: list[str]) -> AuthorityFindings:
+def monitor_authority_task(site: SiteConfig, out_dir: Path, slugs: list[str]) -> AuthorityFindings:
     """DHCS and the NPI registry read again (no cache), through the lookup check and publish make,
     with the answers the registry kept from earlier runs."""
-    reviewers = printed_reviewers(Path(out_dir), slugs)
+    reviewers = printed_reviewers(out_dir, slugs)
     report = run_quietly(lookup_authorities(site, list(reviewers), link_cache_path=None))
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         previous = {
             (name, key): snap
             for name in ("dhcs", "npi")
@@ -137,7 +137,7 @@ class MonitorIntegrity:
 
 @task(name="monitor-integrity", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
 def monitor_integrity_task(
-    urls: list[str], slugs: list[str], site: SiteConfig, out_dir: str, now: datetime
+    urls: list[str], slugs: list[str], site: SiteConfig, out_dir: Path, now: datetime
 ) -> MonitorIntegrity | None:
     """The monitor's Crossref/PubMed lookups and quote readings (never cached); None when disabled.
 
@@ -147,7 +147,7 @@ def monitor_integrity_task(
     if not site.checks.integrity.enabled:
         return None
     links = site.checks.links
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         recorded = registry.quotes(slugs)
     pairs = list(dict.fromkeys((r.url, r.quote) for r in recorded))
     fetch_at: dict[str, str] = {}
@@ -165,7 +165,7 @@ def monitor_integrity_task(
         quotes=pairs,
         fetch_at=fetch_at,
     )
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         registry.update_quotes(_readings(report.quotes.values()), now)
     return MonitorIntegrity(verdicts_by_url(urls, report, links), report.quotes)
 
@@ -222,7 +222,7 @@ def _publish_record(
 @task(name="record-publish", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
 def record_publish(
     site: SiteConfig,
-    out_dir: str,
+    out_dir: Path,
     release: PublishedRelease,
     ready: list[ReadyArticle],
     links: LinkReport,
@@ -237,7 +237,7 @@ def record_publish(
     Returns the slugs recorded as new versions (re-publishing a version is a no-op).
     """
     fault_point("record")
-    with Registry.for_site(site, Path(out_dir)) as registry:
+    with Registry.for_site(site, out_dir) as registry:
         recorded = registry.record_publishes(
             [
                 _publish_record(
@@ -277,7 +277,7 @@ def record_publish(
 
 @task(name="record-live", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
 def record_unrecorded_live(
-    site: SiteConfig, out_dir: str, live: list[tuple[Article, str]], now: datetime
+    site: SiteConfig, out: Path, live: list[tuple[Article, str]], now: datetime
 ) -> list[str]:
     """Record live versions the registry lacks; returns their slugs.
 
@@ -287,7 +287,6 @@ def record_unrecorded_live(
     """
     if not live:
         return []
-    out = Path(out_dir)
     with Registry.for_site(site, out) as registry:
         missing = registry.unrecorded({article.key: version for article, version in live})
         release = live_release(out)

@@ -100,7 +100,7 @@ def _pipeline(
         lap("publish_release", start)
         start = time.perf_counter()
         if release is not None:
-            record_publish.fn(site, str(out), release, ready, links, now)
+            record_publish.fn(site, out, release, ready, links, now)
         lap("registry record", start)
     steps["total"] = time.perf_counter() - total
     if len(ready) != len(articles):

@@ -24,6 +24,7 @@ from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import Loaded, Skipped
+from clinicpress.workspace import PublishOptions, Workspace
 
 if TYPE_CHECKING:
     from clinicpress.checks.model import ArticleReport
@@ -210,20 +211,17 @@ def publish(
         if not articles:  # every file was skipped: nothing to publish, no Prefect to start
             _print_skipped(loaded.skipped)
             raise typer.Exit(EXIT_USAGE)
+        workspace = Workspace(site, out)
+        options = PublishOptions(
+            strict=strict,
+            force=force,
+            use_cache=not no_cache,
+            test_to=test_to,
+            triggered_by=by or login_name(),
+            approval_wait_seconds=0,  # a CLI publish never waits for a form: it says the send waits
+        )
         if work_pool is not None:
-            _publish_on_pool(
-                articles,
-                site,
-                out,
-                work_pool,
-                batch_size,
-                strict,
-                force,
-                not no_cache,
-                test_to,
-                by or login_name(),
-                loaded.skipped,
-            )
+            _publish_on_pool(articles, workspace, work_pool, batch_size, options, loaded.skipped)
             return
         from clinicpress.renderers.pool import head_start
 
@@ -235,14 +233,8 @@ def publish(
             with progress_bar(f"Publishing {len(articles)} article(s) (starting Prefect)…"), cli_flow_run():
                 result = publish_flow(
                     paths=[str(a.path) for a in articles],
-                    site_path=str(site),
-                    out_dir=str(out),
-                    strict=strict,
-                    force=force,
-                    use_cache=not no_cache,
-                    test_to=test_to,
-                    triggered_by=by or login_name(),
-                    approval_wait_seconds=0,  # a CLI publish never waits for a form: it says the send waits
+                    **workspace.flow_parameters(),
+                    **options.flow_parameters(),
                 )
     again = command("publish", *map(str, paths or []))
     _print_published(
@@ -339,15 +331,10 @@ def _print_published(
 
 def _publish_on_pool(
     articles: list[Article],
-    site: Path,
-    out: Path,
+    workspace: Workspace,
     work_pool: str,
     batch_size: int | None,
-    strict: bool,
-    force: bool,
-    use_cache: bool,
-    test_to: str | None,
-    triggered_by: str,
+    options: PublishOptions,
     skipped: Sequence[Skipped] = (),
 ) -> None:
     """The publish-catalog flow here, one publish flow run per batch on the pool's workers;
@@ -366,21 +353,16 @@ def _publish_on_pool(
             result = publish_catalog_flow(
                 # Absolute: the batches run in the workers' own working directories.
                 paths=[str(a.path.resolve()) for a in articles],
-                site_path=str(site.resolve()),
-                out_dir=str(out.resolve()),
+                **workspace.resolved().flow_parameters(),
                 work_pool=work_pool,
                 batch_size=size,
-                strict=strict,
-                force=force,
-                use_cache=use_cache,
-                test_to=test_to,
-                triggered_by=triggered_by,
+                **options.flow_parameters(approval_wait=False),
             )
         except BatchesFailed as exc:
             failure, result = exc, exc.result  # the batches that completed are live: report them
     for batch in result.batches:
         out_console.print(batch.summary(len(result.batches)), markup=False)
-    _print_published(result.outcomes, out, result.newsletters, result.newsletters_incomplete)
+    _print_published(result.outcomes, workspace.out_dir, result.newsletters, result.newsletters_incomplete)
     _print_held(result.held)
     out_console.print(result.summary(), markup=False)
     _print_skipped(skipped)

@@ -359,7 +359,7 @@ def test_nothing_private_is_ever_under_the_web_root(
             write_article(front_matter=front, body=f"A claim.[^1] {DRAFT_MARKER}.\n")
             _cli("review", SLUG, "--by", "Dana Reviewer", "--credentials", "MD", "--request-changes",
                  "--comment", CHANGES_COMMENT, *where)  # fmt: skip
-            drafts, _ = render_for_review.fn(load_article(article), load_site(site), str(out))
+            drafts, _ = render_for_review.fn(load_article(article), load_site(site), out)
             assert DRAFT_MARKER in drafts["web page"].read_text(encoding="utf-8")
             blocked = runner.invoke(app, ["publish", *where, str(article)])
             assert blocked.exit_code == 1, blocked.output
