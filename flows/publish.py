@@ -27,7 +27,7 @@ from clinicpress.checks.language import check_exceptions
 from clinicpress.checks.links import LinkReport
 from clinicpress.checks.model import ArticleReport, LinkStatus, Verdict
 from clinicpress.checks.report_text import links_table, skipped_line
-from clinicpress.checks.signoff import ReviewRecord, ReviewSource, with_signoff
+from clinicpress.checks.signoff import ReviewRecord, ReviewSource
 from clinicpress.checks.verify import all_urls, verify_article
 from clinicpress.errors import InputError, RenderError
 from clinicpress.faults import fault_point
@@ -48,7 +48,7 @@ from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_
 from clinicpress.outputs.registry import Registry, at_addresses
 from clinicpress.outputs.registry_location import registry_exists, registry_url
 from clinicpress.outputs.release import live_reports, live_versions
-from clinicpress.outputs.reviews import load_reviews
+from clinicpress.outputs.signed import SignedOff, signed_off
 from clinicpress.outputs.subscribers import load_subscribers
 from clinicpress.renderers.fingerprint import template_fingerprint
 from clinicpress.renderers.pool import (
@@ -117,17 +117,13 @@ def load_inputs(
 
 
 @task(name="load-reviews", cache_policy=NO_CACHE)
-def signed_off(
-    articles: list[Article], site: SiteConfig, out_dir: Path
-) -> tuple[list[Article], list[ReviewRecord], dict[str, ReviewSource]]:
+def load_signoffs(articles: list[Article], site: SiteConfig, out_dir: Path) -> SignedOff:
     """The articles with their review line from the sign-off records (issue 15), and the records.
 
     Before the version hash and the renders: every channel, the version and the consistency
     check see the same reviewer.
     """
-    records = load_reviews(site, out_dir, [a.key for a in articles])
-    signed = [with_signoff(article, records) for article in articles]
-    return [a for a, _ in signed], records, {a.key: source for a, source in signed}
+    return signed_off(site, out_dir, articles)
 
 
 @task(name="held-versions", cache_policy=NO_CACHE)
@@ -336,7 +332,8 @@ def _publish(paths: list[str], workspace: Workspace, options: PublishOptions) ->
     site, loaded = load_inputs(paths, workspace.site_path, facts, strict)
     loaded, moved = addressed(site, workspace, quoted(loaded))
     articles = loaded.articles
-    articles, reviews, review_sources = signed_off(quoted(articles), site, out_dir)
+    signed = load_signoffs(quoted(articles), site, out_dir)
+    articles, reviews, review_sources = signed.articles, signed.records, signed.sources
     now = clock.local_now()
     # Translations (issue 26): their originals and published texts; a stale one's page says so.
     editions = edition_context(site, out_dir, articles, workspace.content_dir)

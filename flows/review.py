@@ -39,7 +39,7 @@ from clinicpress.checks.signoff import ReviewRecord
 from clinicpress.checks.verify import check_articles
 from clinicpress.errors import ClinicpressError, InputError, RenderError
 from clinicpress.flows.json_flow import flow
-from clinicpress.flows.publish import DEFAULT_OUT_DIR, load_inputs, publish_flow, signed_off
+from clinicpress.flows.publish import DEFAULT_OUT_DIR, load_inputs, load_signoffs, publish_flow
 from clinicpress.flows.review_report import (
     ArticleReviewed,
     ReviewForm,
@@ -267,7 +267,8 @@ def review_flow(
     site, loaded = load_inputs(paths, workspace.site_path, strict=True)
     articles = loaded.articles
     # The review line as publishing prints it (the records), and the checks `check` runs.
-    printed, records, _ = signed_off(quoted(articles), site, out)
+    signed = load_signoffs(quoted(articles), site, out)
+    printed, records = signed.articles, signed.records
     reports = check_for_review(quoted(printed), site, out, options, quoted(records))
     result = ReviewResult(out_dir=out_dir, reviews=[], publish_on_approve=site.review.publish_on_approve)
     for index, (article, shown, report) in enumerate(zip(articles, printed, reports, strict=True)):

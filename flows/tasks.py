@@ -18,8 +18,8 @@ from clinicpress.checks.authority.run import AuthorityReport, lookup_authorities
 from clinicpress.checks.cache import LinkCache
 from clinicpress.checks.integrity.apply import (
     identifiers,
-    identify,
     integrity_cache_beside,
+    resolver_targets,
     verdicts_by_url,
 )
 from clinicpress.checks.integrity.client import IntegrityReport, lookup, run_quietly
@@ -37,7 +37,6 @@ from clinicpress.outputs.release import live_release, live_report
 from clinicpress.settings.links import LinkCheckSettings
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
-from clinicpress.sources.identifiers import resolver_url
 
 _Value = TypeVar("_Value")
 
@@ -150,13 +149,7 @@ def monitor_integrity_task(
     with Registry.for_site(site, out_dir) as registry:
         recorded = registry.quotes(slugs)
     pairs = list(dict.fromkeys((r.url, r.quote) for r in recorded))
-    fetch_at: dict[str, str] = {}
-    for url, _ in pairs:
-        ident = identify(url, links)
-        if ident is not None and ident.at_resolver:
-            fetch_at[url] = resolver_url(
-                ident, doi_resolver=links.doi_resolver, pubmed_resolver=links.pubmed_resolver
-            )
+    fetch_at = resolver_targets((url for url, _ in pairs), links)
     report = lookup(
         identifiers(urls, links),
         site.checks.integrity,

@@ -10,7 +10,7 @@ each citation that names another work than its identifier's record becomes a pro
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from clinicpress.checks.integrity.cache import IntegrityCache
@@ -30,6 +30,7 @@ __all__ = [
     "identifiers",
     "integrity_cache_beside",
     "quote_requests",
+    "resolver_targets",
     "verdicts_by_url",
 ]
 
@@ -58,19 +59,26 @@ def quote_requests(
     articles: Sequence[Article], links: LinkCheckSettings
 ) -> tuple[list[tuple[str, str]], dict[str, str]]:
     """Every (source URL, quote) pair, and where each quoted DOI/PMID source is fetched (its resolver)."""
-    pairs: dict[tuple[str, str], None] = {}
+    pairs = dict.fromkeys(
+        (source.url, source.quote)
+        for article in articles
+        for source in article.sources
+        if source.quote is not None
+    )
+    return list(pairs), resolver_targets((url for url, _ in pairs), links)
+
+
+def resolver_targets(urls: Iterable[str], links: LinkCheckSettings) -> dict[str, str]:
+    """Where each DOI/PMID source's text is fetched, by URL (its resolver); other URLs are read as
+    they are. The one rule for ``check``/``publish`` (above) and the monitor's quote readings."""
     fetch_at: dict[str, str] = {}
-    for article in articles:
-        for source in article.sources:
-            if source.quote is None:
-                continue
-            pairs[(source.url, source.quote)] = None
-            ident = identify(source.url, links)
-            if ident is not None and ident.at_resolver:
-                fetch_at[source.url] = resolver_url(
-                    ident, doi_resolver=links.doi_resolver, pubmed_resolver=links.pubmed_resolver
-                )
-    return list(pairs), fetch_at
+    for url in urls:
+        ident = identify(url, links)
+        if ident is not None and ident.at_resolver:
+            fetch_at[url] = resolver_url(
+                ident, doi_resolver=links.doi_resolver, pubmed_resolver=links.pubmed_resolver
+            )
+    return fetch_at
 
 
 def _quoted(text: str, limit: int = 80) -> str:

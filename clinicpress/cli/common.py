@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -22,11 +22,7 @@ from clinicpress import hints, progress
 from clinicpress.checks.model import ArticleReport, Verdict
 from clinicpress.errors import ClinicpressError
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
-from clinicpress.sources.article import Article
 from clinicpress.sources.loader import Loaded, Skipped, discover_articles, load_each
-
-if TYPE_CHECKING:
-    from clinicpress.checks.signoff import ReviewRecord
 
 EXIT_OK, EXIT_BLOCKED, EXIT_USAGE = 0, 1, 2
 DEFAULT_OUT = Path("published")
@@ -194,22 +190,6 @@ class RichReporter:
     def advance(self, phase: str, amount: int = 1) -> None:
         if phase in self.tasks:
             self.bar.advance(self.tasks[phase], amount)
-
-
-def signed_off(
-    site: SiteConfig, out: Path, articles: list[Article]
-) -> tuple[list[Article], list[ReviewRecord]]:
-    """The articles with the review line their sign-off records give them, and the records (issue
-    15), as the publish flow applies them; SQLAlchemy is imported only once a registry exists."""
-    from clinicpress.outputs.registry_location import registry_exists, registry_url
-
-    if not registry_exists(registry_url(site, out)):
-        return articles, []
-    from clinicpress.checks.signoff import with_signoff
-    from clinicpress.outputs.reviews import load_reviews
-
-    records = load_reviews(site, out, [a.key for a in articles])
-    return [with_signoff(a, records)[0] for a in articles], records
 
 
 @contextmanager

@@ -53,7 +53,6 @@ from clinicpress.cli.common import (
     out_console,
     progress_bar,
     say_error,
-    signed_off,
     use_local_server,
 )
 
@@ -131,10 +130,12 @@ def _check_loaded(
 ) -> list[ArticleReport]:
     from clinicpress.checks.cache import open_cache  # keeps --help fast
     from clinicpress.checks.verify import check_articles
+    from clinicpress.cli.editions import editions_for  # translations: their originals (issue 26)
+    from clinicpress.outputs.signed import signed_off
 
     # The sign-off records (issue 15): the review line and [review] required, as publish sees them.
-    articles, reviews = signed_off(site, out, articles)
-    from clinicpress.cli.editions import editions_for  # translations: their originals (issue 26)
+    signed = signed_off(site, out, articles)
+    articles, reviews = signed.articles, signed.records
 
     editions = editions_for(site, out, articles, site_path)
     cache = open_cache(out, site.checks.links, enabled=not no_cache)
@@ -280,10 +281,11 @@ def _renders_expected(site: SiteConfig, articles: list[Article], out: Path, forc
         return False
     from clinicpress.flows.settle import plan
     from clinicpress.outputs.release import live_versions
+    from clinicpress.outputs.signed import signed_off
     from clinicpress.renderers.fingerprint import template_fingerprint
     from clinicpress.sources.versioning import article_version
 
-    articles, _ = signed_off(site, out, articles)
+    articles = signed_off(site, out, articles).articles
     templates = template_fingerprint()
     live = {} if force else live_versions(out)
     versions = [article_version(a, site, templates) for a in articles]
