@@ -176,7 +176,7 @@ def _inner(spec: str, out: str, runs: int) -> None:
         ]
         not_live.append(len(articles) - len(unchanged))
         t = time.perf_counter()
-        record_unrecorded_live.fn(site, out, unchanged, now)
+        record_unrecorded_live.fn(site, Path(out), unchanged, now)
         steps["record-live"].append(time.perf_counter() - t)
         t = time.perf_counter()
         links_table(reports)

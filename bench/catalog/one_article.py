@@ -124,7 +124,7 @@ def _inner(article: str, site_path: str, out: str, runs: int) -> None:
         phases["publish_release"].append(time.perf_counter() - t)
         t = time.perf_counter()
         if release is not None:
-            record_publish.fn(site, out, release, ready, links, now)
+            record_publish.fn(site, Path(out), release, ready, links, now)
         phases["registry record"].append(time.perf_counter() - t)
     print(
         json.dumps(

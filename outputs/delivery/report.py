@@ -51,6 +51,7 @@ class SendReport:
     triggered_by: str | None = None  # who published it (None: before the registry recorded it)
     approved_by: str | None = None
     approved_at: datetime | None = None
+    continued_from: str | None = None  # a new version of the same text: the version it continues
 
     @property
     def awaiting(self) -> bool:
@@ -98,6 +99,12 @@ class SendReport:
             f"{self.sent} sent by this run; {'complete' if self.complete else 'NOT complete'}"
         )
         extra = [f"  {text}" for text in (self.busy, self.stopped, self.problem) if text]
+        if self.continued_from:
+            extra.insert(
+                0,
+                f"  the same text as version {self.continued_from[:12]}: its send goes on under this "
+                "version; nobody is sent the text twice",
+            )
         if self.approval is Approval.APPROVED:
             when = f" at {self.approved_at:%Y-%m-%d %H:%M} UTC" if self.approved_at else ""
             who = self.triggered_by or "unknown"

@@ -7,6 +7,7 @@ of a recipient); the records are ``store.py``'s, the wire ``smtp.py``'s.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import smtplib
 import ssl
@@ -149,9 +150,15 @@ class _Run:
         self.signer: DkimSigner | None = None
         self.strict = False
         self.out_dir: Path | None = None  # the releases whose reports know an older send's text
+        self.continued_from: str | None = None  # the version whose send of this text this run continued
         self.links = LinkMaker.of(site.newsletter.unsubscribe_url, site.newsletter, article.key)
 
     def run(self) -> SendReport:
+        report = self._run()
+        # Said once, by the run that moved the send: why a new version sent nobody anything.
+        return dataclasses.replace(report, continued_from=self.continued_from)
+
+    def _run(self) -> SendReport:
         fault_point("newsletter.enqueue")
         slug = self.article.key
         send = self.store.ensure_send(
@@ -166,6 +173,7 @@ class _Run:
             approval=self.approval,
         )
         send_id, published_at = send.id, send.published_at
+        self.continued_from = send.continued_from
         fault_point("newsletter.enqueued")
         if send.approval is Approval.AWAITING:
             # The gate: nobody is sent anything until a second person approves (approval.py).

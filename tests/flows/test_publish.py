@@ -347,6 +347,7 @@ def test_a_site_change_republishes_but_sends_nobody_the_same_text_twice(
         assert now_live != live, republished  # a new version went live (its pages show the new phone)
         assert "424-235-2010" in next(out.glob("web/*/index.html")).read_text()
         assert "0 sent by this run" in republished, republished
+        assert f"the same text as version {live[:12]}" in republished  # says why nobody got it
         assert len(server.accepted) == 2  # nobody got the same text twice
 
         article.write_text(article.read_text().replace("No sources.", "No sources yet."))
