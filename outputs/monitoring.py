@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from clinicpress.checks.authority.license import LicenseAnswer
 from clinicpress.checks.authority.npi import NpiAnswer, ReviewerStatus, judge_reviewer
@@ -50,9 +50,11 @@ from clinicpress.outputs.alerts import (
     send_rate_alert,
     source_alert,
 )
-from clinicpress.outputs.delivery.loop import SendRates
 from clinicpress.outputs.registry import AlertRecord, PendingAlert, PublishedArticle, Snapshot
 from clinicpress.site import License, SiteConfig, format_date
+
+if TYPE_CHECKING:  # the delivery loop imports DKIM and DNS: a publish that sends nothing skips them
+    from clinicpress.outputs.delivery.loop import SendRates
 
 
 @dataclass(frozen=True)

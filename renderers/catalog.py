@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from clinicpress.renderers import i18n
 from clinicpress.renderers.base import Artifact
 from clinicpress.renderers.markdown import css_markup, jinja_env, org_line
 from clinicpress.site import SiteConfig
@@ -54,6 +53,9 @@ def _page_url(site: SiteConfig, slug: str) -> str:
 
 def render_catalog(entries: list[CatalogEntry], site: SiteConfig, now: datetime) -> list[Artifact]:
     """``web/index.html``, ``web/feed.xml`` and ``web/sitemap.xml`` for the live articles."""
+    # Babel (~60 ms) only when a release is written: a publish that changes nothing renders no catalog.
+    from clinicpress.renderers import i18n
+
     ordered = sorted(entries, key=lambda e: (e.published, e.slug), reverse=True)
     language = i18n.site_language(site)
 

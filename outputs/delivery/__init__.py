@@ -62,13 +62,39 @@ recipients through, and the mail events), ``dkim_sign`` (each message signed), `
 ``loop`` (the site's settings read into them, the defaults, a send's numbers).
 """
 
-from clinicpress.outputs.delivery.errors import DeliveryError, DeliveryIncomplete, SmtpError
-from clinicpress.outputs.delivery.report import RecipientIssue, SendReport
-from clinicpress.outputs.delivery.resolve import Resolved, resolve, resolve_uncertain
-from clinicpress.outputs.delivery.schema import Approval, State, recipients_table, runs, sends, test_sends
-from clinicpress.outputs.delivery.send import TEST_SUBJECT_PREFIX, send_newsletter
-from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, deliver
-from clinicpress.outputs.delivery.store import DeliveryStore
+# The names below load their module on first use (PEP 562): the registry imports
+# ``delivery.schema`` at every open, and a publish that sends nothing should not pay for SMTP,
+# DKIM (cryptography, dnspython) and the send's state machine (~0.1 s; docs/development/performance.md).
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clinicpress.outputs.delivery.errors import DeliveryError, DeliveryIncomplete, SmtpError
+    from clinicpress.outputs.delivery.report import RecipientIssue, SendReport
+    from clinicpress.outputs.delivery.resolve import Resolved, resolve, resolve_uncertain
+    from clinicpress.outputs.delivery.schema import Approval, State, recipients_table, runs, sends, test_sends
+    from clinicpress.outputs.delivery.send import TEST_SUBJECT_PREFIX, send_newsletter
+    from clinicpress.outputs.delivery.smtp import Delivery, Outcome, SmtpSession, deliver
+    from clinicpress.outputs.delivery.store import DeliveryStore
+
+_HOMES = {
+    "errors": ("DeliveryError", "DeliveryIncomplete", "SmtpError"),
+    "report": ("RecipientIssue", "SendReport"),
+    "resolve": ("Resolved", "resolve", "resolve_uncertain"),
+    "schema": ("Approval", "State", "recipients_table", "runs", "sends", "test_sends"),
+    "send": ("TEST_SUBJECT_PREFIX", "send_newsletter"),
+    "smtp": ("Delivery", "Outcome", "SmtpSession", "deliver"),
+    "store": ("DeliveryStore",),
+}
+_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "TEST_SUBJECT_PREFIX",
