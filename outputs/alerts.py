@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import apprise
-
 from clinicpress.checks.model import Archived, LinkResult
 from clinicpress.checks.transitions import Kind
 from clinicpress.outputs.registry import PendingAlert, PublishedArticle
@@ -426,23 +424,23 @@ def send_rate_alert(kind: LoopKind, rates: SendRates, threshold: float) -> Alert
 
 
 # How alarming each transition is, in the receiving tool's own terms (colours, icons).
-_NOTIFY_TYPE: dict[AlertKind, apprise.NotifyType] = {
-    LoopKind.NEWSLETTER_COMPLAINTS: apprise.NotifyType.FAILURE,
-    LoopKind.NEWSLETTER_BOUNCES: apprise.NotifyType.WARNING,
-    Kind.SOURCE_BROKEN: apprise.NotifyType.FAILURE,
-    Kind.SOURCE_RETRACTED: apprise.NotifyType.FAILURE,
-    Kind.SOURCE_CONCERN: apprise.NotifyType.WARNING,
-    Kind.SOURCE_CORRECTED: apprise.NotifyType.WARNING,
-    Kind.SOURCE_QUOTE_MISSING: apprise.NotifyType.WARNING,
-    Kind.LICENSE_EXPIRED: apprise.NotifyType.FAILURE,
-    Kind.SOURCE_MOVED: apprise.NotifyType.WARNING,
-    Kind.LICENSE_EXPIRING: apprise.NotifyType.WARNING,
-    Kind.REVIEW_DUE: apprise.NotifyType.WARNING,
-    Kind.SOURCE_RECOVERED: apprise.NotifyType.SUCCESS,
-    Kind.LICENSE_RENEWED: apprise.NotifyType.SUCCESS,
-    Kind.LICENSE_CHANGED: apprise.NotifyType.WARNING,
-    Kind.LICENSE_DELISTED: apprise.NotifyType.FAILURE,
-    Kind.REVIEWER_INACTIVE: apprise.NotifyType.FAILURE,
+_NOTIFY_TYPE: dict[AlertKind, str] = {  # apprise.NotifyType's values
+    LoopKind.NEWSLETTER_COMPLAINTS: "failure",
+    LoopKind.NEWSLETTER_BOUNCES: "warning",
+    Kind.SOURCE_BROKEN: "failure",
+    Kind.SOURCE_RETRACTED: "failure",
+    Kind.SOURCE_CONCERN: "warning",
+    Kind.SOURCE_CORRECTED: "warning",
+    Kind.SOURCE_QUOTE_MISSING: "warning",
+    Kind.LICENSE_EXPIRED: "failure",
+    Kind.SOURCE_MOVED: "warning",
+    Kind.LICENSE_EXPIRING: "warning",
+    Kind.REVIEW_DUE: "warning",
+    Kind.SOURCE_RECOVERED: "success",
+    Kind.LICENSE_RENEWED: "success",
+    Kind.LICENSE_CHANGED: "warning",
+    Kind.LICENSE_DELISTED: "failure",
+    Kind.REVIEWER_INACTIVE: "failure",
 }
 
 
@@ -453,6 +451,8 @@ def destination_label(index: int, url: str) -> str:
     cut at its query: apprise shows query parameters in clear (a ``json://`` URL's ``+Header=token``).
     A URL apprise cannot parse is shown by its place alone, never in clear.
     """
+    import apprise  # ~0.1 s: loaded when an alert is shown or sent, not by every publish
+
     place = f"alerts.urls[{index}]"
     try:
         plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
@@ -508,6 +508,8 @@ def deliver(
     retries (a run with many pending alerts and a dead webhook would otherwise wait out the
     backoff for each); the ones failing now are added to it.
     """
+    import apprise  # ~0.1 s: loaded when an alert is sent, not by every publish
+
     failed = set() if failed is None else failed
     kind = alert_kind(alert.kind)
     message = outgoing_message(alert, now)
@@ -526,7 +528,9 @@ def deliver(
         tries = 1 if index in failed else retries + 1
         for attempt in range(tries):
             try:
-                if sender.notify(title=alert.title, body=message, notify_type=_NOTIFY_TYPE[kind]):
+                if sender.notify(
+                    title=alert.title, body=message, notify_type=apprise.NotifyType(_NOTIFY_TYPE[kind])
+                ):
                     deliveries.append(AlertDelivery(name, ok=True))
                     break
             except Exception as exc:  # a broken plugin must not stop the other destinations
