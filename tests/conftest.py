@@ -10,6 +10,7 @@ import socket
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,6 +19,9 @@ from clinicpress.settings.newsletter_loop import UNSUBSCRIBE_SECRET_ENV
 from clinicpress.site import SiteConfig, load_site
 from clinicpress.sources.article import Article
 from clinicpress.sources.loader import load_article
+
+if TYPE_CHECKING:
+    from clinicpress.outputs.registry import Registry
 
 # Never a background Prefect server from the suite (flows/local_server.py): the tests bring their
 # own API (prefect_test_harness), and every CLI process a test starts inherits this.
@@ -216,3 +220,25 @@ def _no_connection_beyond_loopback() -> Iterator[None]:
         tried = ", ".join(_OUTSIDE)
         _OUTSIDE.clear()
         pytest.fail(f"this test tried to connect beyond loopback: {tried}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    """An empty registry on SQLite, then on PostgreSQL (CLINICPRESS_TEST_POSTGRES_URL; under CI
+    required, elsewhere skipped saying why): its tables dropped first, then made again."""
+    from requirements import need
+
+    from clinicpress.outputs.registry import Registry, metadata
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    else:
+        url = os.environ.get("CLINICPRESS_TEST_POSTGRES_URL", "")
+        if not url:
+            need("PostgreSQL", "set CLINICPRESS_TEST_POSTGRES_URL (e.g. $(tools/ci-postgres.sh)) to run")
+    with Registry(url) as opened:
+        if request.param == "postgresql":
+            metadata.drop_all(opened.engine)
+            opened.close()
+            opened = Registry(url)
+        yield opened

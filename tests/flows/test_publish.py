@@ -257,6 +257,20 @@ def test_unchanged_articles_are_not_rendered_again(
     assert edited.outcomes[0].published
 
 
+def _smtp_site(write_site: Callable[..., Path], subscribers: Path, port: int) -> Path:
+    """A test site whose newsletter goes to ``subscribers`` through the SMTP server on ``port``."""
+    site = write_site(timeout="2.0", retries="0")
+    site.write_text(
+        site.read_text().replace(
+            'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"',
+            'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"\n'
+            f'subscribers = "{subscribers}"\n\n[newsletter.smtp]\nhost = "127.0.0.1"\n'
+            f'port = {port}\nsecurity = "none"\ntimeout = 5',
+        )
+    )
+    return site
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_publish_sends_the_newsletter_once_after_the_swap(
     write_article: WriteArticle, write_site: Callable[..., Path], tmp_path: Path
@@ -271,14 +285,7 @@ def test_publish_sends_the_newsletter_once_after_the_swap(
     with SMTPTestServer() as server:
         # At the moment each message's data arrives, is the article's page live yet?
         server.on_data = lambda _: live_when_sent.append(bool(list(out.glob("web/*/index.html"))))
-        site = write_site(timeout="2.0", retries="0")
-        text = site.read_text().replace(
-            'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"',
-            'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"\n'
-            f'subscribers = "{subscribers}"\n\n'
-            f'[newsletter.smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\ntimeout = 5',
-        )
-        site.write_text(text)
+        site = _smtp_site(write_site, subscribers, server.port)
 
         result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])
         assert result.exit_code == 0, result.output
@@ -321,15 +328,7 @@ def test_a_site_change_republishes_but_sends_nobody_the_same_text_twice(
     article = _article_citing(write_article)
     out = tmp_path / "out"
     with SMTPTestServer() as server:
-        site = write_site(timeout="2.0", retries="0")
-        site.write_text(
-            site.read_text().replace(
-                'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"',
-                'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"\n'
-                f'subscribers = "{subscribers}"\n\n[newsletter.smtp]\nhost = "127.0.0.1"\n'
-                f'port = {server.port}\nsecurity = "none"\ntimeout = 5',
-            )
-        )
+        site = _smtp_site(write_site, subscribers, server.port)
 
         def publish() -> str:
             result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])

@@ -21,7 +21,6 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import MINIMAL_FRONT_MATTER, TODAY, WriteArticle
 from httpfarm import HTTPFarm, Reply
-from requirements import need
 from webhook import Receiver
 
 from clinicpress.checks.model import Archived, LinkResult, LinkStatus
@@ -130,24 +129,6 @@ def test_review_falls_due_once() -> None:
 
 
 # -- registry -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    else:
-        url = os.environ.get("CLINICPRESS_TEST_POSTGRES_URL", "")
-        if not url:
-            need("PostgreSQL", "set CLINICPRESS_TEST_POSTGRES_URL (e.g. $(tools/ci-postgres.sh)) to run")
-    with Registry(url) as opened:
-        if request.param == "postgresql":
-            from clinicpress.outputs.registry import metadata
-
-            metadata.drop_all(opened.engine)
-            opened.close()
-            opened = Registry(url)
-        yield opened
 
 
 def _record(registry: Registry, version: str, urls: list[str]) -> bool:

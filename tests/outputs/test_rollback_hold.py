@@ -8,15 +8,13 @@ whole-site rollback holds every article version it took out of live, in the Pref
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import LICENSE_EXPIRES, MINIMAL_FRONT_MATTER, WriteArticle
-from requirements import need
 from typer.testing import CliRunner
 
 from clinicpress.cli import app
@@ -151,24 +149,6 @@ def test_a_site_rollback_holds_every_version_it_took_out_in_the_flow_too(
 
 
 # -- the registry's two new tables (schema 10), on SQLite and PostgreSQL ---------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
-    else:
-        url = os.environ.get("CLINICPRESS_TEST_POSTGRES_URL", "")
-        if not url:
-            need("PostgreSQL", "set CLINICPRESS_TEST_POSTGRES_URL (e.g. $(tools/ci-postgres.sh)) to run")
-    with Registry(url) as opened:
-        if request.param == "postgresql":
-            from clinicpress.outputs.registry import metadata
-
-            metadata.drop_all(opened.engine)
-            opened.close()
-            opened = Registry(url)
-        yield opened
 
 
 def test_a_version_9_registry_gains_holds_and_addresses(registry: Registry) -> None:
