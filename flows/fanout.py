@@ -254,7 +254,9 @@ def publish_catalog_flow(
     gets this run's ``Workspace`` (resolved) and ``PublishOptions`` as the publish flow's parameters.
     """
     workspace = Workspace.of(site_path, out_dir).resolved()
-    options = PublishOptions(strict, force, use_cache, test_to, triggered_by)
+    options = PublishOptions(
+        strict=strict, force=force, use_cache=use_cache, test_to=test_to, triggered_by=triggered_by
+    )
     from clinicpress.outputs.delivery.people import trigger_problem  # the delivery package: on use
 
     if problem := trigger_problem(triggered_by):  # refused before any batch is triggered

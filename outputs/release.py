@@ -243,11 +243,10 @@ def version_text(out_dir: Path, slug: str, version: str) -> str | None:
     """The content hash of ``slug``'s text in ``version``, from the newest kept release whose report
     lists that version (None: no kept release has it, or its report predates content hashes)."""
     for release_id in reversed(release_ids(out_dir)):
-        found = _report_field_of(out_dir / RELEASES / release_id / "reports" / f"{slug}.json", "version")
-        if found == version:
-            return _report_field_of(
-                out_dir / RELEASES / release_id / "reports" / f"{slug}.json", "content_hash"
-            )
+        report = _read_report(out_dir / RELEASES / release_id / "reports" / f"{slug}.json") or {}
+        if report.get("version") == version:
+            text = report.get("content_hash")
+            return text if isinstance(text, str) else None
     return None
 
 
@@ -291,13 +290,7 @@ def live_versions(out_dir: Path) -> dict[str, str]:
 def live_report(out_dir: Path, slug: str) -> dict[str, Any] | None:
     """The report of ``slug`` in the live release (what went live, when, in which files)."""
     live = live_release(out_dir)
-    if live is None:
-        return None
-    try:
-        data = json.loads((live / "reports" / f"{slug}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return _read_report(live / "reports" / f"{slug}.json") if live is not None else None
 
 
 def live_reports(out_dir: Path) -> dict[str, dict[str, Any]]:
@@ -328,12 +321,18 @@ def _report_field(release: Path, field: str) -> dict[str, str]:
 
 
 def _report_field_of(report: Path, field: str) -> str | None:
+    value = (_read_report(report) or {}).get(field)
+    return value if isinstance(value, str) else None
+
+
+def _read_report(report: Path) -> dict[str, Any] | None:
+    """A published report as JSON; None when missing or unreadable (treated as not live, so its
+    article is published again)."""
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None  # unreadable (or missing): treated as not live, so it is published again
-    value = data.get(field) if isinstance(data, dict) else None
-    return value if isinstance(value, str) else None
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def remove_stale_staging(out_dir: Path) -> None:

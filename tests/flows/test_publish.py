@@ -257,8 +257,11 @@ def test_unchanged_articles_are_not_rendered_again(
     assert edited.outcomes[0].published
 
 
-def _smtp_site(write_site: Callable[..., Path], subscribers: Path, port: int) -> Path:
-    """A test site whose newsletter goes to ``subscribers`` through the SMTP server on ``port``."""
+def _smtp_site(write_site: Callable[..., Path], tmp_path: Path, port: int) -> Path:
+    """A test site whose newsletter goes to two subscribers (ann@, bob@example.org) through the
+    SMTP server on ``port``."""
+    subscribers = tmp_path / "subscribers.csv"
+    subscribers.write_text("email\nann@example.org\nbob@example.org\n")
     site = write_site(timeout="2.0", retries="0")
     site.write_text(
         site.read_text().replace(
@@ -277,15 +280,13 @@ def test_publish_sends_the_newsletter_once_after_the_swap(
 ) -> None:
     from smtpserver import SMTPTestServer
 
-    subscribers = tmp_path / "subscribers.csv"
-    subscribers.write_text("email\nann@example.org\nbob@example.org\n")
     article = _article_citing(write_article)
     out = tmp_path / "out"
     live_when_sent: list[bool] = []
     with SMTPTestServer() as server:
         # At the moment each message's data arrives, is the article's page live yet?
         server.on_data = lambda _: live_when_sent.append(bool(list(out.glob("web/*/index.html"))))
-        site = _smtp_site(write_site, subscribers, server.port)
+        site = _smtp_site(write_site, tmp_path, server.port)
 
         result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])
         assert result.exit_code == 0, result.output
@@ -323,12 +324,10 @@ def test_a_site_change_republishes_but_sends_nobody_the_same_text_twice(
     # the readers already have each text: the newsletter goes out again only for a new text.
     from smtpserver import SMTPTestServer
 
-    subscribers = tmp_path / "subscribers.csv"
-    subscribers.write_text("email\nann@example.org\nbob@example.org\n")
     article = _article_citing(write_article)
     out = tmp_path / "out"
     with SMTPTestServer() as server:
-        site = _smtp_site(write_site, subscribers, server.port)
+        site = _smtp_site(write_site, tmp_path, server.port)
 
         def publish() -> str:
             result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(article)])
