@@ -248,17 +248,15 @@ def taken_down(report: ArticleReport) -> bool:
 
 
 def with_edition_note(article: Article, editions: Editions, site: SiteConfig, on: date) -> Article:
-    """The article as the channels render it: a translation carries its original's language (its
-    page links the original), and a stale one within its grace period the day the original changed
-    (``edition_note``), which its page states."""
+    """The article as the channels render it: a stale translation within its grace period carries
+    the day its original changed (``edition_note``), which its page states. (Which editions its page
+    links is sources/editions.py's.)"""
     if article.translation_of is None:
         return article
     original = editions.articles.get(article.translation_of)
     if original is None:
         return article
-    # Its page links the original in the original's language (hreflang, a language switch).
     language = edition_language(original, site)
-    article = article.model_copy(update={"original_language": language})
     found = standing(article, editions, site, on)
     if found.state is not EditionState.STALE or found.since is None:
         return article

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from clinicpress import clock, progress
 from clinicpress.checks.authority.run import AuthorityReport
 from clinicpress.checks.cache import open_cache
-from clinicpress.checks.editions import Editions, taken_down, with_edition_note
+from clinicpress.checks.editions import Editions, with_edition_note
 from clinicpress.checks.facts_cache import FactsCache, open_facts, prime_facts
 from clinicpress.checks.integrity.client import IntegrityReport
 from clinicpress.checks.language import check_exceptions
@@ -35,6 +35,7 @@ from clinicpress.checks.signoff import ReviewRecord, ReviewSource
 from clinicpress.checks.verify import all_urls, verify_article
 from clinicpress.errors import InputError, RenderError
 from clinicpress.faults import fault_point
+from clinicpress.flows.editions import relink, withdrawn
 from clinicpress.flows.json_flow import caller_unquotes, flow
 from clinicpress.flows.settle import Fate, Settled, after_release, plan, settle
 from clinicpress.flows.tasks import (
@@ -51,7 +52,7 @@ from clinicpress.outputs.holds import HeldArticle, held_back
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.outputs.registry import Registry, at_addresses
 from clinicpress.outputs.registry_location import registry_exists, registry_url
-from clinicpress.outputs.release import live_reports, live_versions
+from clinicpress.outputs.release import live_reports, versions_in
 from clinicpress.outputs.signed import SignedOff, signed_off
 from clinicpress.outputs.subscribers import load_subscribers
 from clinicpress.renderers.fingerprint import template_fingerprint
@@ -61,12 +62,14 @@ from clinicpress.renderers.pool import (
     RenderRun,
     default_workers,
     is_catalog,
+    render_and_check_here,
     use_pool,
 )
 from clinicpress.renderers.spool import Spool, remove_dead_spools
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.addresses import Moves
 from clinicpress.sources.article import Article, Channel
+from clinicpress.sources.editions import expected_live, has_editions, live_editions, with_alternates
 from clinicpress.sources.loader import Loaded, Skipped, discover_articles, load_articles, load_each
 from clinicpress.sources.versioning import article_version, content_hash
 from clinicpress.workspace import PublishOptions, Workspace
@@ -272,7 +275,7 @@ def _newsletters(
     # Imported only when there is something to send: the delivery package (its tables, SMTP) is
     # ~0.1 s of a publish process that sends nothing (issue 16).
     from clinicpress.flows.newsletter import ask_for_approval, send_newsletter_task
-    from clinicpress.outputs.delivery.audience import audience, live_editions
+    from clinicpress.outputs.delivery.audience import audience
 
     recipients = [] if test_to or news.subscribers is None else list(load_subscribers(news.subscribers))
     articles = {(a.key, v): a for a, v in live if Channel.NEWSLETTER in a.channels}
@@ -351,7 +354,15 @@ def _publish(paths: list[str], workspace: Workspace, options: PublishOptions) ->
     if editions is not None:
         articles = [with_edition_note(a, editions, site, now.date()) for a in articles]
     templates = template_fingerprint()
-    live = {} if force else live_versions(out_dir)
+    reports_live = live_reports(out_dir)
+    live = {} if force else versions_in(reports_live)
+    # Each edition's page links the others live with it (issue 26): guessed now (every article of
+    # the run live), corrected by relink once the checks have spoken.
+    editions_live = live_editions(reports_live)
+    linked = has_editions(editions_live.values()) or any(a.translation_of for a in articles)
+    if linked:
+        guess = expected_live(editions_live, articles, site, moved.redirects(a.key for a in articles))
+        articles = [with_alternates(a, guess, site) for a in articles]
     versions = [article_version(a, site, templates) for a in articles]
     # A version a rollback took out stays out (issue 24): not checked, rendered or published.
     held = held_versions(site, out_dir, quoted(articles), versions, live, force)
@@ -416,11 +427,21 @@ def _publish(paths: list[str], workspace: Workspace, options: PublishOptions) ->
                 progress.advance("render", stop - start)
 
         settled = [settle(run) for run in runs]
+        if linked:  # a page that guessed wrong which editions go live is rendered again (rare)
+            settled = relink(
+                settled,
+                editions_live,
+                site,
+                templates,
+                now,
+                render_and_check_here,
+                lambda items: moved.redirects(s.run.article.key for s in items if s.fate is Fate.READY),
+            )
         ready = [item.ready for item in settled if item.fate is Fate.READY]
         redirects = moved.redirects(item.article.key for item in ready)
         # A translation blocked by the edition rules does not stay live (issue 26); any other
         # blocked article keeps the version already live.
-        withdraw = [s.report.slug for s in settled if s.fate is Fate.BLOCKED and taken_down(s.report)]
+        withdraw = withdrawn(settled)
         release = publish(out_dir, quoted(ready), site, now, force, redirects, withdraw)
     went_live, unchanged = after_release(settled, release)
     if release is not None and went_live:

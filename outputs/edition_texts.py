@@ -13,22 +13,32 @@ those checked is loaded from beside the site config) and the originals' kept tex
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 
-from clinicpress.checks.editions import Editions, PublishedText
+from clinicpress.checks.editions import Editions, PublishedText, with_edition_note
 from clinicpress.errors import InputError, RegistryError
 from clinicpress.outputs.registry_location import registry_exists, registry_url, shown_url
 from clinicpress.outputs.registry_schema import UTCDateTime, open_migrated, transaction
+from clinicpress.outputs.release import live_reports
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
+from clinicpress.sources.editions import has_editions, live_editions, with_alternates
 from clinicpress.sources.loader import discover_articles, load_article
 from clinicpress.sources.versioning import content_hash, reviewed_text
 
-__all__ = ["edition_context", "edition_texts", "everything_beside", "load_texts", "metadata", "record_texts"]
+__all__ = [
+    "as_live",
+    "edition_context",
+    "edition_texts",
+    "everything_beside",
+    "load_texts",
+    "metadata",
+    "record_texts",
+]
 
 metadata = MetaData()
 
@@ -135,3 +145,14 @@ def edition_context(
     if not wanted <= by_slug.keys():
         by_slug = {**everything_beside(content_dir), **by_slug}  # the ones checked win over the files beside
     return Editions(articles=by_slug, history=load_texts(site, out_dir, wanted))
+
+
+def as_live(site: SiteConfig, out_dir: Path, article: Article, content_dir: Path, on: date) -> Article:
+    """``article`` as the publish flow renders it on ``on`` when its editions are live as they are
+    now: a stale translation's note, and the links to the other editions live. What a check of
+    a live version (``approve-send``) compares against, so that an edition is that version still."""
+    editions = edition_context(site, out_dir, [article], content_dir)
+    if editions is not None:
+        article = with_edition_note(article, editions, site, on)
+    live = live_editions(live_reports(out_dir))
+    return with_alternates(article, live, site) if has_editions(live.values()) else article

@@ -28,6 +28,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO, Any, Self
@@ -305,6 +306,13 @@ def live_reports(out_dir: Path) -> dict[str, dict[str, Any]]:
         if isinstance(data, dict):
             found[report.stem] = data
     return found
+
+
+def versions_in(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """Slug → version, from reports as :func:`live_reports` reads them (one read for both)."""
+    return {
+        slug: version for slug, report in reports.items() if isinstance(version := report.get("version"), str)
+    }
 
 
 def _versions_in(release: Path) -> dict[str, str]:

@@ -115,7 +115,7 @@ def render_web_html(article: Article, site: SiteConfig, context: RenderContext) 
         handout_href=handout_href(article),
         handout_link_text=i18n.tr(language, HANDOUT_LINK_TEXT),
         edition_note=_edition_note(article, language),
-        edition_of=_edition_of(article, site, language),
+        editions=_editions(article, site, language),
     )
 
 
@@ -126,16 +126,18 @@ def _language_name(code: str, in_language: str) -> str:
     return names.get(wanted) or names.get(wanted.split("_", 1)[0]) or code
 
 
-def _edition_of(article: Article, site: SiteConfig, language: str) -> dict[str, str] | None:
-    """A translation's original (issue 26): the page's hreflang alternate and language switch."""
-    if article.translation_of is None or article.original_language is None:
-        return None
-    return {
-        "slug": article.translation_of,
-        "url": f"{site.organization.base_url}/{article.translation_of}/",
-        "language": article.original_language,
-        "name": _language_name(article.original_language, language),
-    }
+def _editions(article: Article, site: SiteConfig, language: str) -> list[dict[str, str]]:
+    """The article's other live editions (issue 26): the page's hreflang alternates and its
+    language switch, each language named in the page's own ("inglés" on a Spanish page)."""
+    return [
+        {
+            "slug": other.slug,
+            "url": f"{site.organization.base_url}/{other.slug}/",
+            "language": other.language,
+            "name": _language_name(other.language, language),
+        }
+        for other in article.alternates
+    ]
 
 
 def _edition_note(article: Article, language: str) -> dict[str, str] | None:

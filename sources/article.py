@@ -294,6 +294,13 @@ class EditionNote(_Strict):
     updated_on: date
 
 
+class Alternate(_Strict):
+    """Another edition of the same article, live beside it: the page links it (issue 26)."""
+
+    slug: str
+    language: str
+
+
 class Article(FrontMatter):
     """A loaded article: its front matter, Markdown body and file."""
 
@@ -302,9 +309,10 @@ class Article(FrontMatter):
     # Set by the publish flow, never by front matter: a stale translation's web page says when its
     # original changed (issue 26, "updated in English on …").
     edition_note: EditionNote | None = None
-    # Set by the publish flow for a translation whose original is known: its page links the
-    # original (hreflang and a language switch) in the original's language.
-    original_language: str | None = None
+    # Set by the publish flow, never by front matter: the article's other editions that are live
+    # with it (an original's translations, a translation's original and siblings), by language;
+    # its page links each (hreflang alternates, a language switch). sources/editions.py decides.
+    alternates: tuple[Alternate, ...] = ()
 
     @property
     def key(self) -> str:

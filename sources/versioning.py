@@ -24,7 +24,7 @@ _SITE_PARTS_RENDERED: dict[str, bool | set[str]] = {
     "newsletter": {"from_name", "from_address", "reply_to", "unsubscribe_url", "unsubscribe_mailto"},
 }
 
-_EDITION_FIELDS = ("language", "translation_of", "translated_from", "edition_note", "original_language")
+_EDITION_FIELDS = ("language", "translation_of", "translated_from", "edition_note", "alternates")
 
 
 def article_version(article: Article, site: SiteConfig, templates: str) -> str:
@@ -32,7 +32,7 @@ def article_version(article: Article, site: SiteConfig, templates: str) -> str:
     digest = hashlib.sha256()
     # The edition keys (issue 26) count only when set: an article that is no edition keeps the
     # version it had before they existed (a new version re-renders the article on every channel).
-    unset = {name for name in _EDITION_FIELDS if getattr(article, name) is None}
+    unset = {name for name in _EDITION_FIELDS if getattr(article, name) in (None, ())}
     for part in (
         article.model_dump_json(exclude={"path", *unset}),
         site.model_dump_json(include=_SITE_PARTS_RENDERED),

@@ -101,7 +101,13 @@ def approve_send(
             raise InputError(None, "--by", problem, "one person's name (not who published it)")
         site_config = load_site(site)
         done = approve_and_send(
-            site_config, out, slug, by, article=content_articles(site).get(slug), version=version or ""
+            site_config,
+            out,
+            slug,
+            by,
+            article=content_articles(site).get(slug),
+            version=version or "",
+            content_dir=site.parent,
         )
     out_console.print(done.summary(), markup=False)
     if done.report.stalled:

@@ -29,6 +29,7 @@ from clinicpress.outputs.delivery.report import SendReport
 from clinicpress.outputs.delivery.schema import Approval, sends
 from clinicpress.outputs.delivery.send import send_newsletter
 from clinicpress.outputs.delivery.store import DeliveryStore
+from clinicpress.outputs.edition_texts import as_live
 from clinicpress.outputs.registry import REGISTRY_FILE, registry_url
 from clinicpress.outputs.release import live_reports, live_versions
 from clinicpress.outputs.reviews import load_reviews
@@ -190,14 +191,20 @@ def approve_version(
         return record_approval(store, send, approver, clock.now())
 
 
-def article_at(site: SiteConfig, out_dir: Path, article: Article, version: str) -> Article | None:
-    """``article`` as it went live at ``version`` (its review line from the sign-off records), or None.
+def article_at(
+    site: SiteConfig, out_dir: Path, article: Article, version: str, content_dir: Path | None = None
+) -> Article | None:
+    """``article`` as it went live at ``version`` (its review line from the sign-off records, its
+    editions' note and links as the publish flow renders them), or None.
 
-    None when it is not that version any more: its text, its review, the site config or the
-    templates changed since it was published.
+    None when it is not that version any more: its text, its review, its editions, the site config
+    or the templates changed since it was published. ``content_dir``: where a translation's original
+    is looked for (default: the article's folder).
     """
     signed, _ = with_signoff(article, load_reviews(site, out_dir, [article.key]))
-    return signed if article_version(signed, site, template_fingerprint()) == version else None
+    folder = content_dir if content_dir is not None else article.path.parent
+    rendered = as_live(site, out_dir, signed, folder, clock.local_now().date())
+    return rendered if article_version(rendered, site, template_fingerprint()) == version else None
 
 
 def approve_and_send(
@@ -208,6 +215,7 @@ def approve_and_send(
     *,
     article: Article | None,
     version: str = "",
+    content_dir: Path | None = None,
     reconnect_delay: float = 0.5,
 ) -> Approved:
     """``clinicpress approve-send``: check, record the approval, then send (under the send's lease).
@@ -224,7 +232,7 @@ def approve_and_send(
         )
     with DeliveryStore(_registry(site, out)) as store:
         send = waiting_send(store, out, slug, approver, version)
-        live = None if article is None else article_at(site, out, article, send.version)
+        live = None if article is None else article_at(site, out, article, send.version, content_dir)
         if live is None:
             raise InputError(
                 None,

@@ -9,18 +9,9 @@ original. So each send goes to its own readers, and nobody gets two editions of 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from clinicpress.outputs.subscribers import Subscriber
-
-
-@dataclass(frozen=True)
-class LiveEdition:
-    """An article as the live release lists it: its language and the original it translates."""
-
-    slug: str
-    language: str  # "" when its report predates editions
-    original: str  # the original's slug; its own for an original
+from clinicpress.sources.editions import LiveEdition, live_editions
 
 
 def _primary(tag: str) -> str:
@@ -56,20 +47,6 @@ def audience(
         return list(subscribers)  # an original with no translation live: everyone
     # (A translation whose original is not live goes to its own readers only.)
     return [s for s in subscribers if edition_for(s, editions) == slug]
-
-
-def live_editions(reports: Mapping[str, Mapping[str, object]]) -> dict[str, LiveEdition]:
-    """The live articles' editions from their reports (slug → report as published)."""
-    found: dict[str, LiveEdition] = {}
-    for slug, report in reports.items():
-        language = report.get("language")
-        original = report.get("translation_of")
-        found[slug] = LiveEdition(
-            slug=slug,
-            language=language if isinstance(language, str) else "",
-            original=original if isinstance(original, str) else slug,
-        )
-    return found
 
 
 __all__ = ["LiveEdition", "audience", "edition_for", "live_editions"]

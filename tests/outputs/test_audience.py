@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from editions import ORIGINAL, TRANSLATION, edition_folder
+from smtpserver import SMTPTestServer
 from typer.testing import CliRunner
 
 from clinicpress.cli import app
@@ -59,10 +60,11 @@ def test_the_subscribers_csv_may_carry_a_language(tmp_path: Path) -> None:
         load_subscribers(path)
 
 
-@pytest.mark.usefixtures("prefect_harness")
-def test_a_publish_sends_each_subscriber_the_edition_in_their_language(tmp_path: Path) -> None:
-    from smtpserver import SMTPTestServer
+READERS = ("ann@example.org", "bea@example.org", "cruz@example.org", "dee@example.org")
 
+
+def _mailing_site(tmp_path: Path, port: int, *, approval: bool = False) -> tuple[Path, Path]:
+    """The fixture editions beside a site that mails four readers (none, es, es-MX, fr) on ``port``."""
     folder = edition_folder(tmp_path)
     subscribers = tmp_path / "subscribers.csv"
     subscribers.write_text(
@@ -70,26 +72,76 @@ def test_a_publish_sends_each_subscriber_the_edition_in_their_language(tmp_path:
         encoding="utf-8",
     )
     site = folder / "site.toml"
+    text = site.read_text("utf-8").replace(
+        'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"',
+        'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"\n'
+        f'subscribers = "{subscribers}"\napproval_required = {str(approval).lower()}\n\n'
+        f'[newsletter.smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout = 5',
+    )
+    site.write_text(text, encoding="utf-8")
+    return folder, site
+
+
+def _languages_received(server: SMTPTestServer) -> dict[str, list[str]]:
+    return {
+        address: [str(m.message()["Content-Language"]) for m in server.messages_to(address)]
+        for address in READERS
+    }
+
+
+EACH_IN_THEIR_LANGUAGE = {
+    "ann@example.org": ["en"],
+    "bea@example.org": ["es"],
+    "cruz@example.org": ["es"],
+    "dee@example.org": ["en"],  # no French edition: the original
+}
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_publish_sends_each_subscriber_the_edition_in_their_language(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with SMTPTestServer() as server:
-        text = site.read_text("utf-8").replace(
-            'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"',
-            'unsubscribe_mailto = "unsubscribe@serenitymaliburehab.com"\n'
-            f'subscribers = "{subscribers}"\n\n'
-            f'[newsletter.smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\ntimeout = 5',
-        )
-        site.write_text(text, encoding="utf-8")
+        folder, site = _mailing_site(tmp_path, server.port)
         result = runner.invoke(app, ["publish", "--site", str(site), "--out", str(out), str(folder)])
         assert result.exit_code == 0, result.output
-        got = {
-            address: [str(m.message()["Content-Language"]) for m in server.messages_to(address)]
-            for address in ("ann@example.org", "bea@example.org", "cruz@example.org", "dee@example.org")
-        }
-    assert got == {
-        "ann@example.org": ["en"],
-        "bea@example.org": ["es"],
-        "cruz@example.org": ["es"],
-        "dee@example.org": ["en"],  # no French edition: the original
-    }
+        got = _languages_received(server)
+    assert got == EACH_IN_THEIR_LANGUAGE
     assert (out / "web" / ORIGINAL / "index.html").exists()
     assert (out / "web" / TRANSLATION / "index.html").exists()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_approved_send_goes_to_each_subscriber_in_their_language(tmp_path: Path) -> None:
+    """approve-send: each edition is still the version live (its page links the other edition),
+    and its approval sends it to its own readers only."""
+    out = tmp_path / "out"
+    with SMTPTestServer() as server:
+        folder, site = _mailing_site(tmp_path, server.port, approval=True)
+        where = ["--site", str(site), "--out", str(out)]
+        published = runner.invoke(app, ["publish", *where, "--by", "Alice", str(folder)])
+        assert published.exit_code == 0, published.output
+        assert server.received == []  # both sends wait for a second person
+        for slug in (ORIGINAL, TRANSLATION):
+            approved = runner.invoke(app, ["approve-send", slug, "--by", "Bob", *where])
+            assert approved.exit_code == 0, approved.output
+        assert _languages_received(server) == EACH_IN_THEIR_LANGUAGE
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_an_approval_honours_a_reader_who_left_the_language_meanwhile(tmp_path: Path) -> None:
+    """The audience is worked out again when the send is approved: a reader who changed her CSV
+    language since the publish is not sent the edition in the language she left."""
+    out = tmp_path / "out"
+    with SMTPTestServer() as server:
+        folder, site = _mailing_site(tmp_path, server.port, approval=True)
+        where = ["--site", str(site), "--out", str(out)]
+        published = runner.invoke(app, ["publish", *where, "--by", "Alice", str(folder)])
+        assert published.exit_code == 0, published.output
+        subscribers = tmp_path / "subscribers.csv"
+        csv = subscribers.read_text("utf-8")
+        subscribers.write_text(csv.replace("bea@example.org,es\n", "bea@example.org,en\n"), encoding="utf-8")
+        approved = runner.invoke(app, ["approve-send", TRANSLATION, "--by", "Bob", *where])
+        assert approved.exit_code == 0, approved.output
+        got = _languages_received(server)
+    assert got["bea@example.org"] == []
+    assert got["cruz@example.org"] == ["es"]
