@@ -7,7 +7,7 @@ module works out what really goes live (:func:`live_after`) and renders again th
 guess was wrong (:func:`relink`): a translation blocked, held or taken down is not linked by its
 original, and an original that never went live is not linked by its translations.
 
-Pure but for the ``render`` it is given; tested without Prefect (tests/flows/test_editions.py).
+Pure but for the ``render`` it is given; tested without Prefect (tests/flows/test_relink.py).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from clinicpress.flows.tasks import (
     record_publish,
     record_unrecorded_live,
 )
-from clinicpress.outputs.edition_texts import edition_context, record_texts
+from clinicpress.outputs.edition_texts import edition_context, other_editions, record_texts
 from clinicpress.outputs.holds import HeldArticle, held_back
 from clinicpress.outputs.publish import PublishedRelease, ReadyArticle, publish_release
 from clinicpress.outputs.registry import Registry, at_addresses
@@ -344,6 +344,12 @@ def _publish(paths: list[str], workspace: Workspace, options: PublishOptions) ->
             raise InputError(None, "triggered_by", problem, "one person's name (who publishes), or none")
     facts = open_facts(out_dir, enabled=options.use_cache)
     site, loaded = load_inputs(paths, workspace.site_path, facts, strict)
+    reports_live = live_reports(out_dir)
+    editions_live = live_editions(reports_live)
+    if paths and (more := other_editions(loaded.articles, editions_live, workspace.content_dir)):
+        # One edition is never published alone (issue 26): its original and the editions live
+        # beside it come along, so every page links the editions live with it.
+        site, loaded = load_inputs([*paths, *map(str, more)], workspace.site_path, facts, strict)
     loaded, moved = addressed(site, workspace, quoted(loaded))
     articles = loaded.articles
     signed = load_signoffs(quoted(articles), site, out_dir)
@@ -354,11 +360,9 @@ def _publish(paths: list[str], workspace: Workspace, options: PublishOptions) ->
     if editions is not None:
         articles = [with_edition_note(a, editions, site, now.date()) for a in articles]
     templates = template_fingerprint()
-    reports_live = live_reports(out_dir)
     live = {} if force else versions_in(reports_live)
     # Each edition's page links the others live with it (issue 26): guessed now (every article of
     # the run live), corrected by relink once the checks have spoken.
-    editions_live = live_editions(reports_live)
     linked = has_editions(editions_live.values()) or any(a.translation_of for a in articles)
     if linked:
         guess = expected_live(editions_live, articles, site, moved.redirects(a.key for a in articles))

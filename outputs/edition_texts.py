@@ -12,7 +12,7 @@ those checked is loaded from beside the site config) and the originals' kept tex
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from clinicpress.outputs.registry_schema import UTCDateTime, open_migrated, tran
 from clinicpress.outputs.release import live_reports
 from clinicpress.site import SiteConfig
 from clinicpress.sources.article import Article
-from clinicpress.sources.editions import has_editions, live_editions, with_alternates
+from clinicpress.sources.editions import LiveEdition, has_editions, live_editions, with_alternates
 from clinicpress.sources.loader import discover_articles, load_article
 from clinicpress.sources.versioning import content_hash, reviewed_text
 
@@ -37,6 +37,7 @@ __all__ = [
     "everything_beside",
     "load_texts",
     "metadata",
+    "other_editions",
     "record_texts",
 ]
 
@@ -156,3 +157,22 @@ def as_live(site: SiteConfig, out_dir: Path, article: Article, content_dir: Path
         article = with_edition_note(article, editions, site, on)
     live = live_editions(live_reports(out_dir))
     return with_alternates(article, live, site) if has_editions(live.values()) else article
+
+
+def other_editions(
+    articles: Sequence[Article], live: Mapping[str, LiveEdition], content_dir: Path
+) -> list[Path]:
+    """The files beside the site config of the editions of ``articles`` that are not among them:
+    the originals they translate and the editions of their group live now (none when none is).
+
+    A publish of some files publishes these too: each page links the editions live with it, and a
+    translation's page says when its original changed, so one edition is never published alone.
+    """
+    groups = {a.translation_of or a.key for a in articles}
+    wanted = {e.slug for e in live.values() if e.original in groups}
+    wanted |= {a.translation_of for a in articles if a.translation_of is not None}
+    wanted -= {a.key for a in articles}
+    if not wanted:
+        return []
+    beside = everything_beside(content_dir)
+    return [beside[slug].path for slug in sorted(wanted) if slug in beside]

@@ -455,3 +455,26 @@ def test_publish_keeps_texts_notes_a_stale_translation_then_blocks_it(
     # change, the editions live with it did).
     assert TRANSLATION not in original_page.read_text("utf-8")
     assert fourth[ORIGINAL][1]  # published again: a new version of the same text
+
+
+def test_publishing_one_edition_brings_the_others_along(folder: Path, tmp_path: Path) -> None:
+    """A publish of the translation's file alone publishes its original too: the original's page
+    then links it (and a publish of the original alone would re-render the translation's note)."""
+    from clinicpress.flows.publish import publish_flow
+
+    out, site_path = tmp_path / "published", folder / "site.toml"
+
+    def publish(*names: str) -> dict[str, bool]:
+        paths = [str(folder / f"{name}.md") for name in names]
+        result = publish_flow(paths=paths, site_path=str(site_path), out_dir=str(out))
+        return {o.report.slug: o.published for o in result.outcomes}
+
+    assert publish(ORIGINAL) == {ORIGINAL: True}  # no edition live yet: the original alone
+    original_page = out / "web" / ORIGINAL / "index.html"
+    assert TRANSLATION not in original_page.read_text("utf-8")
+
+    assert publish(TRANSLATION) == {ORIGINAL: True, TRANSLATION: True}
+    assert f'<a href="../{TRANSLATION}/" hreflang="es" lang="es">' in original_page.read_text("utf-8")
+    assert f'<a href="../{ORIGINAL}/" hreflang="en" lang="en">' in (
+        out / "web" / TRANSLATION / "index.html"
+    ).read_text("utf-8")
