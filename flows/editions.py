@@ -20,7 +20,7 @@ from clinicpress.errors import RenderError
 from clinicpress.flows.settle import ArticleRun, Fate, RenderJob, Settled, settle
 from clinicpress.renderers.pool import Checked
 from clinicpress.site import SiteConfig
-from clinicpress.sources.editions import LiveEdition, edition_of, with_alternates
+from clinicpress.sources.editions import LiveEdition, edition_of, link_all
 from clinicpress.sources.versioning import article_version
 
 Render = Callable[[Sequence[RenderJob]], Sequence[Checked | RenderError]]
@@ -71,10 +71,11 @@ def relink(
     for _ in range(RELINK_ROUNDS):
         after = live_after(live, current, site, moved_away(current))
         wrong: list[tuple[int, ArticleRun]] = []
-        for index, item in enumerate(current):
-            if item.fate is Fate.BLOCKED:
-                continue  # nothing of it is written: the page live (if any) stays as it is
-            article = with_alternates(item.run.article, after, site)
+        # A blocked article is left as it is: nothing of it is written, the page live (if any) stays.
+        going = [(index, item) for index, item in enumerate(current) if item.fate is not Fate.BLOCKED]
+        for (index, item), article in zip(
+            going, link_all([i.run.article for _, i in going], after, site), strict=True
+        ):
             if article is not item.run.article:
                 version = article_version(article, site, templates)
                 wrong.append(

@@ -69,7 +69,7 @@ from clinicpress.renderers.spool import Spool, remove_dead_spools
 from clinicpress.site import DEFAULT_SITE_PATH, SiteConfig, load_site
 from clinicpress.sources.addresses import Moves
 from clinicpress.sources.article import Article, Channel
-from clinicpress.sources.editions import expected_live, has_editions, live_editions, with_alternates
+from clinicpress.sources.editions import expected_live, has_editions, link_all, live_editions
 from clinicpress.sources.loader import Loaded, Skipped, discover_articles, load_articles, load_each
 from clinicpress.sources.versioning import article_version, content_hash
 from clinicpress.workspace import PublishOptions, Workspace
@@ -366,7 +366,7 @@ def _publish(paths: list[str], workspace: Workspace, options: PublishOptions) ->
     linked = has_editions(editions_live.values()) or any(a.translation_of for a in articles)
     if linked:
         guess = expected_live(editions_live, articles, site, moved.redirects(a.key for a in articles))
-        articles = [with_alternates(a, guess, site) for a in articles]
+        articles = link_all(articles, guess, site)
     versions = [article_version(a, site, templates) for a in articles]
     # A version a rollback took out stays out (issue 24): not checked, rendered or published.
     held = held_versions(site, out_dir, quoted(articles), versions, live, force)

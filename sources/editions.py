@@ -13,7 +13,7 @@ The newsletter reads the same records to send each subscriber the edition in the
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from clinicpress.site import SiteConfig
@@ -64,15 +64,19 @@ def expected_live(
     return after
 
 
-def alternates(article: Article, live: Mapping[str, LiveEdition], site: SiteConfig) -> tuple[Alternate, ...]:
-    """The other editions of ``article`` in ``live``, by language then slug (its own excluded)."""
-    me = edition_of(article, site)
-    others = [e for e in live.values() if e.original == me.original and e.slug != me.slug]
+def _alternates(me: LiveEdition, group: Iterable[LiveEdition], site: SiteConfig) -> tuple[Alternate, ...]:
     fallback = site.organization.language  # a report from before editions: the site's language
+    others = [e for e in group if e.slug != me.slug]
     return tuple(
         Alternate(slug=e.slug, language=e.language or fallback)
         for e in sorted(others, key=lambda e: (e.language or fallback, e.slug))
     )
+
+
+def alternates(article: Article, live: Mapping[str, LiveEdition], site: SiteConfig) -> tuple[Alternate, ...]:
+    """The other editions of ``article`` in ``live``, by language then slug (its own excluded)."""
+    me = edition_of(article, site)
+    return _alternates(me, (e for e in live.values() if e.original == me.original), site)
 
 
 def with_alternates(article: Article, live: Mapping[str, LiveEdition], site: SiteConfig) -> Article:
@@ -81,12 +85,28 @@ def with_alternates(article: Article, live: Mapping[str, LiveEdition], site: Sit
     return article if found == article.alternates else article.model_copy(update={"alternates": found})
 
 
+def link_all(articles: Sequence[Article], live: Mapping[str, LiveEdition], site: SiteConfig) -> list[Article]:
+    """:func:`with_alternates` of each article, ``live`` grouped once (a catalog: not n × n)."""
+    groups: dict[str, list[LiveEdition]] = {}
+    for edition in live.values():
+        groups.setdefault(edition.original, []).append(edition)
+    linked = []
+    for article in articles:
+        me = edition_of(article, site)
+        found = _alternates(me, groups.get(me.original, ()), site)
+        linked.append(
+            article if found == article.alternates else article.model_copy(update={"alternates": found})
+        )
+    return linked
+
+
 __all__ = [
     "LiveEdition",
     "alternates",
     "edition_of",
     "expected_live",
     "has_editions",
+    "link_all",
     "live_editions",
     "with_alternates",
 ]

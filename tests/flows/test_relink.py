@@ -158,3 +158,12 @@ def test_an_old_address_left_by_a_move_is_not_linked(pair: tuple[Article, Articl
     live = {ORIGINAL: edition_of(original, site), moved.slug: moved}
     assert moved.slug not in live_after(live, [_settled(translation, site)], site, [moved.slug])
     assert moved.slug in live_after(live, [_settled(translation, site)], site)
+
+
+def test_a_blocked_page_is_not_rendered_again(pair: tuple[Article, Article], site: SiteConfig) -> None:
+    """Nothing of a blocked article is written, so its links are not worked out again."""
+    original, translation = _guessed(pair, site, {})
+    settled = [_settled(original, site, BROKEN), _settled(translation, site, STALE)]
+    renders = Renders()
+    assert relink(settled, {}, site, TEMPLATES, AT, renders) == settled
+    assert renders.asked == []
