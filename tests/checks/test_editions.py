@@ -418,12 +418,12 @@ def test_publish_keeps_texts_notes_a_stale_translation_then_blocks_it(
     base = site.organization.base_url
     assert f'<link rel="alternate" hreflang="en" href="{base}/{ORIGINAL}/">' in html
     assert f'<link rel="alternate" hreflang="es" href="{base}/{TRANSLATION}/">' in html
-    assert f'<a href="../{ORIGINAL}/" hreflang="en" lang="en">Esta página en inglés</a>' in html
+    assert f'<a href="../{ORIGINAL}/" hreflang="en">Esta página en inglés</a>' in html
     # ... and the original's page names the translation, in Spanish, when both went live together.
     original_page = out / "web" / ORIGINAL / "index.html"
     english = original_page.read_text("utf-8")
     assert f'<link rel="alternate" hreflang="es" href="{base}/{TRANSLATION}/">' in english
-    assert f'<a href="../{TRANSLATION}/" hreflang="es" lang="es">This page in Spanish</a>' in english
+    assert f'<a href="../{TRANSLATION}/" hreflang="es">This page in Spanish</a>' in english
     sitemap = (out / "web" / "sitemap.xml").read_text("utf-8")
     for slug in (ORIGINAL, TRANSLATION):
         entry = sitemap.split(f"<loc>{base}/{slug}/</loc>", 1)[1].split("</url>", 1)[0]
@@ -474,7 +474,7 @@ def test_publishing_one_edition_brings_the_others_along(folder: Path, tmp_path: 
     assert TRANSLATION not in original_page.read_text("utf-8")
 
     assert publish(TRANSLATION) == {ORIGINAL: True, TRANSLATION: True}
-    assert f'<a href="../{TRANSLATION}/" hreflang="es" lang="es">' in original_page.read_text("utf-8")
-    assert f'<a href="../{ORIGINAL}/" hreflang="en" lang="en">' in (
+    assert f'<a href="../{TRANSLATION}/" hreflang="es">' in original_page.read_text("utf-8")
+    assert f'<a href="../{ORIGINAL}/" hreflang="en">' in (
         out / "web" / TRANSLATION / "index.html"
     ).read_text("utf-8")
