@@ -475,6 +475,5 @@ def test_publishing_one_edition_brings_the_others_along(folder: Path, tmp_path: 
 
     assert publish(TRANSLATION) == {ORIGINAL: True, TRANSLATION: True}
     assert f'<a href="../{TRANSLATION}/" hreflang="es">' in original_page.read_text("utf-8")
-    assert f'<a href="../{ORIGINAL}/" hreflang="en">' in (
-        out / "web" / TRANSLATION / "index.html"
-    ).read_text("utf-8")
+    translation_page = out / "web" / TRANSLATION / "index.html"
+    assert f'<a href="../{ORIGINAL}/" hreflang="en">' in translation_page.read_text("utf-8")
