@@ -89,6 +89,15 @@ def _languages_received(server: SMTPTestServer) -> dict[str, list[str]]:
     }
 
 
+def _published_awaiting(tmp_path: Path, server: SMTPTestServer) -> list[str]:
+    """Both editions published by Alice with approval_required; returns the ``--site``/``--out`` args."""
+    folder, site = _mailing_site(tmp_path, server.port, approval=True)
+    where = ["--site", str(site), "--out", str(tmp_path / "out")]
+    published = runner.invoke(app, ["publish", *where, "--by", "Alice", str(folder)])
+    assert published.exit_code == 0, published.output
+    return where
+
+
 EACH_IN_THEIR_LANGUAGE = {
     "ann@example.org": ["en"],
     "bea@example.org": ["es"],
@@ -114,12 +123,8 @@ def test_a_publish_sends_each_subscriber_the_edition_in_their_language(tmp_path:
 def test_an_approved_send_goes_to_each_subscriber_in_their_language(tmp_path: Path) -> None:
     """approve-send: each edition is still the version live (its page links the other edition),
     and its approval sends it to its own readers only."""
-    out = tmp_path / "out"
     with SMTPTestServer() as server:
-        folder, site = _mailing_site(tmp_path, server.port, approval=True)
-        where = ["--site", str(site), "--out", str(out)]
-        published = runner.invoke(app, ["publish", *where, "--by", "Alice", str(folder)])
-        assert published.exit_code == 0, published.output
+        where = _published_awaiting(tmp_path, server)
         assert server.received == []  # both sends wait for a second person
         for slug in (ORIGINAL, TRANSLATION):
             approved = runner.invoke(app, ["approve-send", slug, "--by", "Bob", *where])
@@ -131,12 +136,8 @@ def test_an_approved_send_goes_to_each_subscriber_in_their_language(tmp_path: Pa
 def test_an_approval_honours_a_reader_who_left_the_language_meanwhile(tmp_path: Path) -> None:
     """The audience is worked out again when the send is approved: a reader who changed her CSV
     language since the publish is not sent the edition in the language she left."""
-    out = tmp_path / "out"
     with SMTPTestServer() as server:
-        folder, site = _mailing_site(tmp_path, server.port, approval=True)
-        where = ["--site", str(site), "--out", str(out)]
-        published = runner.invoke(app, ["publish", *where, "--by", "Alice", str(folder)])
-        assert published.exit_code == 0, published.output
+        where = _published_awaiting(tmp_path, server)
         subscribers = tmp_path / "subscribers.csv"
         csv = subscribers.read_text("utf-8")
         subscribers.write_text(csv.replace("bea@example.org,es\n", "bea@example.org,en\n"), encoding="utf-8")
